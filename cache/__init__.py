@@ -1,0 +1,41 @@
+"""A Redis cache-aside library: read-through with TTL and jitter, tags, leases and statistics.
+
+It knows nothing of the data it caches: callers build keys from :class:`KeyScheme` namespaces,
+load on a miss with their own loader, and name the tags that make an entry wrong.
+"""
+
+from cache.codec import Entry, etag_for
+from cache.errors import CacheError, CacheUnavailableError, CodecError
+from cache.invalidation import Invalidator
+from cache.keys import CacheKey, KeyScheme, Namespace
+from cache.leases import Lease, LeaseStore
+from cache.orm_hooks import Change, SessionTagCollector
+from cache.policy import CachePolicy, PolicyTable
+from cache.readthrough import CacheState, Loaded, Lookup, ReadThroughCache
+from cache.singleflight import SingleFlight
+from cache.stats import CacheStats, hit_ratio
+
+__all__ = [
+    "CacheError",
+    "CacheKey",
+    "CachePolicy",
+    "CacheState",
+    "CacheStats",
+    "CacheUnavailableError",
+    "Change",
+    "CodecError",
+    "Entry",
+    "Invalidator",
+    "KeyScheme",
+    "Lease",
+    "LeaseStore",
+    "Loaded",
+    "Lookup",
+    "Namespace",
+    "PolicyTable",
+    "ReadThroughCache",
+    "SessionTagCollector",
+    "SingleFlight",
+    "etag_for",
+    "hit_ratio",
+]

@@ -1,0 +1,107 @@
+"""Invalidation by tag, and purges by namespace.
+
+An entry is filed under tags when it is stored (a tag set ``{prefix}:t:{tag}`` holds the keys of
+the entries stored under it). Invalidating a tag deletes every entry in its set, the set itself,
+and records the new invalidation sequence number under ``{prefix}:ts:{tag}``, which revokes the
+leases of loads still under way (see :mod:`cache.leases`). All of it runs in one Lua script, so
+no reader can see half an invalidation.
+
+Tag sets expire with the longest-lived entry filed under them; members whose entry was already
+deleted through another tag are harmless and go with the set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from redis.asyncio import Redis
+
+from cache.errors import translate_redis_errors
+from cache.keys import KeyScheme
+
+# KEYS: sequence, then pairs (tag set, tag sequence); ARGV: horizon ms
+_INVALIDATE = """
+local seq = redis.call('INCR', KEYS[1])
+local deleted = 0
+for i = 2, #KEYS, 2 do
+  local members = redis.call('SMEMBERS', KEYS[i])
+  for j = 1, #members, 1000 do
+    deleted = deleted + redis.call('UNLINK', unpack(members, j, math.min(j + 999, #members)))
+  end
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[1])
+end
+return deleted
+"""
+
+
+class Invalidator:
+    """Deletes what invalidations make wrong. Safe to share between tasks.
+
+    Args:
+        redis: the client; owned by the caller.
+        scheme: the key scheme.
+        horizon_seconds: how long an invalidation record (``ts`` key) is kept, in seconds; must
+            be the :class:`cache.leases.LeaseStore`'s horizon.
+    """
+
+    def __init__(self, redis: Redis, scheme: KeyScheme, *, horizon_seconds: float = 300.0) -> None:
+        self._redis = redis
+        self._scheme = scheme
+        self._horizon_ms = int(horizon_seconds * 1000)
+        self._invalidate = redis.register_script(_INVALIDATE)
+
+    async def invalidate_tags(self, tags: Iterable[str]) -> int:
+        """Delete every entry filed under any of ``tags`` and revoke the leases that depend on them.
+
+        Args:
+            tags: tag names; duplicates are ignored, an empty iterable does nothing.
+
+        Returns:
+            The number of entries deleted.
+
+        Raises:
+            CacheUnavailableError: when Redis failed; nothing can be said of what was deleted.
+        """
+        unique = sorted(set(tags))
+        if not unique:
+            return 0
+        keys = [self._scheme.sequence]
+        for tag in unique:
+            keys += [self._scheme.tag_set(tag), self._scheme.tag_sequence(tag)]
+        with translate_redis_errors("invalidate tags"):
+            return int(await self._invalidate(keys=keys, args=[self._horizon_ms]))
+
+    async def purge(self, namespace: str | None = None) -> int:
+        """Delete every entry of ``namespace``, or every key of the scheme when it is None.
+
+        Purging everything also resets the statistics and changes the epoch, which revokes
+        every lease taken before.
+
+        Returns:
+            The number of entries deleted (tag sets and other bookkeeping keys not counted).
+
+        Raises:
+            CacheUnavailableError: when Redis failed part way; some keys may be gone.
+        """
+        pattern = (
+            self._scheme.entry_pattern(namespace)
+            if namespace
+            else self._scheme.everything_pattern()
+        )
+        entry_prefix = self._scheme.entry_pattern(namespace).rstrip("*").encode()
+        purged = 0
+        with translate_redis_errors("purge"):
+            batch: list[bytes] = []
+            async for key in self._redis.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    purged += await self._unlink(batch, entry_prefix)
+                    batch = []
+            if batch:
+                purged += await self._unlink(batch, entry_prefix)
+        return purged
+
+    async def _unlink(self, keys: list[bytes], entry_prefix: bytes) -> int:
+        await self._redis.unlink(*keys)
+        return sum(1 for k in keys if k.startswith(entry_prefix))

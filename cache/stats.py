@@ -1,0 +1,152 @@
+"""Cache statistics summed over every process that shares one Redis.
+
+Each process counts in memory (no I/O on the hit path) and adds its counts to one Redis hash
+(``{prefix}:stats``, fields ``{namespace}:{counter}``) with one pipelined round trip every
+``flush_interval_seconds``, and before every :meth:`CacheStats.snapshot`. A snapshot therefore
+holds every count of the calling process, and those of the other processes up to one flush
+interval old.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any, Final
+
+from redis.asyncio import Redis
+
+from cache.errors import REDIS_FAILURES, translate_redis_errors
+from cache.keys import KeyScheme
+
+logger = logging.getLogger(__name__)
+
+HITS: Final = "hits"
+MISSES: Final = "misses"
+STALE: Final = "stale"
+BYPASS: Final = "bypass"
+COALESCED: Final = "coalesced"
+STORE_REJECTED: Final = "store_rejected"
+COUNTERS: Final = (HITS, MISSES, STALE, BYPASS, COALESCED, STORE_REJECTED)
+
+
+def hit_ratio(hits: int, misses: int) -> float:
+    """Return ``hits / (hits + misses)``, or 0.0 when both are 0."""
+    total = hits + misses
+    return hits / total if total else 0.0
+
+
+class CacheStats:
+    """Counters of cache outcomes by namespace, kept in memory and summed in Redis.
+
+    Safe to share between tasks of one event loop. The owner calls :meth:`start` once and
+    :meth:`aclose` once; :meth:`aclose` flushes what is still pending.
+
+    Failures to reach Redis are swallowed (fail-open): the counts stay in memory and go out
+    with the next flush that succeeds.
+    """
+
+    def __init__(
+        self, redis: Redis, scheme: KeyScheme, *, flush_interval_seconds: float = 1.0
+    ) -> None:
+        self._redis = redis
+        self._key = scheme.stats
+        self._interval = flush_interval_seconds
+        self._pending: defaultdict[str, int] = defaultdict(int)
+        self._task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    def count(self, namespace: str, counter: str, n: int = 1) -> None:
+        """Add ``n`` to ``counter`` of ``namespace``, in memory (no I/O)."""
+        self._pending[f"{namespace}:{counter}"] += n
+
+    def start(self) -> None:
+        """Start the background flush task on the running loop."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._flush_forever(), name="cache-stats-flush")
+
+    async def aclose(self) -> None:
+        """Stop the background task and flush once more (fail-open)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> bool:
+        """Add the pending counts to Redis in one pipelined round trip.
+
+        Returns:
+            True when Redis took them (or there was nothing to send); False when Redis failed,
+            in which case the counts are kept for the next flush.
+        """
+        async with self._flush_lock:
+            if not self._pending:
+                return True
+            batch, self._pending = self._pending, defaultdict(int)
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for field, n in batch.items():
+                        pipe.hincrby(self._key, field, n)
+                    await pipe.execute()
+            except REDIS_FAILURES as exc:
+                logger.warning("cache stats flush failed, keeping counts: %r", exc)
+                for field, n in batch.items():
+                    self._pending[field] += n
+                return False
+            return True
+
+    async def reset(self) -> None:
+        """Forget every count, in this process and in Redis.
+
+        Raises:
+            CacheUnavailableError: when Redis failed.
+        """
+        async with self._flush_lock:
+            self._pending.clear()
+            with translate_redis_errors("reset statistics"):
+                await self._redis.delete(self._key)
+
+    async def snapshot(self, namespaces: Iterable[str] = ()) -> dict[str, Any]:
+        """Return the counters summed over every process.
+
+        Args:
+            namespaces: namespaces to list even when nothing was counted in them yet.
+
+        Returns:
+            ``{"hits", "misses", "stale", "bypass", "coalesced", "store_rejected": int,
+            "hit_ratio": float, "complete": bool, "namespaces": {name: {counter: int, ...,
+            "hit_ratio": float}}}``. ``complete`` is False when Redis could not be read; the
+            figures are then this process's unflushed counts only.
+        """
+        complete = await self.flush()
+        raw: dict[bytes | str, bytes | str] = {}
+        if complete:
+            try:
+                raw = await self._redis.hgetall(self._key)
+            except REDIS_FAILURES as exc:
+                logger.warning("cache stats read failed: %r", exc)
+                complete = False
+        if not complete:
+            raw = {k: str(v) for k, v in self._pending.items()}
+        per_ns: dict[str, dict[str, Any]] = {ns: dict.fromkeys(COUNTERS, 0) for ns in namespaces}
+        for field, value in raw.items():
+            name = field.decode() if isinstance(field, bytes) else field
+            ns, _, counter = name.rpartition(":")
+            if counter in COUNTERS:
+                per_ns.setdefault(ns, dict.fromkeys(COUNTERS, 0))[counter] = int(value)
+        totals: dict[str, Any] = {c: sum(v[c] for v in per_ns.values()) for c in COUNTERS}
+        for counters in per_ns.values():
+            counters["hit_ratio"] = hit_ratio(counters[HITS], counters[MISSES])
+        totals["hit_ratio"] = hit_ratio(totals[HITS], totals[MISSES])
+        totals["complete"] = complete
+        totals["namespaces"] = dict(sorted(per_ns.items()))
+        return totals
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
