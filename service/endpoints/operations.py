@@ -1,0 +1,141 @@
+"""Health, statistics, cache administration and the OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cache.errors import REDIS_FAILURES, CacheUnavailableError
+from service.endpoints import ctx
+from service.errors import InvalidInputError, UnavailableError
+from service.keyspaces import NAMESPACES
+from service.openapi import openapi_document
+from service.responses import body, json_response, no_query
+from service.schemas import PurgeRequest
+from service.state import AppState
+
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+async def live(request: Request) -> Response:
+    """200 while the process runs."""
+    return json_response({"status": "ok"})
+
+
+async def _database_ok(state: AppState) -> bool:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS), state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+async def _redis_ok(state: AppState) -> bool:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await state.redis.ping()
+    except REDIS_FAILURES:
+        return False
+    return True
+
+
+async def ready(request: Request) -> Response:
+    """200 ``ok`` or ``degraded`` (Redis down) while PostgreSQL answers; 503 when it does not."""
+    state = ctx(request)
+    database, redis = await asyncio.gather(_database_ok(state), _redis_ok(state))
+    doc = {
+        "status": "ok" if database and redis else "degraded",
+        "database": "ok" if database else "unavailable",
+        "redis": "ok" if redis else "unavailable",
+    }
+    if not database:
+        doc["status"] = "unavailable"
+        return json_response(doc, 503, headers={"Retry-After": "2"})
+    return json_response(doc)
+
+
+def db_pool_figures(state: AppState) -> dict[str, int]:
+    """Return the SQLAlchemy pool's size, checked-out, checked-in and overflow connections."""
+    pool: Any = state.engine.pool
+    return {
+        "size": pool.size(),
+        "checked_out": pool.checkedout(),
+        "checked_in": pool.checkedin(),
+        # QueuePool counts overflow from -size until the pool has made `size` connections.
+        "overflow": max(0, pool.overflow()),
+    }
+
+
+async def redis_figures(state: AppState) -> dict[str, Any]:
+    """Return Redis's memory, key count, evictions and the client pool's busy connections."""
+    pool: Any = state.redis.connection_pool
+    figures: dict[str, Any] = {
+        "used_memory_bytes": None,
+        "keys": None,
+        "evicted_keys": None,
+        "pool_in_use": len(pool._in_use_connections),
+        "pool_max": pool.max_connections,
+        "available": True,
+    }
+    try:
+        async with state.redis.pipeline(transaction=False) as pipe:
+            pipe.info("memory")
+            pipe.info("stats")
+            pipe.dbsize()
+            memory, stats, keys = await pipe.execute()
+    except REDIS_FAILURES:
+        figures["available"] = False
+        return figures
+    figures.update(
+        used_memory_bytes=int(memory["used_memory"]),
+        keys=int(keys),
+        evicted_keys=int(stats["evicted_keys"]),
+    )
+    return figures
+
+
+async def stats(request: Request) -> Response:
+    """The cache, pool, Redis and warming figures of the contract's ``/stats``."""
+    state = ctx(request)
+    state.auth.require_stats(request)
+    no_query(request)
+    cache = await state.stats.snapshot(NAMESPACES)
+    cache["invalidation_failures"] = state.writer.invalidation_failures
+    return json_response(
+        {
+            "cache": cache,
+            "db_pool": db_pool_figures(state),
+            "redis": await redis_figures(state),
+            "warming": {"state": "idle", "last_run": None},
+        }
+    )
+
+
+async def purge(request: Request) -> Response:
+    """Delete the entries of one namespace, or everything (``all``, which also resets stats)."""
+    state = ctx(request)
+    state.auth.require(request, "admin")
+    no_query(request)
+    data = await body(request, PurgeRequest)
+    if data.namespace != "all" and data.namespace not in NAMESPACES:
+        known = ", ".join(("all", *NAMESPACES))
+        raise InvalidInputError(f"unknown namespace {data.namespace!r}; one of {known}")
+    try:
+        if data.namespace == "all":
+            purged = await state.invalidator.purge(None)
+            await state.stats.reset()
+        else:
+            purged = await state.invalidator.purge(data.namespace)
+    except CacheUnavailableError as exc:
+        raise UnavailableError("Redis is unavailable; nothing could be purged") from exc
+    return json_response({"purged": purged})
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI 3.1 document of the service."""
+    return json_response(openapi_document())

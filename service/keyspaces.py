@@ -1,0 +1,159 @@
+"""The content key spaces and their tags: what each cached answer depends on.
+
+Namespaces (the second segment of entry keys, the unit of TTL, statistics and purge):
+
+============  ==========================================  =================================
+namespace     entry                                       identity
+============  ==========================================  =================================
+article       one article                                 slug
+comments      one article's comment threads               article slug
+articles      a page of article summaries                 canonical query parameters
+author        one author                                  username
+authors       a page of authors                           page, per_page
+category      one category                                slug
+categories    a page of categories                        page, per_page
+tag           one tag                                     slug
+tags          a page of tags                              page, per_page
+============  ==========================================  =================================
+
+Tags (what a write invalidates; see docs/cache-design.md for the reasoning):
+
+* ``article:{id}``: the article's own row, its tag links or its comments changed. Carried by
+  its item and its comment threads.
+* ``articles``: some article was created, changed or deleted, which may change any page,
+  total or order of article summaries. Carried by every page of summaries.
+* ``author:{id}`` / ``category:{id}`` / ``tag:{id}``: the row itself changed (a rename).
+  Carried by its item, list pages that list it, every article item and summary page that
+  embeds it, and summary pages filtered by it.
+* ``author-count:{id}`` (and ``category-count``, ``tag-count``): its ``article_count`` may
+  have changed. Carried by its item and the list pages that list it; not by articles, so an
+  article write does not evict every article of the same author.
+* ``authors`` / ``categories`` / ``tags``: membership or order of the list changed (create,
+  delete, or a change of the sort field). Carried by every page of that list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import inspect
+
+from cache import Change, KeyScheme, Namespace
+from service.models import Article, Author, Category, Comment, Tag
+
+ARTICLE = "article"
+ARTICLES = "articles"
+COMMENTS = "comments"
+AUTHOR = "author"
+AUTHORS = "authors"
+CATEGORY = "category"
+CATEGORIES = "categories"
+TAG = "tag"
+TAGS = "tags"
+NAMESPACES = (ARTICLE, ARTICLES, AUTHOR, AUTHORS, CATEGORIES, CATEGORY, COMMENTS, TAG, TAGS)
+
+# Attributes of an article whose change can alter which lists and counts include it.
+_MEMBERSHIP_ATTRS = ("status", "published_at", "author_id", "category_id")
+
+
+@dataclass(frozen=True, slots=True)
+class ContentKeys:
+    """The namespaces of the content service under one key scheme."""
+
+    article: Namespace
+    articles: Namespace
+    comments: Namespace
+    author: Namespace
+    authors: Namespace
+    category: Namespace
+    categories: Namespace
+    tag: Namespace
+    tags: Namespace
+
+    @classmethod
+    def from_scheme(cls, scheme: KeyScheme) -> ContentKeys:
+        """Return the content namespaces of ``scheme``."""
+        return cls(**{name: scheme.namespace(name) for name in NAMESPACES})
+
+
+def author_tag(author_id: int) -> str:
+    """Tag of everything that embeds or lists author ``author_id``."""
+    return f"author:{author_id}"
+
+
+def category_tag(category_id: int) -> str:
+    """Tag of everything that embeds or lists category ``category_id``."""
+    return f"category:{category_id}"
+
+
+def tag_tag(tag_id: int) -> str:
+    """Tag of everything that embeds or lists tag ``tag_id``."""
+    return f"tag:{tag_id}"
+
+
+def article_tag(article_id: int) -> str:
+    """Tag of article ``article_id``'s item and comment threads."""
+    return f"article:{article_id}"
+
+
+def count_tag(kind: str, entity_id: int) -> str:
+    """Tag of the entries showing the ``article_count`` of an author, category or tag."""
+    return f"{kind}-count:{entity_id}"
+
+
+def listed_tags(kind: str, entity_id: int) -> tuple[str, str]:
+    """Tags of an author, category or tag item, or of a list page that shows it."""
+    return f"{kind}:{entity_id}", count_tag(kind, entity_id)
+
+
+def tags_for_change(instance: Any, change: Change) -> Iterator[str]:
+    """Return the tags that ``change`` of ``instance`` makes wrong (the ORM flush tagger).
+
+    Runs inside ``after_flush``: reads attribute history, never emits SQL. An article's
+    ``tags`` collection must be loaded when the article is changed or deleted.
+    """
+    if isinstance(instance, Article):
+        yield from _article_tags(instance, change)
+    elif isinstance(instance, Comment):
+        yield article_tag(instance.article_id)
+    elif isinstance(instance, Author):
+        yield from _entity_tags(instance, change, AUTHOR, AUTHORS, "username")
+    elif isinstance(instance, Category):
+        yield from _entity_tags(instance, change, CATEGORY, CATEGORIES, "slug")
+    elif isinstance(instance, Tag):
+        yield from _entity_tags(instance, change, TAG, TAGS, "slug")
+
+
+def _entity_tags(
+    instance: Any, change: Change, kind: str, list_tag: str, sort_attr: str
+) -> Iterator[str]:
+    yield f"{kind}:{instance.id}"
+    if change is not Change.UPDATE or inspect(instance).attrs[sort_attr].history.has_changes():
+        yield list_tag
+
+
+def _article_tags(article: Article, change: Change) -> Iterator[str]:
+    state = inspect(article)
+    yield article_tag(article.id)
+    yield ARTICLES
+    tag_history = state.attrs.tags.history
+    membership_changed = change is not Change.UPDATE or any(
+        state.attrs[name].history.has_changes() for name in _MEMBERSHIP_ATTRS
+    )
+    if not membership_changed and not tag_history.has_changes():
+        return
+    author_ids = _values(state.attrs.author_id.history)
+    category_ids = _values(state.attrs.category_id.history)
+    if membership_changed:
+        tag_ids = [t.id for t in _values(tag_history)]
+    else:
+        tag_ids = [t.id for t in (*tag_history.added, *tag_history.deleted)]
+    yield from (count_tag(AUTHOR, i) for i in author_ids)
+    yield from (count_tag(CATEGORY, i) for i in category_ids)
+    yield from (count_tag(TAG, i) for i in tag_ids)
+
+
+def _values(history: Any) -> Iterable[Any]:
+    return [v for v in (*history.added, *history.unchanged, *history.deleted) if v is not None]

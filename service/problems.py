@@ -1,0 +1,128 @@
+"""RFC 9457 problem documents, and the one place where errors become them.
+
+Every error answer is ``application/problem+json`` with ``type``, ``title``, ``status`` and
+``detail``; a 5xx never carries a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.errors import ServiceError
+
+logger = logging.getLogger(__name__)
+
+TYPE_BASE = "https://content-service.example/problems/"
+MEDIA_TYPE = "application/problem+json"
+RETRY_AFTER_SECONDS = 2
+
+_TITLES = {
+    400: "Invalid input",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Content too large",
+    415: "Unsupported media type",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    slug: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """Return a problem document response.
+
+    Args:
+        status: the HTTP status.
+        detail: what went wrong in this occurrence, for a person.
+        title: the problem type's summary; a standard one for ``status`` when None.
+        slug: the last segment of the type URI; derived from the title when None.
+        headers: extra response headers.
+        **extra: more members of the document.
+    """
+    title = title or _TITLES.get(status, "Error")
+    slug = slug or title.lower().replace(" ", "-")
+    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    return Response(orjson.dumps(body), status, headers=headers, media_type=MEDIA_TYPE)
+
+
+async def on_service_error(request: Request, exc: Exception) -> Response:
+    """Answer a :class:`ServiceError` with its problem document."""
+    assert isinstance(exc, ServiceError)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="content-service"'}
+    return problem(
+        exc.status, exc.detail, title=exc.title, slug=exc.slug, headers=headers, **exc.extra
+    )
+
+
+async def on_validation_error(request: Request, exc: Exception) -> Response:
+    """Answer a pydantic validation error with a 400 listing each failed member."""
+    assert isinstance(exc, ValidationError)
+    errors = [
+        {"member": ".".join(str(p) for p in e["loc"]) or None, "message": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    detail = "; ".join(
+        f"{e['member']}: {e['message']}" if e["member"] else e["message"] for e in errors
+    )
+    return problem(400, detail, errors=errors)
+
+
+async def on_http_exception(request: Request, exc: Exception) -> Response:
+    """Answer Starlette's own errors (unknown path, wrong method) as problems."""
+    assert isinstance(exc, HTTPException)
+    return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+async def on_database_error(request: Request, exc: Exception) -> Response:
+    """Answer a database failure: 409 for a constraint a race broke, else 503 with Retry-After."""
+    if isinstance(exc, IntegrityError):
+        return problem(409, "the write conflicts with the current data; read it and try again")
+    logger.warning("database unavailable: %r", exc)
+    return problem(
+        503,
+        "the database is unavailable; try again shortly",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+async def on_unexpected_error(request: Request, exc: Exception) -> Response:
+    """Answer any other error with a bare 500 problem; the traceback goes to the log only."""
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "an unexpected error occurred; it has been logged")
+
+
+#: The handlers to give ``Starlette(exception_handlers=...)``.
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ServiceError: on_service_error,
+    ValidationError: on_validation_error,
+    HTTPException: on_http_exception,
+    IntegrityError: on_database_error,
+    OperationalError: on_database_error,
+    DBAPIError: on_database_error,
+    PoolTimeoutError: on_database_error,
+    OSError: on_database_error,
+    Exception: on_unexpected_error,
+}

@@ -1,0 +1,317 @@
+"""Every SQL statement of the service.
+
+Reads are Core statements that return plain dicts and lists, ready for ``orjson``: each public
+read is one round trip to PostgreSQL (an article with its author, category, tags and comment
+count is one statement; a page and its total are one statement). Writes use the ORM models, so
+that their flushes are tagged for invalidation (see :mod:`service.keyspaces`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    func,
+    literal_column,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from service.models import Article, Author, Category, Comment, Tag, article_tags
+
+SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
+    "-published_at": (Article.published_at.desc(), Article.id.desc()),
+    "published_at": (Article.published_at.asc(), Article.id.asc()),
+    "-updated_at": (Article.updated_at.desc(), Article.id.desc()),
+    "title": (Article.title.asc(), Article.id.asc()),
+}
+
+
+def visible() -> ColumnElement[bool]:
+    """The condition of an article that readers may see."""
+    return and_(Article.status == "published", Article.published_at <= func.now())
+
+
+def _tags_json() -> Any:
+    obj = func.json_build_object("id", Tag.id, "slug", Tag.slug, "name", Tag.name)
+    return (
+        select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(obj, Tag.slug)), literal_column("'[]'::json")
+            )
+        )
+        .select_from(article_tags.join(Tag, Tag.id == article_tags.c.tag_id))
+        .where(article_tags.c.article_id == Article.id)
+        .scalar_subquery()
+        .cast(JSON)
+    )
+
+
+def _summary_columns() -> list[Any]:
+    return [
+        Article.id,
+        Article.slug,
+        Article.title,
+        Article.summary,
+        Author.id.label("author_id"),
+        Author.username.label("author_username"),
+        Author.display_name.label("author_display_name"),
+        Category.id.label("category_id"),
+        Category.slug.label("category_slug"),
+        Category.name.label("category_name"),
+        _tags_json().label("tags"),
+        Article.published_at,
+        Article.updated_at,
+    ]
+
+
+def _with_joins(stmt: Select[Any]) -> Select[Any]:
+    return (
+        stmt.select_from(Article)
+        .join(Author, Author.id == Article.author_id)
+        .outerjoin(Category, Category.id == Article.category_id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ArticleFilter:
+    """The validated filters, search and order of a page of article summaries."""
+
+    page: int = 1
+    per_page: int = 20
+    category: str | None = None
+    tag: str | None = None
+    author: str | None = None
+    q: str | None = None
+    sort: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of rows and the total they are taken from.
+
+    Attributes:
+        total: how many rows match, over all pages.
+        rows: the page's rows, in order.
+        filter_ids: for each filter given, the id of the row it names, or None when it names
+            none (the caller answers 404).
+    """
+
+    total: int
+    rows: list[Any]
+    filter_ids: dict[str, int | None]
+
+
+async def article_page(session: AsyncSession, f: ArticleFilter) -> Page:
+    """Return a page of visible article summaries, its total and filter ids: one statement."""
+    conds: list[ColumnElement[bool]] = [visible()]
+    header: dict[str, Any] = {}
+    if f.author is not None:
+        header["author"] = select(Author.id).where(Author.username == f.author).scalar_subquery()
+        conds.append(Article.author_id == header["author"])
+    if f.category is not None:
+        header["category"] = (
+            select(Category.id).where(Category.slug == f.category).scalar_subquery()
+        )
+        conds.append(Article.category_id == header["category"])
+    if f.tag is not None:
+        header["tag"] = select(Tag.id).where(Tag.slug == f.tag).scalar_subquery()
+        conds.append(
+            exists().where(
+                article_tags.c.article_id == Article.id, article_tags.c.tag_id == header["tag"]
+            )
+        )
+    order: tuple[ColumnElement[Any], ...]
+    if f.q is not None:
+        query = func.websearch_to_tsquery("english", f.q)
+        conds.append(Article.search_vector.op("@@")(query))
+        order = (
+            SORTS[f.sort]
+            if f.sort
+            else (func.ts_rank_cd(Article.search_vector, query).desc(), Article.id.desc())
+        )
+    else:
+        order = SORTS[f.sort or "-published_at"]
+    total = select(func.count()).select_from(Article).where(*conds).scalar_subquery()
+    head = select(
+        total.label("total"), *(sq.label(f"f_{name}") for name, sq in header.items())
+    ).subquery("h")
+    page = (
+        _with_joins(select(*_summary_columns(), func.row_number().over(order_by=order).label("rn")))
+        .where(*conds)
+        .order_by(*order)
+        .limit(f.per_page)
+        .offset((f.page - 1) * f.per_page)
+        .lateral("p")
+    )
+    stmt = select(head, page).select_from(head.outerjoin(page, true())).order_by(page.c.rn)
+    result = (await session.execute(stmt)).all()
+    first = result[0]
+    rows = [r for r in result if r.id is not None]
+    return Page(first.total, rows, {name: getattr(first, f"f_{name}") for name in header})
+
+
+async def article_by_slug(
+    session: AsyncSession, slug: str, *, only_visible: bool = True
+) -> Any | None:
+    """Return the article at ``slug`` as a row (summary columns plus the rest), or None.
+
+    Args:
+        session: the session to read in.
+        slug: the article's slug.
+        only_visible: when False, drafts, archived and scheduled articles are found too.
+    """
+    comment_count = select(func.count()).where(Comment.article_id == Article.id).scalar_subquery()
+    stmt = _with_joins(
+        select(
+            *_summary_columns(),
+            Article.body,
+            Article.body_format,
+            Article.status,
+            comment_count.label("comment_count"),
+            Article.created_at,
+        )
+    ).where(Article.slug == slug)
+    if only_visible:
+        stmt = stmt.where(visible())
+    return (await session.execute(stmt)).first()
+
+
+async def comments_of(session: AsyncSession, slug: str) -> tuple[int, list[Any]] | None:
+    """Return the visible article's id and all its comments, oldest first; None if not visible.
+
+    One statement: the article row with its comments aggregated as JSON.
+    """
+    obj = func.json_build_object(
+        "id", Comment.id,
+        "parent_id", Comment.parent_id,
+        "author_name", Comment.author_name,
+        "body", Comment.body,
+        "created_at", func.to_char(
+            Comment.created_at.op("AT TIME ZONE")("UTC"), 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
+        ),
+    )  # fmt: skip
+    comments = (
+        select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(obj, Comment.created_at, Comment.id)),
+                literal_column("'[]'::json"),
+            )
+        )
+        .where(Comment.article_id == Article.id)
+        .scalar_subquery()
+        .cast(JSON)
+    )
+    stmt = select(Article.id, comments.label("comments")).where(Article.slug == slug, visible())
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row.id, row.comments)
+
+
+# Authors, categories and tags -------------------------------------------------------------
+
+
+def _count_of(entity: Any) -> Any:
+    if entity is Author:
+        cond = Article.author_id == Author.id
+    elif entity is Category:
+        cond = Article.category_id == Category.id
+    else:
+        cond = exists().where(
+            article_tags.c.article_id == Article.id, article_tags.c.tag_id == Tag.id
+        )
+    return select(func.count()).select_from(Article).where(cond, visible()).scalar_subquery()
+
+
+_ENTITY_ORDER = {Author: Author.username, Category: Category.slug, Tag: Tag.slug}
+
+
+async def entity_page(session: AsyncSession, entity: Any, page: int, per_page: int) -> Page:
+    """Return a page of authors, categories or tags with their article counts: one statement."""
+    order = (_ENTITY_ORDER[entity], entity.id)
+    total = select(func.count()).select_from(entity).scalar_subquery()
+    head = select(total.label("total")).subquery("h")
+    rows = (
+        select(
+            *entity.__table__.columns,
+            _count_of(entity).label("article_count"),
+            func.row_number().over(order_by=order).label("rn"),
+        )
+        .order_by(*order)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+        .lateral("p")
+    )
+    stmt = select(head, rows).select_from(head.outerjoin(rows, true())).order_by(rows.c.rn)
+    result = (await session.execute(stmt)).all()
+    return Page(result[0].total, [r for r in result if r.id is not None], {})
+
+
+async def entity_by_key(session: AsyncSession, entity: Any, key: str) -> Any | None:
+    """Return the author (by username), category or tag (by slug) with its article count."""
+    column = Author.username if entity is Author else entity.slug
+    stmt = select(*entity.__table__.columns, _count_of(entity).label("article_count")).where(
+        column == key
+    )
+    return (await session.execute(stmt)).first()
+
+
+# Writes -------------------------------------------------------------------------------------
+
+
+async def article_for_update(session: AsyncSession, slug: str) -> Article | None:
+    """Return the article at ``slug`` (any status), locked, with its author, category and tags."""
+    stmt = (
+        select(Article)
+        .where(Article.slug == slug)
+        .options(
+            selectinload(Article.tags), selectinload(Article.author), selectinload(Article.category)
+        )
+        .with_for_update(of=Article)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def find_one(session: AsyncSession, entity: Any, key: str, *, lock: bool = False) -> Any:
+    """Return the author (by username), category or tag (by slug) named ``key``, or None."""
+    column = Author.username if entity is Author else entity.slug
+    stmt = select(entity).where(column == key)
+    if lock:
+        stmt = stmt.with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def tags_by_slugs(session: AsyncSession, slugs: list[str]) -> list[Tag]:
+    """Return the tags named by ``slugs`` that exist, ordered by slug."""
+    if not slugs:
+        return []
+    return list(
+        (await session.scalars(select(Tag).where(Tag.slug.in_(slugs)).order_by(Tag.slug))).all()
+    )
+
+
+async def slug_taken(session: AsyncSession, slug: str) -> bool:
+    """Return whether an article (of any status) has ``slug``."""
+    return bool(await session.scalar(select(exists().where(Article.slug == slug))))
+
+
+async def has_articles(session: AsyncSession, author_id: int) -> bool:
+    """Return whether the author wrote any article, of any status."""
+    return bool(await session.scalar(select(exists().where(Article.author_id == author_id))))
+
+
+async def comment_by_id(session: AsyncSession, comment_id: int) -> Comment | None:
+    """Return the comment ``comment_id``, or None."""
+    return await session.get(Comment, comment_id)
+
+
+async def article_id_of_visible(session: AsyncSession, slug: str) -> int | None:
+    """Return the id of the visible article at ``slug``, or None."""
+    return await session.scalar(select(Article.id).where(Article.slug == slug, visible()))

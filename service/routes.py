@@ -1,0 +1,36 @@
+"""The route table: every path of the contract and the endpoint that answers it."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from service.endpoints import articles, operations, taxonomy
+from service.keyspaces import AUTHOR, CATEGORY, TAG
+
+_READ_WRITE = ["GET", "POST"]
+_ITEM = ["GET", "PATCH", "DELETE"]
+
+
+def routes() -> list[BaseRoute]:
+    """Return the routes of the app."""
+    table: list[BaseRoute] = [
+        Route("/api/v1/articles", articles.article_collection, methods=_READ_WRITE),
+        Route("/api/v1/articles/{slug}", articles.article_item, methods=_ITEM),
+        Route("/api/v1/articles/{slug}/comments", articles.article_comments, methods=_READ_WRITE),
+        Route("/api/v1/comments/{comment_id:int}", articles.comment_item, methods=["DELETE"]),
+    ]
+    for kind, plural in ((AUTHOR, "authors"), (CATEGORY, "categories"), (TAG, "tags")):
+        table.append(
+            Route(f"/api/v1/{plural}", taxonomy.collection_endpoint(kind), methods=_READ_WRITE)
+        )
+        table.append(
+            Route(f"/api/v1/{plural}/{{key}}", taxonomy.item_endpoint(kind), methods=_ITEM)
+        )
+    table += [
+        Route("/openapi.json", operations.openapi, methods=["GET"]),
+        Route("/health/live", operations.live, methods=["GET"]),
+        Route("/health/ready", operations.ready, methods=["GET"]),
+        Route("/stats", operations.stats, methods=["GET"]),
+        Route("/admin/cache/purge", operations.purge, methods=["POST"]),
+    ]
+    return table

@@ -1,0 +1,93 @@
+"""The service's configuration, read from the environment (and a ``.env`` file).
+
+Every variable is documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Role = Literal["editor", "admin"]
+
+
+class Settings(BaseSettings):
+    """The service's settings; unknown environment variables are ignored."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        None, description="postgresql+asyncpg://... ; with REDIS_URL unset too, embedded servers"
+    )
+    redis_url: str | None = Field(None, description="redis://... or rediss://...")
+    api_tokens: str = Field("", description="comma-separated token:role pairs (editor, admin)")
+    stats_token: str | None = Field(None, description="when set, /stats and /metrics need it")
+    data_dir: Path = Field(Path(".data"), description="where embedded servers keep their data")
+
+    cache_prefix: str = Field("cs", description="first segment of every Redis key")
+    cache_ttl_seconds: float = Field(300.0, gt=0, description="default entry TTL, seconds")
+    cache_ttls: str = Field(
+        "", description="per-namespace TTLs in seconds, e.g. 'articles=60,article=600'"
+    )
+    cache_jitter_ratio: float = Field(0.1, ge=0, lt=1, description="TTL jitter fraction")
+    http_max_age_seconds: int = Field(
+        0, ge=0, description="upper bound of Cache-Control max-age sent to clients, seconds"
+    )
+    stats_flush_interval_seconds: float = Field(1.0, gt=0)
+
+    redis_max_connections: int = Field(64, ge=1)
+    redis_pool_timeout_seconds: float = Field(0.5, gt=0)
+    redis_socket_timeout_seconds: float = Field(0.25, gt=0)
+    redis_connect_timeout_seconds: float = Field(0.25, gt=0)
+
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout_seconds: float = Field(5.0, gt=0)
+    db_statement_timeout_ms: int = Field(10_000, ge=0)
+
+    @field_validator("cache_prefix")
+    @classmethod
+    def _prefix_is_plain(cls, value: str) -> str:
+        if not value or any(c in value for c in "*?[] :"):
+            raise ValueError("CACHE_PREFIX must be non-empty without spaces, ':' or glob chars")
+        return value
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when neither URL is set: the service runs its own servers."""
+        return self.database_url is None and self.redis_url is None
+
+    def tokens(self) -> dict[str, Role]:
+        """Return the configured tokens and their roles.
+
+        Raises:
+            ValueError: on a pair that is not ``token:role`` with a known role.
+        """
+        pairs: dict[str, Role] = {}
+        for item in filter(None, (p.strip() for p in self.api_tokens.split(","))):
+            token, sep, role = item.rpartition(":")
+            if not sep or not token or role not in ("editor", "admin"):
+                raise ValueError("API_TOKENS holds a pair that is not token:editor or token:admin")
+            pairs[token] = role  # type: ignore[assignment]
+        return pairs
+
+    def namespace_ttls(self) -> dict[str, float]:
+        """Return ``CACHE_TTLS`` as namespace to seconds.
+
+        Raises:
+            ValueError: on an entry that is not ``name=seconds`` with seconds > 0.
+        """
+        ttls: dict[str, float] = {}
+        for item in filter(None, (p.strip() for p in self.cache_ttls.split(","))):
+            name, sep, value = item.partition("=")
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = 0.0
+            if not sep or seconds <= 0:
+                raise ValueError(f"CACHE_TTLS entry {item!r} is not name=seconds")
+            ttls[name.strip()] = seconds
+        return ttls

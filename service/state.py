@@ -1,0 +1,30 @@
+"""The lifespan state: everything built at startup, kept on ``app.state.ctx``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cache import CacheStats, Invalidator
+from service.auth import TokenAuthority
+from service.keyspaces import ContentKeys
+from service.reads import ContentReader
+from service.settings import Settings
+from service.writes import ContentWriter
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    """What the endpoints use. Built and closed by the lifespan, in reverse order."""
+
+    settings: Settings
+    engine: AsyncEngine
+    redis: Redis
+    keys: ContentKeys
+    stats: CacheStats
+    invalidator: Invalidator
+    reader: ContentReader
+    writer: ContentWriter
+    auth: TokenAuthority
