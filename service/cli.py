@@ -1,0 +1,144 @@
+"""The command line: ``content-service`` (or ``python -m service``).
+
+Commands: ``serve``, ``migrate``, ``seed``, ``import PATH``. Each reads the configuration from
+the environment; with neither ``DATABASE_URL`` nor ``REDIS_URL`` set, each starts the embedded
+servers under ``DATA_DIR`` first (``serve`` keeps them until it exits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from service import embedded
+from service.settings import Settings
+
+logger = logging.getLogger("service")
+
+
+@contextmanager
+def _servers(settings: Settings) -> Iterator[Settings]:
+    """Yield settings with both URLs, starting the embedded servers when none is given."""
+    if not settings.is_embedded:
+        yield settings
+        return
+    servers = embedded.start(settings.data_dir)
+    os.environ["DATABASE_URL"] = servers.database_url
+    os.environ["REDIS_URL"] = servers.redis_url
+    try:
+        yield settings.model_copy(
+            update={"database_url": servers.database_url, "redis_url": servers.redis_url}
+        )
+    finally:
+        servers.stop()
+
+
+async def _migrate(settings: Settings) -> None:
+    from service.migrations import upgrade
+
+    await upgrade(settings.database_url or "")
+    print("schema is at the newest revision")
+
+
+async def _import(settings: Settings, root: Path) -> None:
+    from service.app import open_state
+    from service.importer import import_tree
+
+    async with open_state(settings) as state:
+        report = await import_tree(state.writer, root)
+    print(
+        f"imported {root}: {report.created} created, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.skipped)} skipped"
+    )
+    for line in report.skipped:
+        print(f"  skipped {line}", file=sys.stderr)
+
+
+async def _seed(settings: Settings, args: argparse.Namespace) -> None:
+    from service.app import open_state
+    from service.seed import SeedCounts, seed
+
+    counts = SeedCounts(
+        articles=args.articles,
+        authors=args.authors,
+        categories=args.categories,
+        tags=args.tags,
+        comments_per_article=args.comments_per_article,
+    )
+    async with open_state(settings) as state:
+        added = await seed(state, counts, progress=lambda t, n: print(f"{t}: {n} rows"))
+    print(f"seeded {sum(added.values())} rows")
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    asyncio.run(_migrate(settings))
+    if args.import_path is not None:
+        if args.import_path.is_dir():
+            asyncio.run(_import(settings, args.import_path))
+        else:
+            print(f"nothing to import: {args.import_path} is not a directory", file=sys.stderr)
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``content-service``."""
+    p = argparse.ArgumentParser(prog="content-service", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="migrate, optionally import, and serve HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--import", dest="import_path", type=Path, help="import this tree first")
+    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    sub.add_parser("migrate", help="upgrade the schema to the newest revision")
+    seed = sub.add_parser("seed", help="add synthetic content with COPY")
+    seed.add_argument("--articles", type=int, default=1000)
+    seed.add_argument("--authors", type=int, default=50)
+    seed.add_argument("--categories", type=int, default=10)
+    seed.add_argument("--tags", type=int, default=100)
+    seed.add_argument("--comments-per-article", type=int, default=2)
+    imp = sub.add_parser("import", help="import a tree of reStructuredText or Markdown files")
+    imp.add_argument("path", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    with _servers(settings) as ready:
+        if args.command == "serve":
+            _serve(ready, args)
+        elif args.command == "migrate":
+            asyncio.run(_migrate(ready))
+        elif args.command == "seed":
+            asyncio.run(_migrate(ready))
+            asyncio.run(_seed(ready, args))
+        elif args.command == "import":
+            asyncio.run(_migrate(ready))
+            asyncio.run(_import(ready, args.path))
+    return 0

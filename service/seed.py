@@ -1,0 +1,155 @@
+"""``content-service seed``: synthetic authors, categories, tags, articles and comments.
+
+Rows go in with PostgreSQL's COPY (asyncpg's ``copy_records_to_table``) in batches, so that a
+million articles take minutes, not hours. Ids continue after the largest existing ones; the
+sequences are moved past them at the end. Seeding writes around the ORM, so it ends by purging
+the content namespaces of the cache (statistics are kept).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.keyspaces import NAMESPACES
+from service.state import AppState
+
+BATCH = 20_000
+WORDS = (
+    "cache", "redis", "postgres", "latency", "index", "query", "tuning", "replica", "shard",
+    "lease", "token", "stale", "fresh", "ttl", "jitter", "namespace", "tag", "invalidation",
+    "herd", "stampede", "pool", "worker", "async", "event", "loop", "socket", "buffer",
+    "stream", "queue", "commit", "rollback", "schema", "migration", "page", "cursor",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SeedCounts:
+    """How many rows of each kind to add."""
+
+    articles: int = 1000
+    authors: int = 50
+    categories: int = 10
+    tags: int = 100
+    comments_per_article: int = 2
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+async def _max_id(engine: AsyncEngine, table: str) -> int:
+    async with engine.connect() as conn:
+        return int(
+            (await conn.execute(text(f"SELECT coalesce(max(id), 0) FROM {table}"))).scalar_one()
+        )
+
+
+async def _copy(
+    engine: AsyncEngine, table: str, columns: list[str], rows: Iterator[tuple[Any, ...]]
+) -> int:
+    done = 0
+    async with engine.begin() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        batch: list[tuple[Any, ...]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= BATCH:
+                await raw.copy_records_to_table(table, records=batch, columns=columns)
+                done += len(batch)
+                batch = []
+        if batch:
+            await raw.copy_records_to_table(table, records=batch, columns=columns)
+            done += len(batch)
+    return done
+
+
+async def seed(
+    state: AppState,
+    counts: SeedCounts,
+    *,
+    rng_seed: int = 1,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Add synthetic rows by COPY and purge the content namespaces of the cache.
+
+    Returns:
+        Rows added by table name.
+    """
+    engine = state.engine
+    rng = random.Random(rng_seed)
+    now = datetime.now(UTC)
+    first = {
+        t: await _max_id(engine, t) + 1
+        for t in ("authors", "categories", "tags", "articles", "comments")
+    }
+    added: dict[str, int] = {}
+
+    def report(table: str, n: int) -> None:
+        added[table] = n
+        if progress:
+            progress(table, n)
+
+    a0, c0, t0, r0, m0 = (
+        first[k] for k in ("authors", "categories", "tags", "articles", "comments")
+    )
+    report("authors", await _copy(engine, "authors", ["id", "username", "display_name", "bio"], (
+        (a0 + i, f"author-{a0 + i}", f"Author {a0 + i}", _sentence(rng, 8))
+        for i in range(counts.authors)
+    )))  # fmt: skip
+    report("categories", await _copy(engine, "categories", ["id", "slug", "name", "description"], (
+        (c0 + i, f"category-{c0 + i}", f"Category {c0 + i}", _sentence(rng, 6))
+        for i in range(counts.categories)
+    )))  # fmt: skip
+    report("tags", await _copy(engine, "tags", ["id", "slug", "name"], (
+        (t0 + i, f"tag-{t0 + i}", f"Tag {t0 + i}") for i in range(counts.tags)
+    )))  # fmt: skip
+
+    def articles() -> Iterator[tuple[Any, ...]]:
+        for i in range(counts.articles):
+            aid = r0 + i
+            published = now - timedelta(minutes=rng.randrange(0, 525_600))
+            status = "published" if rng.random() < 0.9 else "draft"
+            yield (
+                aid, f"article-{aid}", f"{_sentence(rng, 5).title()} {aid}", _sentence(rng, 20),
+                "\n\n".join(_sentence(rng, 60) for _ in range(3)), "markdown", status,
+                a0 + rng.randrange(counts.authors) if counts.authors else 1,
+                c0 + rng.randrange(counts.categories) if counts.categories else None,
+                published, published, published,
+            )  # fmt: skip
+
+    report("articles", await _copy(engine, "articles", [
+        "id", "slug", "title", "summary", "body", "body_format", "status", "author_id",
+        "category_id", "published_at", "created_at", "updated_at",
+    ], articles()))  # fmt: skip
+
+    def links() -> Iterator[tuple[int, int]]:
+        for i in range(counts.articles):
+            if counts.tags:
+                for tag in rng.sample(range(counts.tags), min(3, counts.tags)):
+                    yield (r0 + i, t0 + tag)
+
+    report("article_tags", await _copy(engine, "article_tags", ["article_id", "tag_id"], links()))
+    per = counts.comments_per_article
+    comment_columns = ["id", "article_id", "author_name", "body"]
+    report("comments", await _copy(engine, "comments", comment_columns, (
+        (m0 + i, r0 + i // per, f"reader-{rng.randrange(1000)}", _sentence(rng, 15))
+        for i in range(counts.articles * per)
+    )))  # fmt: skip
+    async with engine.begin() as conn:
+        for table in ("authors", "categories", "tags", "articles", "comments"):
+            await conn.execute(text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT coalesce(max(id), 1) FROM {table}))"
+            ))  # fmt: skip
+        await conn.execute(text("ANALYZE"))
+    for namespace in NAMESPACES:
+        await state.invalidator.purge(namespace)
+    return added
