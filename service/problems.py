@@ -46,7 +46,7 @@ def problem(
     detail: str,
     *,
     title: str | None = None,
-    slug: str | None = None,
+    type_slug: str | None = None,
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
@@ -56,13 +56,13 @@ def problem(
         status: the HTTP status.
         detail: what went wrong in this occurrence, for a person.
         title: the problem type's summary; a standard one for ``status`` when None.
-        slug: the last segment of the type URI; derived from the title when None.
+        type_slug: the last segment of the type URI; derived from the title when None.
         headers: extra response headers.
         **extra: more members of the document.
     """
     title = title or _TITLES.get(status, "Error")
-    slug = slug or title.lower().replace(" ", "-")
-    body = {"type": TYPE_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    type_slug = type_slug or title.lower().replace(" ", "-")
+    body = {"type": TYPE_BASE + type_slug, "title": title, "status": status, "detail": detail, **extra}
     return Response(orjson.dumps(body), status, headers=headers, media_type=MEDIA_TYPE)
 
 
@@ -73,7 +73,7 @@ async def on_service_error(request: Request, exc: Exception) -> Response:
     if exc.status == 401:
         headers = {"WWW-Authenticate": 'Bearer realm="content-service"'}
     return problem(
-        exc.status, exc.detail, title=exc.title, slug=exc.slug, headers=headers, **exc.extra
+        exc.status, exc.detail, title=exc.title, type_slug=exc.slug, headers=headers, **exc.extra
     )
 
 
