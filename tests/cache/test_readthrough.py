@@ -1,0 +1,169 @@
+"""The read-through algorithm, leases and tag invalidation, on fakeredis."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from cache import (
+    CacheState,
+    CacheStats,
+    Invalidator,
+    KeyScheme,
+    LeaseStore,
+    Loaded,
+    PolicyTable,
+    ReadThroughCache,
+)
+
+
+def build(redis, scheme: KeyScheme) -> tuple[ReadThroughCache, Invalidator, CacheStats]:  # type: ignore[no-untyped-def]
+    stats = CacheStats(redis, scheme)
+    cache = ReadThroughCache(redis, LeaseStore(redis, scheme), stats, PolicyTable())
+    return cache, Invalidator(redis, scheme), stats
+
+
+async def test_miss_stores_then_hit_returns_same_bytes(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+    cache, _, stats = build(redis, scheme)
+    key = scheme.namespace("n").key("a")
+    calls = 0
+
+    async def load() -> Loaded:
+        nonlocal calls
+        calls += 1
+        return Loaded(b'{"a":1}', ["tag-a"])
+
+    first = await cache.get_or_load(key, load)
+    second = await cache.get_or_load(key, load)
+    assert (first.state, second.state) == (CacheState.MISS, CacheState.HIT)
+    assert first.body == second.body and first.etag == second.etag
+    assert calls == 1
+    assert 0 < await redis.pttl(key.redis_key) <= 300_000
+    assert await redis.smembers(scheme.tag_set("tag-a")) == {key.redis_key.encode()}
+    snap = await stats.snapshot()
+    assert (snap["hits"], snap["misses"]) == (1, 1)
+
+
+async def test_invalidating_a_tag_deletes_its_entries_only(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+    cache, invalidator, _ = build(redis, scheme)
+    ns = scheme.namespace("n")
+    await cache.get_or_load(ns.key("a"), lambda: _loaded(b"a", ["x", "shared"]))
+    await cache.get_or_load(ns.key("b"), lambda: _loaded(b"b", ["y", "shared"]))
+    assert await invalidator.invalidate_tags(["x"]) == 1
+    assert await redis.exists(ns.key("a").redis_key) == 0
+    assert await redis.exists(ns.key("b").redis_key) == 1
+    assert await invalidator.invalidate_tags(["shared"]) == 1
+    assert await invalidator.invalidate_tags([]) == 0
+
+
+async def test_store_after_a_concurrent_invalidation_is_refused(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+    """The stale set of Nishtala et al.: the loader read old data before the write's commit."""
+    cache, invalidator, stats = build(redis, scheme)
+    key = scheme.namespace("n").key("a")
+    loaded_old = asyncio.Event()
+    proceed = asyncio.Event()
+
+    async def slow_old_load() -> Loaded:
+        loaded_old.set()
+        await proceed.wait()  # the writer commits and invalidates meanwhile
+        return Loaded(b"old", ["row:1"])
+
+    reader = asyncio.create_task(cache.get_or_load(key, slow_old_load))
+    await loaded_old.wait()
+    await invalidator.invalidate_tags(["row:1"])
+    proceed.set()
+    answer = await reader
+    assert answer.body == b"old" and answer.state is CacheState.MISS
+    assert await redis.exists(key.redis_key) == 0  # not stored
+    assert (await stats.snapshot())["store_rejected"] == 1
+    fresh = await cache.get_or_load(key, lambda: _loaded(b"new", ["row:1"]))
+    assert fresh.body == b"new" and await redis.exists(key.redis_key) == 1
+
+
+async def test_invalidation_of_other_tags_does_not_revoke_a_lease(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+    cache, invalidator, _ = build(redis, scheme)
+    key = scheme.namespace("n").key("a")
+    started, proceed = asyncio.Event(), asyncio.Event()
+
+    async def load() -> Loaded:
+        started.set()
+        await proceed.wait()
+        return Loaded(b"v", ["row:1"])
+
+    task = asyncio.create_task(cache.get_or_load(key, load))
+    await started.wait()
+    await invalidator.invalidate_tags(["row:2"])
+    proceed.set()
+    await task
+    assert await redis.exists(key.redis_key) == 1
+
+
+async def test_purge_all_revokes_leases_taken_before(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+    cache, invalidator, _ = build(redis, scheme)
+    key = scheme.namespace("n").key("a")
+    started, proceed = asyncio.Event(), asyncio.Event()
+
+    async def load() -> Loaded:
+        started.set()
+        await proceed.wait()
+        return Loaded(b"v", [])
+
+    task = asyncio.create_task(cache.get_or_load(key, load))
+    await started.wait()
+    await invalidator.purge(None)
+    proceed.set()
+    await task
+    assert await redis.exists(key.redis_key) == 0
+
+
+async def test_concurrent_misses_share_one_load(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+    cache, _, stats = build(redis, scheme)
+    key = scheme.namespace("n").key("a")
+    calls = 0
+
+    async def load() -> Loaded:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.01)
+        return Loaded(b"v")
+
+    answers = await asyncio.gather(*(cache.get_or_load(key, load) for _ in range(100)))
+    assert calls == 1 and {a.body for a in answers} == {b"v"}
+    assert (await stats.snapshot())["coalesced"] == 99
+
+
+async def test_loader_errors_reach_every_waiter_and_are_not_cached(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+    cache, _, _ = build(redis, scheme)
+    key = scheme.namespace("n").key("a")
+
+    async def fail() -> Loaded:
+        await asyncio.sleep(0.01)
+        raise LookupError("absent")
+
+    results = await asyncio.gather(*(cache.get_or_load(key, fail) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, LookupError) for r in results)
+    assert await redis.exists(key.redis_key) == 0
+
+
+async def test_redis_failure_bypasses_to_the_loader(scheme) -> None:  # type: ignore[no-untyped-def]
+    from redis.asyncio import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # Nothing listens on port 1; no retries, as the service configures its client.
+    dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    cache, invalidator, stats = build(dead, scheme)
+    answer = await cache.get_or_load(scheme.namespace("n").key("a"), lambda: _loaded(b"db", []))
+    assert answer.state is CacheState.BYPASS and answer.body == b"db"
+    snap = await stats.snapshot()
+    assert snap["complete"] is False and snap["bypass"] == 1
+    from cache import CacheUnavailableError
+
+    with pytest.raises(CacheUnavailableError):
+        await invalidator.invalidate_tags(["x"])
+    await dead.aclose()
+
+
+async def _loaded(body: bytes, tags: list[str]) -> Loaded:
+    return Loaded(body, tags)
