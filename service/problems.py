@@ -62,7 +62,13 @@ def problem(
     """
     title = title or _TITLES.get(status, "Error")
     type_slug = type_slug or title.lower().replace(" ", "-")
-    body = {"type": TYPE_BASE + type_slug, "title": title, "status": status, "detail": detail, **extra}
+    body = {
+        "type": TYPE_BASE + type_slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return Response(orjson.dumps(body), status, headers=headers, media_type=MEDIA_TYPE)
 
 

@@ -226,7 +226,9 @@ def _count_of(entity: Any) -> Any:
             .where(article_tags.c.tag_id == Tag.id, visible())
             .scalar_subquery()
         )
-    cond = Article.author_id == Author.id if entity is Author else Article.category_id == Category.id
+    cond = (
+        Article.author_id == Author.id if entity is Author else Article.category_id == Category.id
+    )
     return select(func.count()).select_from(Article).where(cond, visible()).scalar_subquery()
 
 

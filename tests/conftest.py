@@ -45,7 +45,10 @@ def server_urls() -> Iterator[tuple[str, str]]:
         from testcontainers.postgres import PostgresContainer
         from testcontainers.redis import RedisContainer
 
-        with PostgresContainer("postgres:16", driver="asyncpg") as pg, RedisContainer("redis:7") as rd:
+        with (
+            PostgresContainer("postgres:16", driver="asyncpg") as pg,
+            RedisContainer("redis:7") as rd,
+        ):
             host, port = rd.get_container_host_ip(), rd.get_exposed_port(6379)
             yield pg.get_connection_url(), f"redis://{host}:{port}/0"
     else:
@@ -98,4 +101,3 @@ async def servers(server_urls: tuple[str, str]) -> AsyncIterator[Servers]:
 @pytest.fixture
 def key_prefix() -> str:
     return f"cs-test-{uuid.uuid4().hex[:10]}"
-

@@ -141,7 +141,9 @@ async def test_loader_errors_reach_every_waiter_and_are_not_cached(redis, scheme
         await asyncio.sleep(0.01)
         raise LookupError("absent")
 
-    results = await asyncio.gather(*(cache.get_or_load(key, fail) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(cache.get_or_load(key, fail) for _ in range(3)), return_exceptions=True
+    )
     assert all(isinstance(r, LookupError) for r in results)
     assert await redis.exists(key.redis_key) == 0
 

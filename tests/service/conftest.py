@@ -69,7 +69,10 @@ async def api(servers: Any, key_prefix: str) -> AsyncIterator[Api]:
         state: AppState = app.state.ctx
         async with state.engine.begin() as conn:
             await conn.execute(
-                text("TRUNCATE comments, article_tags, articles, tags, categories, authors RESTART IDENTITY CASCADE")
+                text(
+                    "TRUNCATE comments, article_tags, articles, tags, categories, authors"
+                    " RESTART IDENTITY CASCADE"
+                )
             )
         log = StatementLog()
         event.listen(state.engine.sync_engine, "before_cursor_execute", log)

@@ -24,7 +24,9 @@ async def test_import_reads_titles_authors_categories_and_tags(api: Api) -> None
     assert os_path["title"] == "os.path --- Common pathname manipulations"
     assert os_path["category"] == {"slug": "library", "name": "Library"}
     assert os_path["tags"] == [{"slug": "os-path", "name": "os.path"}]
-    assert os_path["summary"].startswith("This module implements some useful functions on pathnames.")
+    assert os_path["summary"].startswith(
+        "This module implements some useful functions on pathnames."
+    )
     assert os_path["body_format"] == "rst" and os_path["body"].startswith(":mod:`os.path`")
     whatsnew = by_slug["guides-whatsnew"]
     assert whatsnew["title"] == "What's New In Python 3.2"
@@ -65,13 +67,19 @@ async def test_python_documentation_is_served_and_second_pass_is_all_hits(api: A
     slugs: list[str] = []
     page = 1
     while True:
-        body: dict[str, Any] = (await api.client.get(f"/api/v1/articles?per_page=100&page={page}")).json()
+        body: dict[str, Any] = (
+            await api.client.get(f"/api/v1/articles?per_page=100&page={page}")
+        ).json()
         slugs += [a["slug"] for a in body["items"]]
         if page >= body["pages"]:
             break
         page += 1
     assert len(slugs) == len(set(slugs)) == 497
-    await api.client.post("/admin/cache/purge", json={"namespace": "all"}, headers={"Authorization": "Bearer admin-token"})
+    await api.client.post(
+        "/admin/cache/purge",
+        json={"namespace": "all"},
+        headers={"Authorization": "Bearer admin-token"},
+    )
     first = [await api.client.get(f"/api/v1/articles/{s}") for s in slugs]
     assert {r.status_code for r in first} == {200}
     assert {r.headers["x-cache"] for r in first} == {"MISS"}

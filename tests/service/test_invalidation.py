@@ -16,13 +16,17 @@ async def warm(api: Api, *paths: str) -> None:
         assert r.headers.get("x-cache") == "HIT", path
 
 
-async def patch(api: Api, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+async def patch(
+    api: Api, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Any:
     r = await api.client.patch(path, json=body, headers={**EDITOR, **(headers or {})})
     assert r.status_code == 200, r.text
     return r
 
 
-async def test_article_update_reaches_item_and_every_list(api: Api, content: dict[str, Any]) -> None:
+async def test_article_update_reaches_item_and_every_list(
+    api: Api, content: dict[str, Any]
+) -> None:
     lists = ["/api/v1/articles", "/api/v1/articles?author=ann", "/api/v1/articles?tag=caching",
              "/api/v1/articles?category=guides", "/api/v1/articles?q=hello"]  # fmt: skip
     await warm(api, ARTICLE, *lists)
@@ -31,7 +35,9 @@ async def test_article_update_reaches_item_and_every_list(api: Api, content: dic
     assert item.headers["x-cache"] == "MISS" and item.json()["title"] == "Hello Again"
     for path in lists[:-1]:
         assert (await api.client.get(path)).json()["items"][0]["title"] == "Hello Again", path
-    assert (await api.client.get("/api/v1/articles?q=hello")).json()["items"][0]["title"] == "Hello Again"
+    assert (await api.client.get("/api/v1/articles?q=hello")).json()["items"][0][
+        "title"
+    ] == "Hello Again"
 
 
 async def test_title_edit_keeps_unrelated_author_entries(api: Api, content: dict[str, Any]) -> None:
@@ -51,7 +57,9 @@ async def test_slug_rename_makes_old_slug_404(api: Api, content: dict[str, Any])
     assert [a["slug"] for a in items] == ["hello-renamed"]
 
 
-async def test_author_rename_reaches_articles_lists_and_filters(api: Api, content: dict[str, Any]) -> None:
+async def test_author_rename_reaches_articles_lists_and_filters(
+    api: Api, content: dict[str, Any]
+) -> None:
     await warm(api, ARTICLE, "/api/v1/articles", "/api/v1/articles?author=ann", "/api/v1/authors",
                "/api/v1/authors/ann")  # fmt: skip
     await patch(api, "/api/v1/authors/ann", {"username": "annie", "display_name": "Annie Lee"})
@@ -64,7 +72,9 @@ async def test_author_rename_reaches_articles_lists_and_filters(api: Api, conten
     assert (await api.client.get("/api/v1/authors")).json()["items"][0]["username"] == "annie"
 
 
-async def test_category_and_tag_renames_reach_embedding_articles(api: Api, content: dict[str, Any]) -> None:
+async def test_category_and_tag_renames_reach_embedding_articles(
+    api: Api, content: dict[str, Any]
+) -> None:
     await warm(api, ARTICLE, "/api/v1/articles", "/api/v1/articles?tag=caching", "/api/v1/tags")
     await patch(api, "/api/v1/categories/guides", {"name": "How-tos"})
     await patch(api, "/api/v1/tags/caching", {"slug": "cache", "name": "Cache"})
@@ -74,14 +84,19 @@ async def test_category_and_tag_renames_reach_embedding_articles(api: Api, conte
     summary = (await api.client.get("/api/v1/articles")).json()["items"][0]
     assert summary["category"]["name"] == "How-tos"
     assert (await api.client.get("/api/v1/articles?tag=caching")).status_code == 404
-    assert [t["slug"] for t in (await api.client.get("/api/v1/tags")).json()["items"]] == ["async-io", "cache"]
+    assert [t["slug"] for t in (await api.client.get("/api/v1/tags")).json()["items"]] == [
+        "async-io",
+        "cache",
+    ]
 
 
 async def test_publishing_changes_counts_everywhere(api: Api, content: dict[str, Any]) -> None:
     await api.create("/api/v1/articles", {"title": "Second", "body": "x", "author": "ann",
                                           "category": "guides", "tags": ["caching"]})  # fmt: skip
-    counted = ["/api/v1/authors/ann", "/api/v1/authors", "/api/v1/categories/guides",
-               "/api/v1/categories", "/api/v1/tags/caching", "/api/v1/tags", "/api/v1/articles"]  # fmt: skip
+    counted = [
+        "/api/v1/authors/ann", "/api/v1/authors", "/api/v1/categories/guides",
+        "/api/v1/categories", "/api/v1/tags/caching", "/api/v1/tags", "/api/v1/articles",
+    ]  # fmt: skip
     await warm(api, *counted)
     await patch(api, "/api/v1/articles/second", {"status": "published"})
     assert (await api.client.get("/api/v1/authors/ann")).json()["article_count"] == 2
@@ -89,7 +104,10 @@ async def test_publishing_changes_counts_everywhere(api: Api, content: dict[str,
     assert (await api.client.get("/api/v1/categories/guides")).json()["article_count"] == 2
     assert (await api.client.get("/api/v1/categories")).json()["items"][0]["article_count"] == 2
     assert (await api.client.get("/api/v1/tags/caching")).json()["article_count"] == 2
-    tags = {t["slug"]: t["article_count"] for t in (await api.client.get("/api/v1/tags")).json()["items"]}
+    tags = {
+        t["slug"]: t["article_count"]
+        for t in (await api.client.get("/api/v1/tags")).json()["items"]
+    }
     assert tags == {"async-io": 1, "caching": 2}
     assert (await api.client.get("/api/v1/articles")).json()["total"] == 2
 
@@ -99,10 +117,14 @@ async def test_retagging_moves_counts_between_tags(api: Api, content: dict[str, 
     await patch(api, ARTICLE, {"tags": ["async-io"]})
     assert (await api.client.get("/api/v1/tags/caching")).json()["article_count"] == 0
     assert (await api.client.get("/api/v1/tags/async-io")).json()["article_count"] == 1
-    assert (await api.client.get(ARTICLE)).json()["tags"] == [{"slug": "async-io", "name": "Async IO"}]
+    assert (await api.client.get(ARTICLE)).json()["tags"] == [
+        {"slug": "async-io", "name": "Async IO"}
+    ]
 
 
-async def test_delete_removes_article_from_item_lists_and_counts(api: Api, content: dict[str, Any]) -> None:
+async def test_delete_removes_article_from_item_lists_and_counts(
+    api: Api, content: dict[str, Any]
+) -> None:
     await warm(api, ARTICLE, "/api/v1/articles", "/api/v1/authors/ann", "/api/v1/tags/caching")
     r = await api.client.delete(ARTICLE, headers=EDITOR)
     assert r.status_code == 204
@@ -118,12 +140,16 @@ async def test_comments_update_threads_and_comment_count(api: Api, content: dict
     assert (await api.client.get(ARTICLE)).json()["comment_count"] == 1
     assert (await api.client.get(f"{ARTICLE}/comments")).json()["total"] == 1
     await warm(api, ARTICLE, f"{ARTICLE}/comments")
-    assert (await api.client.delete(f"/api/v1/comments/{comment['id']}", headers=EDITOR)).status_code == 204
+    assert (
+        await api.client.delete(f"/api/v1/comments/{comment['id']}", headers=EDITOR)
+    ).status_code == 204
     assert (await api.client.get(ARTICLE)).json()["comment_count"] == 0
     assert (await api.client.get(f"{ARTICLE}/comments")).json() == {"items": [], "total": 0}
 
 
-async def test_deleting_a_category_or_tag_reaches_articles(api: Api, content: dict[str, Any]) -> None:
+async def test_deleting_a_category_or_tag_reaches_articles(
+    api: Api, content: dict[str, Any]
+) -> None:
     await warm(api, ARTICLE, "/api/v1/categories", "/api/v1/tags")
     assert (await api.client.delete("/api/v1/categories/guides", headers=EDITOR)).status_code == 204
     assert (await api.client.delete("/api/v1/tags/caching", headers=EDITOR)).status_code == 204
@@ -139,11 +165,13 @@ async def test_new_author_appears_in_cached_author_list(api: Api, content: dict[
     assert (await api.client.get("/api/v1/authors")).json()["total"] == 2
 
 
-async def test_invalidation_is_shared_by_instances_on_one_redis(api: Api, content: dict[str, Any]) -> None:
+async def test_invalidation_is_shared_by_instances_on_one_redis(
+    api: Api, content: dict[str, Any]
+) -> None:
     """A second app on the same Redis and prefix sees the first app's invalidations."""
-    from service.app import create_app
     import httpx
 
+    from service.app import create_app
     from tests.service.conftest import make_settings
 
     other = create_app(make_settings(_servers_of(api), api.state.settings.cache_prefix))

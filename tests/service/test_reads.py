@@ -31,17 +31,28 @@ async def test_miss_then_hit_serves_identical_bytes_without_a_database_connectio
     assert set(hit.json()) == ARTICLE_FIELDS
 
 
-async def test_article_representation_follows_the_contract(api: Api, content: dict[str, Any]) -> None:
+async def test_article_representation_follows_the_contract(
+    api: Api, content: dict[str, Any]
+) -> None:
     doc = (await api.client.get("/api/v1/articles/hello-world")).json()
-    assert doc["author"] == {"id": content["author"]["id"], "username": "ann", "display_name": "Ann Lee"}
+    assert doc["author"] == {
+        "id": content["author"]["id"],
+        "username": "ann",
+        "display_name": "Ann Lee",
+    }
     assert doc["category"] == {"slug": "guides", "name": "Guides"}
-    assert doc["tags"] == [{"slug": "async-io", "name": "Async IO"}, {"slug": "caching", "name": "Caching"}]
+    assert doc["tags"] == [
+        {"slug": "async-io", "name": "Async IO"},
+        {"slug": "caching", "name": "Caching"},
+    ]
     assert doc["status"] == "published" and doc["body_format"] == "markdown"
     assert doc["comment_count"] == 0
     assert doc["published_at"].endswith("Z") and "T" in doc["published_at"]
 
 
-async def test_matching_if_none_match_gets_304_without_body(api: Api, content: dict[str, Any]) -> None:
+async def test_matching_if_none_match_gets_304_without_body(
+    api: Api, content: dict[str, Any]
+) -> None:
     first = await api.client.get("/api/v1/articles/hello-world")
     etag = first.headers["etag"]
     assert etag.startswith('"') and not etag.startswith("W/")
@@ -49,7 +60,9 @@ async def test_matching_if_none_match_gets_304_without_body(api: Api, content: d
     assert again.status_code == 304
     assert again.content == b""
     assert again.headers["etag"] == etag
-    other = await api.client.get("/api/v1/articles/hello-world", headers={"If-None-Match": '"nope"'})
+    other = await api.client.get(
+        "/api/v1/articles/hello-world", headers={"If-None-Match": '"nope"'}
+    )
     assert other.status_code == 200
 
 
@@ -70,7 +83,9 @@ async def test_article_list_pages_and_filters(api: Api, content: dict[str, Any])
     assert by_tag["total"] == 1
     by_author = (await api.client.get("/api/v1/articles?author=ann")).json()
     assert by_author["total"] == 5
-    titles = [a["title"] for a in (await api.client.get("/api/v1/articles?sort=title")).json()["items"]]
+    titles = [
+        a["title"] for a in (await api.client.get("/api/v1/articles?sort=title")).json()["items"]
+    ]
     assert titles == sorted(titles)
     found = (await api.client.get("/api/v1/articles?q=zebra")).json()
     assert found["total"] == 4
@@ -85,7 +100,9 @@ async def test_equivalent_queries_share_one_entry(api: Api, content: dict[str, A
     assert second.headers["x-cache"] == "HIT"
 
 
-async def test_unknown_filters_are_404_and_bad_parameters_400(api: Api, content: dict[str, Any]) -> None:
+async def test_unknown_filters_are_404_and_bad_parameters_400(
+    api: Api, content: dict[str, Any]
+) -> None:
     for query in ("category=nope", "tag=nope", "author=nobody"):
         r = await api.client.get(f"/api/v1/articles?{query}")
         assert r.status_code == 404
@@ -116,7 +133,9 @@ async def test_invisible_articles_are_404(api: Api, content: dict[str, Any]) -> 
 
 
 async def test_taxonomy_reads_count_published_articles(api: Api, content: dict[str, Any]) -> None:
-    await api.create("/api/v1/articles", {"title": "Draft", "body": "x", "author": "ann", "category": "guides"})
+    await api.create(
+        "/api/v1/articles", {"title": "Draft", "body": "x", "author": "ann", "category": "guides"}
+    )
     author = (await api.client.get("/api/v1/authors/ann")).json()
     assert author["article_count"] == 1
     assert set(author) == {"id", "username", "display_name", "bio", "article_count", "created_at"}
@@ -144,9 +163,13 @@ async def test_comment_threads_nest_replies_oldest_first(api: Api, content: dict
     assert set(reply) == {"id", "parent_id", "author_name", "body", "created_at", "replies"}
 
 
-async def test_concurrent_misses_in_one_process_load_once(api: Api, content: dict[str, Any]) -> None:
+async def test_concurrent_misses_in_one_process_load_once(
+    api: Api, content: dict[str, Any]
+) -> None:
     api.sql.reset()
-    answers = await asyncio.gather(*(api.client.get("/api/v1/articles/hello-world") for _ in range(50)))
+    answers = await asyncio.gather(
+        *(api.client.get("/api/v1/articles/hello-world") for _ in range(50))
+    )
     assert {r.status_code for r in answers} == {200}
     assert len({r.content for r in answers}) == 1
     assert api.sql.count == 1
@@ -163,4 +186,6 @@ async def test_operations_endpoints(api: Api) -> None:
                  "/stats", "/health/ready", "/admin/cache/purge"):  # fmt: skip
         assert path in spec["paths"], path
     missing = await api.client.get("/no/such/path")
-    assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    assert (
+        missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+    )

@@ -7,7 +7,9 @@ from typing import Any
 from tests.service.conftest import ADMIN, Api, make_settings
 
 
-async def test_stats_count_exactly_the_hits_and_misses_made(api: Api, content: dict[str, Any]) -> None:
+async def test_stats_count_exactly_the_hits_and_misses_made(
+    api: Api, content: dict[str, Any]
+) -> None:
     for _ in range(3):
         await api.client.get("/api/v1/articles/hello-world")
     await api.client.get("/api/v1/tags")
@@ -19,7 +21,11 @@ async def test_stats_count_exactly_the_hits_and_misses_made(api: Api, content: d
     assert (article["hits"], article["misses"]) == (2, 1)
     assert abs(article["hit_ratio"] - 2 / 3) < 1e-9
     assert cache["namespaces"]["tags"]["misses"] == 1
-    assert cache["namespaces"]["authors"] == {**cache["namespaces"]["authors"], "hits": 0, "hit_ratio": 0.0}
+    assert cache["namespaces"]["authors"] == {
+        **cache["namespaces"]["authors"],
+        "hits": 0,
+        "hit_ratio": 0.0,
+    }
     assert set(stats["db_pool"]) >= {"size", "checked_out", "checked_in", "overflow"}
     assert stats["db_pool"]["checked_out"] == 0
     assert set(stats["redis"]) >= {"used_memory_bytes", "keys", "evicted_keys", "pool_in_use"}
@@ -35,17 +41,21 @@ async def test_purge_all_resets_the_counters(api: Api, content: dict[str, Any]) 
     assert (cache["hits"], cache["misses"], cache["hit_ratio"]) == (0, 0, 0.0)
 
 
-async def test_counters_are_summed_over_instances(api: Api, content: dict[str, Any], servers: Any) -> None:
+async def test_counters_are_summed_over_instances(
+    api: Api, content: dict[str, Any], servers: Any
+) -> None:
     import httpx
 
     from service.app import create_app
 
     other = create_app(make_settings(servers, api.state.settings.cache_prefix))
-    async with other.router.lifespan_context(other):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://b") as c2:
-            await api.client.get("/api/v1/articles/hello-world")
-            await c2.get("/api/v1/articles/hello-world")
-            await c2.get("/api/v1/articles/hello-world")
+    async with (
+        other.router.lifespan_context(other),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://b") as c2,
+    ):
+        await api.client.get("/api/v1/articles/hello-world")
+        await c2.get("/api/v1/articles/hello-world")
+        await c2.get("/api/v1/articles/hello-world")
     cache = (await api.stats())["cache"]  # the other app flushed its counts on shutdown
     assert (cache["hits"], cache["misses"]) == (2, 1)
 
@@ -56,8 +66,14 @@ async def test_stats_token_guards_stats_when_set(servers: Any, key_prefix: str) 
     from service.app import create_app
 
     app = create_app(make_settings(servers, key_prefix, stats_token="s3cret"))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            assert (await c.get("/stats")).status_code == 401
-            assert (await c.get("/stats", headers={"Authorization": "Bearer s3cret"})).status_code == 200
-            assert (await c.get("/stats", headers={"Authorization": "Bearer admin-token"})).status_code == 200
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        assert (await c.get("/stats")).status_code == 401
+        assert (
+            await c.get("/stats", headers={"Authorization": "Bearer s3cret"})
+        ).status_code == 200
+        assert (
+            await c.get("/stats", headers={"Authorization": "Bearer admin-token"})
+        ).status_code == 200

@@ -19,10 +19,14 @@ def is_problem(r: Any, status: int) -> bool:
     )
 
 
-async def test_writes_need_a_known_token_of_a_high_enough_role(api: Api, content: dict[str, Any]) -> None:
+async def test_writes_need_a_known_token_of_a_high_enough_role(
+    api: Api, content: dict[str, Any]
+) -> None:
     body = {"username": "bob", "display_name": "Bob"}
     assert is_problem(await api.client.post("/api/v1/authors", json=body), 401)
-    r = await api.client.post("/api/v1/authors", json=body, headers={"Authorization": "Bearer nope"})
+    r = await api.client.post(
+        "/api/v1/authors", json=body, headers={"Authorization": "Bearer nope"}
+    )
     assert is_problem(r, 401)
     r = await api.client.post("/api/v1/authors", json=body, headers={"Authorization": "Basic x"})
     assert is_problem(r, 401)
@@ -33,7 +37,9 @@ async def test_writes_need_a_known_token_of_a_high_enough_role(api: Api, content
     assert r.status_code == 200 and isinstance(r.json()["purged"], int)
 
 
-async def test_create_article_derives_slug_and_answers_location(api: Api, content: dict[str, Any]) -> None:
+async def test_create_article_derives_slug_and_answers_location(
+    api: Api, content: dict[str, Any]
+) -> None:
     r = await api.client.post(
         "/api/v1/articles",
         json={"title": "Ünïcode & Friends!", "body": "b", "author": "ann"},
@@ -48,10 +54,14 @@ async def test_create_article_derives_slug_and_answers_location(api: Api, conten
 
 async def test_taken_slugs_and_usernames_are_409(api: Api, content: dict[str, Any]) -> None:
     r = await api.client.post(
-        "/api/v1/articles", json={"title": "Hello World", "body": "b", "author": "ann"}, headers=EDITOR
+        "/api/v1/articles",
+        json={"title": "Hello World", "body": "b", "author": "ann"},
+        headers=EDITOR,
     )
     assert is_problem(r, 409)
-    r = await api.client.post("/api/v1/authors", json={"username": "ann", "display_name": "A"}, headers=EDITOR)
+    r = await api.client.post(
+        "/api/v1/authors", json={"username": "ann", "display_name": "A"}, headers=EDITOR
+    )
     assert is_problem(r, 409)
     await api.create("/api/v1/articles", {"title": "Other", "body": "b", "author": "ann"})
     assert is_problem(await api.client.patch(ARTICLE, json={"slug": "other"}, headers=EDITOR), 409)
@@ -69,34 +79,58 @@ async def test_invalid_bodies_are_400(api: Api, content: dict[str, Any]) -> None
         {"title": "t", "body": "b", "author": "ann", "published_at": "2026-01-01T00:00:00"},
     ]
     for body in cases:
-        assert is_problem(await api.client.post("/api/v1/articles", json=body, headers=EDITOR), 400), body
-    r = await api.client.post("/api/v1/articles", content=b"{not json", headers={**EDITOR, "content-type": "application/json"})
+        assert is_problem(
+            await api.client.post("/api/v1/articles", json=body, headers=EDITOR), 400
+        ), body
+    r = await api.client.post(
+        "/api/v1/articles",
+        content=b"{not json",
+        headers={**EDITOR, "content-type": "application/json"},
+    )
     assert is_problem(r, 400)
-    r = await api.client.post("/api/v1/articles", content=b"[]", headers={**EDITOR, "content-type": "application/json"})
+    r = await api.client.post(
+        "/api/v1/articles", content=b"[]", headers={**EDITOR, "content-type": "application/json"}
+    )
     assert is_problem(r, 400)
-    r = await api.client.post("/api/v1/articles", content=b"x", headers={**EDITOR, "content-type": "text/plain"})
+    r = await api.client.post(
+        "/api/v1/articles", content=b"x", headers={**EDITOR, "content-type": "text/plain"}
+    )
     assert is_problem(r, 415)
     assert is_problem(await api.client.patch(ARTICLE, json={"title": None}, headers=EDITOR), 400)
-    r = await api.client.post(f"{ARTICLE}/comments", json={"author_name": "x", "body": "y", "parent_id": 999}, headers=EDITOR)
+    r = await api.client.post(
+        f"{ARTICLE}/comments",
+        json={"author_name": "x", "body": "y", "parent_id": 999},
+        headers=EDITOR,
+    )
     assert is_problem(r, 400)
 
 
 async def test_missing_targets_are_404(api: Api, content: dict[str, Any]) -> None:
-    assert is_problem(await api.client.patch("/api/v1/articles/nope", json={"title": "x"}, headers=EDITOR), 404)
+    assert is_problem(
+        await api.client.patch("/api/v1/articles/nope", json={"title": "x"}, headers=EDITOR), 404
+    )
     assert is_problem(await api.client.delete("/api/v1/articles/nope", headers=EDITOR), 404)
     assert is_problem(await api.client.delete("/api/v1/comments/999", headers=EDITOR), 404)
-    assert is_problem(await api.client.patch("/api/v1/tags/nope", json={"name": "x"}, headers=EDITOR), 404)
-    r = await api.client.post("/api/v1/articles/nope/comments", json={"author_name": "x", "body": "y"}, headers=EDITOR)
+    assert is_problem(
+        await api.client.patch("/api/v1/tags/nope", json={"name": "x"}, headers=EDITOR), 404
+    )
+    r = await api.client.post(
+        "/api/v1/articles/nope/comments", json={"author_name": "x", "body": "y"}, headers=EDITOR
+    )
     assert is_problem(r, 404)
 
 
 async def test_if_match_is_honoured(api: Api, content: dict[str, Any]) -> None:
     etag = (await api.client.get(ARTICLE)).headers["etag"]
-    stale = await api.client.patch(ARTICLE, json={"title": "A"}, headers={**EDITOR, "If-Match": '"old"'})
+    stale = await api.client.patch(
+        ARTICLE, json={"title": "A"}, headers={**EDITOR, "If-Match": '"old"'}
+    )
     assert is_problem(stale, 412)
     ok = await api.client.patch(ARTICLE, json={"title": "B"}, headers={**EDITOR, "If-Match": etag})
     assert ok.status_code == 200 and ok.json()["title"] == "B"
-    again = await api.client.patch(ARTICLE, json={"title": "C"}, headers={**EDITOR, "If-Match": etag})
+    again = await api.client.patch(
+        ARTICLE, json={"title": "C"}, headers={**EDITOR, "If-Match": etag}
+    )
     assert is_problem(again, 412)
     assert (await api.client.get(ARTICLE)).headers["etag"] == ok.headers["etag"]
 
