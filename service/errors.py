@@ -84,3 +84,19 @@ class UnavailableError(ServiceError):
     status = 503
     title = "Service unavailable"
     slug = "unavailable"
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    """A write body that is not JSON."""
+
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+
+
+class ContentTooLargeError(ServiceError):
+    """A write body over the size limit of :mod:`service.responses`."""
+
+    status = 413
+    title = "Content too large"
+    slug = "content-too-large"

@@ -42,10 +42,11 @@ from service.keyspaces import (
 from service.models import Author, Category, Tag
 from service.schemas import ArticleListParams, PageParams
 
-_ENTITIES: dict[str, tuple[Any, Callable[[Any], dict[str, Any]], str, str]] = {
-    AUTHOR: (Author, author_document, AUTHORS, "author"),
-    CATEGORY: (Category, category_document, CATEGORIES, "category"),
-    TAG: (Tag, tag_document, TAGS, "tag"),
+#: kind to (model, renderer, list namespace and tag)
+_ENTITIES: dict[str, tuple[Any, Callable[[Any], dict[str, Any]], str]] = {
+    AUTHOR: (Author, author_document, AUTHORS),
+    CATEGORY: (Category, category_document, CATEGORIES),
+    TAG: (Tag, tag_document, TAGS),
 }
 
 
@@ -139,7 +140,7 @@ class ContentReader:
         Raises:
             NotFoundError: nothing has that key.
         """
-        entity, render, _, _ = _ENTITIES[kind]
+        entity, render, _ = _ENTITIES[kind]
 
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.entity_by_key(s, entity, key))
@@ -152,7 +153,7 @@ class ContentReader:
 
     async def entities(self, kind: str, params: PageParams) -> Lookup:
         """Return a page of authors (``kind`` "author"), categories or tags."""
-        entity, render, list_tag, _ = _ENTITIES[kind]
+        entity, render, list_tag = _ENTITIES[kind]
 
         async def load() -> Loaded:
             page = await self._read(

@@ -13,28 +13,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cache import Lookup
-from service.errors import InvalidInputError, ServiceError
+from service.errors import ContentTooLargeError, InvalidInputError, UnsupportedMediaTypeError
 
 M = TypeVar("M", bound=BaseModel)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 JSON = "application/json"
-
-
-class UnsupportedMediaTypeError(ServiceError):
-    """A write body that is not JSON."""
-
-    status = 415
-    title = "Unsupported media type"
-    slug = "unsupported-media-type"
-
-
-class ContentTooLargeError(ServiceError):
-    """A write body over :data:`MAX_BODY_BYTES`."""
-
-    status = 413
-    title = "Content too large"
-    slug = "content-too-large"
 
 
 def etag_matches(header: str, etag: str) -> bool:
