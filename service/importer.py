@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from service import repository as repo
 from service.models import Article, Author, Category, Tag
 from service.writes import ContentWriter
 
@@ -211,14 +212,23 @@ def _parse_tree(root: Path, report: ImportReport) -> list[Document]:
     return docs
 
 
-async def _get_or_create(session: AsyncSession, model: Any, key: str, **values: Any) -> Any:
-    column = model.username if model is Author else model.slug
-    row = (await session.execute(select(model).where(column == key))).scalar_one_or_none()
-    if row is None:
-        row = model(**values)
-        session.add(row)
-        await session.flush()
-    return row
+class _Rows:
+    """The authors, categories and tags of one batch, each looked up or created once."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self._seen: dict[tuple[Any, str], Any] = {}
+
+    async def get_or_create(self, model: Any, key: str, **values: Any) -> Any:
+        row = self._seen.get((model, key))
+        if row is None:
+            row = await repo.find_one(self._session, model, key)
+            if row is None:
+                row = model(**{model.key_name: key}, **values)
+                self._session.add(row)
+                await self._session.flush()
+            self._seen[(model, key)] = row
+        return row
 
 
 async def _upsert(session: AsyncSession, docs: list[Document], report: ImportReport) -> None:
@@ -232,17 +242,16 @@ async def _upsert(session: AsyncSession, docs: list[Document], report: ImportRep
             )
         ).all()
     }
+    rows = _Rows(session)
     for doc in docs:
         username, display = doc.author
-        author = await _get_or_create(
-            session, Author, username, username=username, display_name=display
-        )
+        author = await rows.get_or_create(Author, username, display_name=display)
         category = None
         if doc.category:
             slug, name = doc.category
-            category = await _get_or_create(session, Category, slug, slug=slug, name=name)
+            category = await rows.get_or_create(Category, slug, name=name)
         tags = [
-            await _get_or_create(session, Tag, slug, slug=slug, name=name)
+            await rows.get_or_create(Tag, slug, name=name)
             for slug, name in sorted(doc.tags.items())
         ]
         values = {

@@ -7,6 +7,7 @@ Core statements over the same tables (see :mod:`service.repository`).
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -68,10 +69,16 @@ article_tags = Table(
 )
 
 
+def natural_key(entity: Any) -> Any:
+    """Return the column that names an author (``username``), category or tag (``slug``)."""
+    return getattr(entity, entity.key_name)
+
+
 class Author(Base):
     """A person who writes articles."""
 
     __tablename__ = "authors"
+    key_name: ClassVar[str] = "username"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -84,6 +91,7 @@ class Category(Base):
     """A section an article belongs to (at most one)."""
 
     __tablename__ = "categories"
+    key_name: ClassVar[str] = "slug"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
@@ -95,6 +103,7 @@ class Tag(Base):
     """A label an article may carry (many)."""
 
     __tablename__ = "tags"
+    key_name: ClassVar[str] = "slug"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
@@ -144,8 +153,6 @@ class Article(Base):
         TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True), deferred=True
     )
 
-    author: Mapped[Author] = relationship(lazy="raise")
-    category: Mapped[Category | None] = relationship(lazy="raise")
     tags: Mapped[list[Tag]] = relationship(secondary=article_tags, lazy="raise")
 
 

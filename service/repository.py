@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from service.models import Article, Author, Category, Comment, Tag, article_tags
+from service.models import Article, Author, Category, Comment, Tag, article_tags, natural_key
 
 SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
     "-published_at": (Article.published_at.desc(), Article.id.desc()),
@@ -232,12 +232,9 @@ def _count_of(entity: Any) -> Any:
     return select(func.count()).select_from(Article).where(cond, visible()).scalar_subquery()
 
 
-_ENTITY_ORDER = {Author: Author.username, Category: Category.slug, Tag: Tag.slug}
-
-
 async def entity_page(session: AsyncSession, entity: Any, page: int, per_page: int) -> Page:
     """Return a page of authors, categories or tags with their article counts: one statement."""
-    order = (_ENTITY_ORDER[entity], entity.id)
+    order = (natural_key(entity), entity.id)
     total = select(func.count()).select_from(entity).scalar_subquery()
     head = select(total.label("total")).subquery("h")
     rows = (
@@ -258,9 +255,8 @@ async def entity_page(session: AsyncSession, entity: Any, page: int, per_page: i
 
 async def entity_by_key(session: AsyncSession, entity: Any, key: str) -> Any | None:
     """Return the author (by username), category or tag (by slug) with its article count."""
-    column = Author.username if entity is Author else entity.slug
     stmt = select(*entity.__table__.columns, _count_of(entity).label("article_count")).where(
-        column == key
+        natural_key(entity) == key
     )
     return (await session.execute(stmt)).first()
 
@@ -269,13 +265,14 @@ async def entity_by_key(session: AsyncSession, entity: Any, key: str) -> Any | N
 
 
 async def article_for_update(session: AsyncSession, slug: str) -> Article | None:
-    """Return the article at ``slug`` (any status), locked, with its author, category and tags."""
+    """Return the article at ``slug`` (any status), locked, with its tags loaded.
+
+    The tags must be loaded for the flush tagger to see which tag counts a change moves.
+    """
     stmt = (
         select(Article)
         .where(Article.slug == slug)
-        .options(
-            selectinload(Article.tags), selectinload(Article.author), selectinload(Article.category)
-        )
+        .options(selectinload(Article.tags))
         .with_for_update(of=Article)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
@@ -283,8 +280,7 @@ async def article_for_update(session: AsyncSession, slug: str) -> Article | None
 
 async def find_one(session: AsyncSession, entity: Any, key: str, *, lock: bool = False) -> Any:
     """Return the author (by username), category or tag (by slug) named ``key``, or None."""
-    column = Author.username if entity is Author else entity.slug
-    stmt = select(entity).where(column == key)
+    stmt = select(entity).where(natural_key(entity) == key)
     if lock:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()

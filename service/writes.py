@@ -49,13 +49,10 @@ from service.schemas import (
 logger = logging.getLogger(__name__)
 
 _RENDER = {Author: author_document, Category: category_document, Tag: tag_document}
-_KEY_ATTR = {Author: "username", Category: "slug", Tag: "slug"}
 
 
-def if_match_holds(header: str | None, etag: str) -> bool:
+def if_match_holds(header: str, etag: str) -> bool:
     """Return whether an ``If-Match`` header admits the representation tagged ``etag``."""
-    if header is None:
-        return True
     candidates = [c.strip() for c in header.split(",")]
     return "*" in candidates or etag in candidates
 
@@ -149,9 +146,10 @@ class ContentWriter:
             article = await repo.article_for_update(s, slug)
             if article is None:
                 raise NotFoundError(f"no article {slug!r}")
-            current = await self._article_document(s, slug)
-            if not if_match_holds(if_match, etag_for(dumps(current))):
-                raise PreconditionFailedError("the article changed since that ETag")
+            if if_match is not None:
+                current = etag_for(dumps(await self._article_document(s, slug)))
+                if not if_match_holds(if_match, current):
+                    raise PreconditionFailedError("the article changed since that ETag")
             if "slug" in fields and patch.slug != slug:
                 if await repo.slug_taken(s, patch.slug or ""):
                     raise ConflictError(f"the slug {patch.slug!r} is taken", slug=patch.slug)
@@ -237,7 +235,7 @@ class ContentWriter:
             values["slug"] = slugify(values["name"], max_length=200, word_boundary=True)
             if not values["slug"]:
                 raise InvalidInputError("no slug can be derived from the name; give one")
-        key = values[_KEY_ATTR[entity]]
+        key = values[entity.key_name]
         async with self.unit_of_work() as s:
             if await repo.find_one(s, entity, key) is not None:
                 raise ConflictError(f"{key!r} is taken")
@@ -259,7 +257,7 @@ class ContentWriter:
         for name in fields:
             if getattr(patch, name) is None:
                 raise InvalidInputError(f"{name} may not be null", member=name)
-        key_attr = _KEY_ATTR[entity]
+        key_attr = entity.key_name
         async with self.unit_of_work() as s:
             row = await repo.find_one(s, entity, key, lock=True)
             if row is None:

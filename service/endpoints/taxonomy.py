@@ -36,7 +36,6 @@ KINDS: dict[str, tuple[Any, type[BaseModel], type[BaseModel], str]] = {
 def collection_endpoint(kind: str) -> Endpoint:
     """Return the endpoint of ``/api/v1/{kind}s``: GET a page, POST a new one (editor)."""
     model, create, _, path = KINDS[kind]
-    key_attr = "username" if kind == AUTHOR else "slug"
 
     async def endpoint(request: Request) -> Response:
         state = ctx(request)
@@ -44,7 +43,7 @@ def collection_endpoint(kind: str) -> Endpoint:
             state.auth.require(request, "editor")
             no_query(request)
             doc = await state.writer.create_entity(model, await body(request, create))  # type: ignore[arg-type]
-            return written(doc, 201, location=f"{path}/{doc[key_attr]}")
+            return written(doc, 201, location=f"{path}/{doc[model.key_name]}")
         lookup = await state.reader.entities(kind, query(request, PageParams))
         return cached_response(request, lookup, state.settings.http_max_age_seconds)
 
