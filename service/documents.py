@@ -57,44 +57,36 @@ def article_document(row: Any) -> dict[str, Any]:
     return doc
 
 
+#: The fields of each representation that is a plain projection of one row, in order.
+AUTHOR_FIELDS = ("id", "username", "display_name", "bio", "article_count", "created_at")
+CATEGORY_FIELDS = ("id", "slug", "name", "description", "article_count")
+TAG_FIELDS = ("id", "slug", "name", "article_count")
+COMMENT_FIELDS = ("id", "parent_id", "author_name", "body", "created_at")
+
+
+def project(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    """Return ``{field: row.field}`` for ``fields``, in their order."""
+    return {name: getattr(row, name) for name in fields}
+
+
 def author_document(row: Any) -> dict[str, Any]:
     """Return an author's representation from a row with its ``article_count``."""
-    return {
-        "id": row.id,
-        "username": row.username,
-        "display_name": row.display_name,
-        "bio": row.bio,
-        "article_count": row.article_count,
-        "created_at": row.created_at,
-    }
+    return project(row, AUTHOR_FIELDS)
 
 
 def category_document(row: Any) -> dict[str, Any]:
     """Return a category's representation from a row with its ``article_count``."""
-    return {
-        "id": row.id,
-        "slug": row.slug,
-        "name": row.name,
-        "description": row.description,
-        "article_count": row.article_count,
-    }
+    return project(row, CATEGORY_FIELDS)
 
 
 def tag_document(row: Any) -> dict[str, Any]:
     """Return a tag's representation from a row with its ``article_count``."""
-    return {"id": row.id, "slug": row.slug, "name": row.name, "article_count": row.article_count}
+    return project(row, TAG_FIELDS)
 
 
 def comment_document(comment: Any) -> dict[str, Any]:
     """Return one new comment (an ORM ``Comment``) with no replies."""
-    return {
-        "id": comment.id,
-        "parent_id": comment.parent_id,
-        "author_name": comment.author_name,
-        "body": comment.body,
-        "created_at": comment.created_at,
-        "replies": [],
-    }
+    return {**project(comment, COMMENT_FIELDS), "replies": []}
 
 
 def comment_threads(comments: Iterable[dict[str, Any]]) -> dict[str, Any]:

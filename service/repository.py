@@ -110,6 +110,40 @@ class Page:
     filter_ids: dict[str, int | None]
 
 
+async def _page(
+    session: AsyncSession,
+    rows: Select[Any],
+    order: tuple[ColumnElement[Any], ...],
+    total: Any,
+    headers: dict[str, Any],
+    page: int,
+    per_page: int,
+) -> Page:
+    """Run one statement: a one-row header (total, filter ids) left-joined to the page's rows.
+
+    The header row is there even when the page is empty, so the total and the filter ids come
+    back in the same round trip as the rows.
+    """
+    head = select(
+        total.label("total"), *(sq.label(f"f_{name}") for name, sq in headers.items())
+    ).subquery("h")
+    body = (
+        rows.add_columns(func.row_number().over(order_by=order).label("rn"))
+        .order_by(*order)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+        .lateral("p")
+    )
+    stmt = select(head, body).select_from(head.outerjoin(body, true())).order_by(body.c.rn)
+    result = (await session.execute(stmt)).all()
+    first = result[0]
+    return Page(
+        first.total,
+        [r for r in result if r.id is not None],
+        {name: getattr(first, f"f_{name}") for name in headers},
+    )
+
+
 async def article_page(session: AsyncSession, f: ArticleFilter) -> Page:
     """Return a page of visible article summaries, its total and filter ids: one statement."""
     conds: list[ColumnElement[bool]] = [visible()]
@@ -141,22 +175,8 @@ async def article_page(session: AsyncSession, f: ArticleFilter) -> Page:
     else:
         order = SORTS[f.sort or "-published_at"]
     total = select(func.count()).select_from(Article).where(*conds).scalar_subquery()
-    head = select(
-        total.label("total"), *(sq.label(f"f_{name}") for name, sq in header.items())
-    ).subquery("h")
-    page = (
-        _with_joins(select(*_summary_columns(), func.row_number().over(order_by=order).label("rn")))
-        .where(*conds)
-        .order_by(*order)
-        .limit(f.per_page)
-        .offset((f.page - 1) * f.per_page)
-        .lateral("p")
-    )
-    stmt = select(head, page).select_from(head.outerjoin(page, true())).order_by(page.c.rn)
-    result = (await session.execute(stmt)).all()
-    first = result[0]
-    rows = [r for r in result if r.id is not None]
-    return Page(first.total, rows, {name: getattr(first, f"f_{name}") for name in header})
+    rows = _with_joins(select(*_summary_columns())).where(*conds)
+    return await _page(session, rows, order, total, header, f.page, f.per_page)
 
 
 async def article_by_slug(
@@ -236,21 +256,8 @@ async def entity_page(session: AsyncSession, entity: Any, page: int, per_page: i
     """Return a page of authors, categories or tags with their article counts: one statement."""
     order = (natural_key(entity), entity.id)
     total = select(func.count()).select_from(entity).scalar_subquery()
-    head = select(total.label("total")).subquery("h")
-    rows = (
-        select(
-            *entity.__table__.columns,
-            _count_of(entity).label("article_count"),
-            func.row_number().over(order_by=order).label("rn"),
-        )
-        .order_by(*order)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-        .lateral("p")
-    )
-    stmt = select(head, rows).select_from(head.outerjoin(rows, true())).order_by(rows.c.rn)
-    result = (await session.execute(stmt)).all()
-    return Page(result[0].total, [r for r in result if r.id is not None], {})
+    rows = select(*entity.__table__.columns, _count_of(entity).label("article_count"))
+    return await _page(session, rows, order, total, {}, page, per_page)
 
 
 async def entity_by_key(session: AsyncSession, entity: Any, key: str) -> Any | None:
