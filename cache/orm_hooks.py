@@ -46,21 +46,12 @@ class SessionTagCollector:
         """Listen to ``session_class`` (a synchronous ``sqlalchemy.orm.Session`` subclass).
 
         For an ``AsyncSession``, pass its ``sync_session_class``. Bulk ``update()`` and
-        ``delete()`` statements fire no flush events; the caller must tag them itself with
-        :meth:`add`.
+        ``delete()`` statements fire no flush events and are not seen.
         """
         from sqlalchemy import event
 
         event.listen(session_class, "after_flush", self._after_flush)
         event.listen(session_class, "after_soft_rollback", self._after_soft_rollback)
-
-    @staticmethod
-    def add(session: Any, tags: Iterable[str]) -> None:
-        """Add ``tags`` to those the session's commit will invalidate.
-
-        ``session`` is a synchronous ``Session`` (``AsyncSession.sync_session``).
-        """
-        session.info.setdefault(_INFO_KEY, set()).update(tags)
 
     @staticmethod
     def take(session: Any) -> frozenset[str]:

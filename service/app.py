@@ -170,7 +170,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """
     app = Starlette(routes=routes(), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.settings = settings or Settings()
-    # Fail at startup, not at the first request, on malformed tokens or TTLs.
-    app.state.settings.tokens()
-    app.state.settings.namespace_ttls()
     return app

@@ -78,19 +78,9 @@ class ContentKeys:
         return cls(**{name: scheme.namespace(name) for name in NAMESPACES})
 
 
-def author_tag(author_id: int) -> str:
-    """Tag of everything that embeds or lists author ``author_id``."""
-    return f"author:{author_id}"
-
-
-def category_tag(category_id: int) -> str:
-    """Tag of everything that embeds or lists category ``category_id``."""
-    return f"category:{category_id}"
-
-
-def tag_tag(tag_id: int) -> str:
-    """Tag of everything that embeds or lists tag ``tag_id``."""
-    return f"tag:{tag_id}"
+def entity_tag(kind: str, entity_id: int) -> str:
+    """Tag of everything that embeds or lists an author, category or tag (``kind``)."""
+    return f"{kind}:{entity_id}"
 
 
 def article_tag(article_id: int) -> str:
@@ -105,7 +95,19 @@ def count_tag(kind: str, entity_id: int) -> str:
 
 def listed_tags(kind: str, entity_id: int) -> tuple[str, str]:
     """Tags of an author, category or tag item, or of a list page that shows it."""
-    return f"{kind}:{entity_id}", count_tag(kind, entity_id)
+    return entity_tag(kind, entity_id), count_tag(kind, entity_id)
+
+
+def embedded_tags(row: Any) -> list[str]:
+    """Tags of the author, category and tags that an article row embeds.
+
+    ``row`` has ``author_id``, ``category_id`` (or None) and ``tags`` (dicts with ``id``).
+    """
+    tags = [entity_tag(AUTHOR, row.author_id)]
+    if row.category_id is not None:
+        tags.append(entity_tag(CATEGORY, row.category_id))
+    tags.extend(entity_tag(TAG, t["id"]) for t in row.tags)
+    return tags
 
 
 def tags_for_change(instance: Any, change: Change) -> Iterator[str]:
@@ -129,7 +131,7 @@ def tags_for_change(instance: Any, change: Change) -> Iterator[str]:
 def _entity_tags(
     instance: Any, change: Change, kind: str, list_tag: str, sort_attr: str
 ) -> Iterator[str]:
-    yield f"{kind}:{instance.id}"
+    yield entity_tag(kind, instance.id)
     if change is not Change.UPDATE or inspect(instance).attrs[sort_attr].history.has_changes():
         yield list_tag
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -125,9 +125,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ServiceError: on_service_error,
     ValidationError: on_validation_error,
     HTTPException: on_http_exception,
-    IntegrityError: on_database_error,
-    OperationalError: on_database_error,
-    DBAPIError: on_database_error,
+    DBAPIError: on_database_error,  # IntegrityError and OperationalError are subclasses
     PoolTimeoutError: on_database_error,
     OSError: on_database_error,
     Exception: on_unexpected_error,

@@ -34,10 +34,9 @@ from service.keyspaces import (
     TAGS,
     ContentKeys,
     article_tag,
-    author_tag,
-    category_tag,
+    embedded_tags,
+    entity_tag,
     listed_tags,
-    tag_tag,
 )
 from service.models import Author, Category, Tag
 from service.schemas import ArticleListParams, PageParams
@@ -48,14 +47,6 @@ _ENTITIES: dict[str, tuple[Any, Callable[[Any], dict[str, Any]], str]] = {
     CATEGORY: (Category, category_document, CATEGORIES),
     TAG: (Tag, tag_document, TAGS),
 }
-
-
-def _embedded_tags(row: Any) -> list[str]:
-    tags = [author_tag(row.author_id)]
-    if row.category_id is not None:
-        tags.append(category_tag(row.category_id))
-    tags.extend(tag_tag(t["id"]) for t in row.tags)
-    return tags
 
 
 class ContentReader:
@@ -89,7 +80,7 @@ class ContentReader:
             row = await self._read(lambda s: repo.article_by_slug(s, slug))
             if row is None:
                 raise NotFoundError(f"no article {slug!r}")
-            return Loaded(dumps(article_document(row)), [article_tag(row.id), *_embedded_tags(row)])
+            return Loaded(dumps(article_document(row)), [article_tag(row.id), *embedded_tags(row)])
 
         return await self._cache.get_or_load(self._keys.article.key(slug), load)
 
@@ -123,9 +114,9 @@ class ContentReader:
             for kind, entity_id in page.filter_ids.items():
                 if entity_id is None:
                     raise NotFoundError(f"no {kind} {getattr(query, kind)!r}")
-                tags.add(f"{kind}:{entity_id}")
+                tags.add(entity_tag(kind, entity_id))
             for row in page.rows:
-                tags.update(_embedded_tags(row))
+                tags.update(embedded_tags(row))
             items = [summary_document(r) for r in page.rows]
             body = dumps(page_document(items, query.page, query.per_page, page.total))
             return Loaded(body, tags)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cache import Lookup
+from service.documents import dumps
 from service.errors import ContentTooLargeError, InvalidInputError, UnsupportedMediaTypeError
 
 M = TypeVar("M", bound=BaseModel)
@@ -49,8 +50,6 @@ def json_response(
     document: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     """Return an uncached JSON answer (``Cache-Control: no-store``)."""
-    from service.documents import dumps
-
     body = dumps(document)
     return Response(
         body, status, headers={"Cache-Control": "no-store", **(headers or {})}, media_type=JSON

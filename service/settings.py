@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["editor", "admin"]
@@ -17,7 +17,10 @@ Role = Literal["editor", "admin"]
 class Settings(BaseSettings):
     """The service's settings; unknown environment variables are ignored."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # Inputs are kept out of error messages: API_TOKENS and STATS_TOKEN are secrets.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: str | None = Field(
         None, description="postgresql+asyncpg://... ; with REDIS_URL unset too, embedded servers"
@@ -54,6 +57,12 @@ class Settings(BaseSettings):
         if not value or any(c in value for c in "*?[] :"):
             raise ValueError("CACHE_PREFIX must be non-empty without spaces, ':' or glob chars")
         return value
+
+    @model_validator(mode="after")
+    def _pairs_parse(self) -> Settings:
+        self.tokens()
+        self.namespace_ttls()
+        return self
 
     @property
     def is_embedded(self) -> bool:

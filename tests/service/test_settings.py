@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings
+
+
+def test_malformed_tokens_fail_at_construction_without_echoing_them() -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, api_tokens="s3cret-value:boss")  # type: ignore[call-arg]
+    assert "s3cret-value" not in str(info.value)
+
+
+def test_tokens_and_namespace_ttls_parse() -> None:
+    s = Settings(
+        _env_file=None, api_tokens="a:editor, b:admin", cache_ttls="article=600,articles=60"
+    )  # type: ignore[call-arg]
+    assert s.tokens() == {"a": "editor", "b": "admin"}
+    assert s.namespace_ttls() == {"article": 600.0, "articles": 60.0}
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, cache_ttls="article=soon")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, cache_prefix="a:b")  # type: ignore[call-arg]
