@@ -99,20 +99,11 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
     """Build everything the service uses from ``settings``; close it in reverse order on exit.
 
     With neither URL set, embedded servers are started (and the schema migrated) first.
-
-    Raises:
-        RuntimeError: only one of ``DATABASE_URL`` and ``REDIS_URL`` is set.
     """
     async with AsyncExitStack() as stack:
-        if settings.database_url is None or settings.redis_url is None:
-            if not settings.is_embedded:
-                raise RuntimeError("set both DATABASE_URL and REDIS_URL, or neither")
-            servers = embedded.start(settings.data_dir)
-            stack.callback(servers.stop)
-            settings = settings.model_copy(
-                update={"database_url": servers.database_url, "redis_url": servers.redis_url}
-            )
-            await upgrade(servers.database_url)
+        if settings.is_embedded:
+            settings = stack.enter_context(embedded.servers_for(settings))
+            await upgrade(settings.database_url or "")
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
         redis = create_redis(settings)

@@ -25,19 +25,11 @@ logger = logging.getLogger("service")
 
 @contextmanager
 def _servers(settings: Settings) -> Iterator[Settings]:
-    """Yield settings with both URLs, starting the embedded servers when none is given."""
-    if not settings.is_embedded:
-        yield settings
-        return
-    servers = embedded.start(settings.data_dir)
-    os.environ["DATABASE_URL"] = servers.database_url
-    os.environ["REDIS_URL"] = servers.redis_url
-    try:
-        yield settings.model_copy(
-            update={"database_url": servers.database_url, "redis_url": servers.redis_url}
-        )
-    finally:
-        servers.stop()
+    """Yield settings with both URLs; uvicorn's workers inherit them through the environment."""
+    with embedded.servers_for(settings) as ready:
+        os.environ["DATABASE_URL"] = ready.database_url or ""
+        os.environ["REDIS_URL"] = ready.redis_url or ""
+        yield ready
 
 
 async def _migrate(settings: Settings) -> None:

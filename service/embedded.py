@@ -13,8 +13,12 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -115,3 +119,21 @@ def start(data_dir: Path) -> EmbeddedServers:
         time.sleep(0.02)
     logger.info("embedded PostgreSQL at %s, Redis at %s", info.socket_dir, sock)
     return EmbeddedServers(database_url, f"unix://{sock}", proc, pg)
+
+
+@contextmanager
+def servers_for(settings: Settings) -> Iterator[Settings]:
+    """Yield ``settings`` with both URLs: as they are, or the embedded servers' when unset.
+
+    Embedded servers started here are stopped when the block exits.
+    """
+    if not settings.is_embedded:
+        yield settings
+        return
+    servers = start(settings.data_dir)
+    try:
+        yield settings.model_copy(
+            update={"database_url": servers.database_url, "redis_url": servers.redis_url}
+        )
+    finally:
+        servers.stop()

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pairs_parse(self) -> Settings:
+        if (self.database_url is None) != (self.redis_url is None):
+            raise ValueError("set both DATABASE_URL and REDIS_URL, or neither")
         self.tokens()
         self.namespace_ttls()
         return self

@@ -6,6 +6,12 @@ from pydantic import ValidationError
 from service.settings import Settings
 
 
+@pytest.fixture(autouse=True)
+def _no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "API_TOKENS", "CACHE_TTLS", "CACHE_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_malformed_tokens_fail_at_construction_without_echoing_them() -> None:
     with pytest.raises(ValidationError) as info:
         Settings(_env_file=None, api_tokens="s3cret-value:boss")  # type: ignore[call-arg]
@@ -22,3 +28,8 @@ def test_tokens_and_namespace_ttls_parse() -> None:
         Settings(_env_file=None, cache_ttls="article=soon")  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         Settings(_env_file=None, cache_prefix="a:b")  # type: ignore[call-arg]
+
+
+def test_one_url_without_the_other_is_refused() -> None:
+    with pytest.raises(ValidationError, match="both"):
+        Settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0")  # type: ignore[call-arg]
