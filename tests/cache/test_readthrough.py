@@ -13,6 +13,7 @@ from cache import (
     KeyScheme,
     LeaseStore,
     Loaded,
+    Lookup,
     PolicyTable,
     ReadThroughCache,
 )
@@ -57,23 +58,30 @@ async def test_invalidating_a_tag_deletes_its_entries_only(redis, scheme) -> Non
     assert await invalidator.invalidate_tags([]) == 0
 
 
+async def load_paused_around(cache: ReadThroughCache, key, loaded: Loaded, meanwhile) -> Lookup:  # type: ignore[no-untyped-def]
+    """Run a load that pauses after reading its source, run ``meanwhile()``, then let it store."""
+    read, proceed = asyncio.Event(), asyncio.Event()
+
+    async def load() -> Loaded:
+        read.set()
+        await proceed.wait()
+        return loaded
+
+    reader = asyncio.create_task(cache.get_or_load(key, load))
+    await read.wait()
+    await meanwhile()
+    proceed.set()
+    return await reader
+
+
 async def test_store_after_a_concurrent_invalidation_is_refused(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     """The stale set of Nishtala et al.: the loader read old data before the write's commit."""
     cache, invalidator, stats = build(redis, scheme)
     key = scheme.namespace("n").key("a")
-    loaded_old = asyncio.Event()
-    proceed = asyncio.Event()
-
-    async def slow_old_load() -> Loaded:
-        loaded_old.set()
-        await proceed.wait()  # the writer commits and invalidates meanwhile
-        return Loaded(b"old", ["row:1"])
-
-    reader = asyncio.create_task(cache.get_or_load(key, slow_old_load))
-    await loaded_old.wait()
-    await invalidator.invalidate_tags(["row:1"])
-    proceed.set()
-    answer = await reader
+    # The writer commits and invalidates while the reader holds the old row.
+    answer = await load_paused_around(
+        cache, key, Loaded(b"old", ["row:1"]), lambda: invalidator.invalidate_tags(["row:1"])
+    )
     assert answer.body == b"old" and answer.state is CacheState.MISS
     assert await redis.exists(key.redis_key) == 0  # not stored
     assert (await stats.snapshot())["store_rejected"] == 1
@@ -84,36 +92,16 @@ async def test_store_after_a_concurrent_invalidation_is_refused(redis, scheme) -
 async def test_invalidation_of_other_tags_does_not_revoke_a_lease(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     cache, invalidator, _ = build(redis, scheme)
     key = scheme.namespace("n").key("a")
-    started, proceed = asyncio.Event(), asyncio.Event()
-
-    async def load() -> Loaded:
-        started.set()
-        await proceed.wait()
-        return Loaded(b"v", ["row:1"])
-
-    task = asyncio.create_task(cache.get_or_load(key, load))
-    await started.wait()
-    await invalidator.invalidate_tags(["row:2"])
-    proceed.set()
-    await task
+    await load_paused_around(
+        cache, key, Loaded(b"v", ["row:1"]), lambda: invalidator.invalidate_tags(["row:2"])
+    )
     assert await redis.exists(key.redis_key) == 1
 
 
 async def test_purge_all_revokes_leases_taken_before(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     cache, invalidator, _ = build(redis, scheme)
     key = scheme.namespace("n").key("a")
-    started, proceed = asyncio.Event(), asyncio.Event()
-
-    async def load() -> Loaded:
-        started.set()
-        await proceed.wait()
-        return Loaded(b"v", [])
-
-    task = asyncio.create_task(cache.get_or_load(key, load))
-    await started.wait()
-    await invalidator.purge(None)
-    proceed.set()
-    await task
+    await load_paused_around(cache, key, Loaded(b"v", []), lambda: invalidator.purge(None))
     assert await redis.exists(key.redis_key) == 0
 
 
