@@ -11,11 +11,13 @@ from cache.keys import CacheKey, KeyScheme, Namespace
 from cache.leases import Lease, LeaseStore
 from cache.orm_hooks import Change, SessionTagCollector
 from cache.policy import CachePolicy, PolicyTable
+from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.readthrough import CacheState, Loaded, Lookup, ReadThroughCache
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, hit_ratio
 
 __all__ = [
+    "BoundedConnectionPool",
     "CacheError",
     "CacheKey",
     "CachePolicy",
@@ -33,6 +35,7 @@ __all__ = [
     "Lookup",
     "Namespace",
     "PolicyTable",
+    "PoolTimeoutError",
     "ReadThroughCache",
     "SessionTagCollector",
     "SingleFlight",

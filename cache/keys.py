@@ -20,6 +20,7 @@ two requests meaning the same thing share one entry. An identity longer than
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
@@ -27,7 +28,12 @@ from urllib.parse import quote
 #: Identities longer than this many characters are hashed.
 MAX_IDENTITY_LENGTH = 160
 
-_SAFE = "-_.~=&,"
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _encode(part: str) -> str:
+    # Most parts (slugs, usernames) need no escaping; the check is cheaper than quote().
+    return part if _UNRESERVED.fullmatch(part) else quote(part, safe="-_.~")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +125,7 @@ class Namespace:
 
         Each part is percent-encoded, so ``key("a/b")`` and ``key("a", "b")`` differ.
         """
-        identity = "/".join(quote(str(p), safe="-_.~") for p in parts)
+        identity = "/".join(_encode(str(p)) for p in parts)
         return self._make(identity)
 
     def key_for_params(self, params: Mapping[str, object]) -> CacheKey:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.applications import Starlette
 
 from cache import (
+    BoundedConnectionPool,
     CachePolicy,
     CacheStats,
     Invalidator,
@@ -65,13 +66,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def create_redis(settings: Settings) -> Redis:
-    """Return a Redis client with a blocking, bounded pool and tight timeouts, no retries.
+    """Return a Redis client with a bounded pool, tight timeouts and no retries.
 
     A command waits at most ``redis_pool_timeout_seconds`` for a connection and
     ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that.
     """
     assert settings.redis_url is not None
-    pool = BlockingConnectionPool.from_url(
+    pool = BoundedConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
         timeout=settings.redis_pool_timeout_seconds,

@@ -78,7 +78,7 @@ async def redis_figures(state: AppState) -> dict[str, Any]:
         "used_memory_bytes": None,
         "keys": None,
         "evicted_keys": None,
-        "pool_in_use": len(pool._in_use_connections),
+        "pool_in_use": pool.in_use,
         "pool_max": pool.max_connections,
         "available": True,
     }
