@@ -140,7 +140,13 @@ class ReadThroughCache:
         return lookup
 
     async def _bypass(self, key: CacheKey, loader: Loader) -> Lookup:
+        # Through the same single-flight: a Redis outage must not multiply database loads.
         self._stats.count(key.namespace, counters.BYPASS)
+        lookup, _ = await self._flights.run(key.redis_key, lambda: self._load_only(loader))
+        return lookup
+
+    @staticmethod
+    async def _load_only(loader: Loader) -> Lookup:
         loaded = await loader()
         return Lookup(loaded.body, etag_for(loaded.body), loaded.status, CacheState.BYPASS, 0)
 

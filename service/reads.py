@@ -106,7 +106,8 @@ class ContentReader:
         Raises:
             NotFoundError: ``author``, ``category`` or ``tag`` names nothing.
         """
-        query = repo.ArticleFilter(**params.model_dump())
+        values = params.model_dump()
+        query = repo.ArticleFilter(**values)
 
         async def load() -> Loaded:
             page = await self._read(lambda s: repo.article_page(s, query))
@@ -121,9 +122,7 @@ class ContentReader:
             body = dumps(page_document(items, query.page, query.per_page, page.total))
             return Loaded(body, tags)
 
-        return await self._cache.get_or_load(
-            self._keys.articles.key_for_params(params.model_dump()), load
-        )
+        return await self._cache.get_or_load(self._keys.articles.key_for_params(values), load)
 
     async def entity(self, kind: str, key: str) -> Lookup:
         """Return one author (``kind`` "author", by username), category or tag (by slug).
