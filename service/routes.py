@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Route
 
 from service.endpoints import articles, operations, taxonomy
-from service.keyspaces import AUTHOR, CATEGORY, TAG
 
 _READ_WRITE = ["GET", "POST"]
 _ITEM = ["GET", "PATCH", "DELETE"]
@@ -19,13 +18,9 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/articles/{slug}/comments", articles.article_comments, methods=_READ_WRITE),
         Route("/api/v1/comments/{comment_id:int}", articles.comment_item, methods=["DELETE"]),
     ]
-    for kind, plural in ((AUTHOR, "authors"), (CATEGORY, "categories"), (TAG, "tags")):
-        table.append(
-            Route(f"/api/v1/{plural}", taxonomy.collection_endpoint(kind), methods=_READ_WRITE)
-        )
-        table.append(
-            Route(f"/api/v1/{plural}/{{key}}", taxonomy.item_endpoint(kind), methods=_ITEM)
-        )
+    for kind, (*_, path) in taxonomy.KINDS.items():
+        table.append(Route(path, taxonomy.collection_endpoint(kind), methods=_READ_WRITE))
+        table.append(Route(f"{path}/{{key}}", taxonomy.item_endpoint(kind), methods=_ITEM))
     table += [
         Route("/openapi.json", operations.openapi, methods=["GET"]),
         Route("/health/live", operations.live, methods=["GET"]),
