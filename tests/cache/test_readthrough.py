@@ -25,21 +25,28 @@ def build(redis, scheme: KeyScheme) -> tuple[ReadThroughCache, Invalidator, Cach
     return cache, Invalidator(redis, scheme), stats
 
 
+class CountingLoader:
+    """A loader that counts its calls and takes ``delay_seconds`` to answer ``loaded``."""
+
+    def __init__(self, loaded: Loaded, delay_seconds: float = 0.0) -> None:
+        self.loaded, self.delay_seconds, self.calls = loaded, delay_seconds, 0
+
+    async def __call__(self) -> Loaded:
+        self.calls += 1
+        await asyncio.sleep(self.delay_seconds)
+        return self.loaded
+
+
 async def test_miss_stores_then_hit_returns_same_bytes(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     cache, _, stats = build(redis, scheme)
     key = scheme.namespace("n").key("a")
-    calls = 0
-
-    async def load() -> Loaded:
-        nonlocal calls
-        calls += 1
-        return Loaded(b'{"a":1}', ["tag-a"])
+    load = CountingLoader(Loaded(b'{"a":1}', ["tag-a"]))
 
     first = await cache.get_or_load(key, load)
     second = await cache.get_or_load(key, load)
     assert (first.state, second.state) == (CacheState.MISS, CacheState.HIT)
     assert first.body == second.body and first.etag == second.etag
-    assert calls == 1
+    assert load.calls == 1
     assert 0 < await redis.pttl(key.redis_key) <= 300_000
     assert await redis.smembers(scheme.tag_set("tag-a")) == {key.redis_key.encode()}
     snap = await stats.snapshot()
@@ -108,16 +115,10 @@ async def test_purge_all_revokes_leases_taken_before(redis, scheme) -> None:  # 
 async def test_concurrent_misses_share_one_load(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     cache, _, stats = build(redis, scheme)
     key = scheme.namespace("n").key("a")
-    calls = 0
-
-    async def load() -> Loaded:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.01)
-        return Loaded(b"v")
+    load = CountingLoader(Loaded(b"v"), delay_seconds=0.01)
 
     answers = await asyncio.gather(*(cache.get_or_load(key, load) for _ in range(100)))
-    assert calls == 1 and {a.body for a in answers} == {b"v"}
+    assert load.calls == 1 and {a.body for a in answers} == {b"v"}
     assert (await stats.snapshot())["coalesced"] == 99
 
 
@@ -144,19 +145,13 @@ async def test_redis_failure_bypasses_to_the_loader(scheme) -> None:  # type: ig
     # Nothing listens on port 1; no retries, as the service configures its client.
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     cache, invalidator, stats = build(dead, scheme)
-    calls = 0
-
-    async def load() -> Loaded:
-        nonlocal calls
-        calls += 1
-        await asyncio.sleep(0.05)
-        return Loaded(b"db")
+    load = CountingLoader(Loaded(b"db"), delay_seconds=0.05)
 
     answers = await asyncio.gather(
         *(cache.get_or_load(scheme.namespace("n").key("a"), load) for _ in range(20))
     )
     assert {(a.state, a.body) for a in answers} == {(CacheState.BYPASS, b"db")}
-    assert calls == 1  # the outage does not multiply loads
+    assert load.calls == 1  # the outage does not multiply loads
     snap = await stats.snapshot()
     assert snap["complete"] is False and snap["bypass"] == 20
     from cache import CacheUnavailableError
