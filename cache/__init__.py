@@ -4,11 +4,12 @@ It knows nothing of the data it caches: callers build keys from :class:`KeySchem
 load on a miss with their own loader, and name the tags that make an entry wrong.
 """
 
+from cache.breaker import BreakerState, CircuitBreaker
 from cache.codec import Entry, etag_for
 from cache.errors import CacheError, CacheUnavailableError, CodecError
 from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
-from cache.leases import Lease, LeaseStore
+from cache.leases import Grant, Lease, LeaseStore
 from cache.orm_hooks import Change, SessionTagCollector
 from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
@@ -18,6 +19,7 @@ from cache.stats import CacheStats, hit_ratio
 
 __all__ = [
     "BoundedConnectionPool",
+    "BreakerState",
     "CacheError",
     "CacheKey",
     "CachePolicy",
@@ -25,8 +27,10 @@ __all__ = [
     "CacheStats",
     "CacheUnavailableError",
     "Change",
+    "CircuitBreaker",
     "CodecError",
     "Entry",
+    "Grant",
     "Invalidator",
     "KeyScheme",
     "Lease",

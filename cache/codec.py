@@ -2,14 +2,15 @@
 
 Layout (big-endian)::
 
-    version  u8      1
+    version  u8      2
     status   u16     the HTTP-like status of the answer (200, or 404 for a cached absence)
     fresh    i64     the moment the entry stops being fresh, in milliseconds since the epoch
+    delta    u32     how long the load took, in milliseconds (for early refresh)
     etag_len u8      length of the ETag in bytes
     etag     bytes   the strong ETag, quotes included, ASCII
     body     bytes   the rest: the answer's bytes, never re-serialized on a hit
 
-The header costs 12 bytes plus the ETag; decoding it is one ``struct.unpack_from`` and a slice.
+The header costs 16 bytes plus the ETag; decoding it is one ``struct.unpack_from`` and a slice.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 
 from cache.errors import CodecError
 
-VERSION = 1
-_HEADER = struct.Struct(">BHqB")
+VERSION = 2
+_HEADER = struct.Struct(">BHqIB")
 
 
 def etag_for(body: bytes) -> str:
@@ -38,18 +39,22 @@ class Entry:
         etag: its strong ETag, with quotes.
         status: the status it answers with.
         fresh_until_ms: when it stops being fresh, in milliseconds since the epoch.
+        load_ms: how long loading it took, in milliseconds (0 when unknown).
     """
 
     body: bytes
     etag: str
     status: int
     fresh_until_ms: int
+    load_ms: int = 0
 
 
 def encode(entry: Entry) -> bytes:
     """Return the stored bytes of ``entry``."""
     etag = entry.etag.encode("ascii")
-    return _HEADER.pack(VERSION, entry.status, entry.fresh_until_ms, len(etag)) + etag + entry.body
+    load_ms = min(max(entry.load_ms, 0), 0xFFFFFFFF)
+    header = _HEADER.pack(VERSION, entry.status, entry.fresh_until_ms, load_ms, len(etag))
+    return header + etag + entry.body
 
 
 def decode(raw: bytes) -> Entry:
@@ -60,7 +65,7 @@ def decode(raw: bytes) -> Entry:
             callers treat it as a miss.
     """
     try:
-        version, status, fresh_until_ms, etag_len = _HEADER.unpack_from(raw)
+        version, status, fresh_until_ms, load_ms, etag_len = _HEADER.unpack_from(raw)
     except struct.error as exc:
         raise CodecError("entry shorter than its header") from exc
     if version != VERSION:
@@ -69,4 +74,4 @@ def decode(raw: bytes) -> Entry:
     end = start + etag_len
     if len(raw) < end:
         raise CodecError("entry shorter than its ETag")
-    return Entry(raw[end:], raw[start:end].decode("ascii"), status, fresh_until_ms)
+    return Entry(raw[end:], raw[start:end].decode("ascii"), status, fresh_until_ms, load_ms)

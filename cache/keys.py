@@ -80,6 +80,10 @@ class KeyScheme:
         """Return a SCAN pattern matching every key of this scheme."""
         return f"{self.prefix}:*"
 
+    def load_lease(self, redis_key: str) -> str:
+        """Return the key of the load lease of the entry at ``redis_key`` (an entry key)."""
+        return f"{self.prefix}:l:{redis_key[len(self.prefix) + 3 :]}"
+
     def tag_set(self, tag: str) -> str:
         """Return the key of the set of entry keys stored under ``tag``."""
         return f"{self.prefix}:t:{tag}"

@@ -17,6 +17,12 @@ Because W's invalidation runs after W's commit and R read the sequence before it
 invalidation that R's query might have missed carries a larger number, and the store is
 refused. The records in ``ts`` keys expire after ``horizon_seconds``; a lease older than half
 of that is not used to store at all, so an expired record can never let a stale set through.
+
+The same round trip also takes the entry's *load lease*, the other half of Facebook's lease:
+``SET {prefix}:l:{entry} token NX PX ttl``. Only its holder loads; other processes that miss the
+same key wait for its value instead of querying the database too (the thundering herd). The
+load lease expires by itself, so a holder that dies only delays the others by its TTL, and the
+store script releases it.
 """
 
 from __future__ import annotations
@@ -31,33 +37,51 @@ from redis.asyncio import Redis
 from cache.errors import translate_redis_errors
 from cache.keys import KeyScheme
 
+# KEYS: epoch, sequence, entry, load lease
+# ARGV: new epoch, lease token, load lease ttl ms (0: take none), "1" to return the entry
 _BEGIN = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   redis.call('SET', KEYS[1], ARGV[1])
   epoch = ARGV[1]
 end
-return {epoch, redis.call('GET', KEYS[2]) or '0'}
+local seq = redis.call('GET', KEYS[2]) or '0'
+if ARGV[4] == '1' then
+  local value = redis.call('GET', KEYS[3])
+  if value then return {epoch, seq, 0, value} end
+end
+local won = 0
+if tonumber(ARGV[3]) > 0 and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  won = 1
+end
+return {epoch, seq, won, false}
 """
 
-# KEYS: entry, epoch, tag set 1..n, tag sequence 1..n
-# ARGV: stored bytes, ttl ms, lease epoch, lease sequence, n
+# KEYS: entry, epoch, load lease, tag set 1..n, tag sequence 1..n
+# ARGV: stored bytes, ttl ms, lease epoch, lease sequence, n, lease token
 _STORE = """
+if redis.call('GET', KEYS[3]) == ARGV[6] then redis.call('DEL', KEYS[3]) end
 local n = tonumber(ARGV[5])
 if redis.call('GET', KEYS[2]) ~= ARGV[3] then return 0 end
 local seq = tonumber(ARGV[4])
 for i = 1, n do
-  local at = redis.call('GET', KEYS[2 + n + i])
+  local at = redis.call('GET', KEYS[3 + n + i])
   if at and tonumber(at) > seq then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local ttl = math.ceil(tonumber(ARGV[2]) / 1000)
 for i = 1, n do
-  local tag = KEYS[2 + i]
+  local tag = KEYS[3 + i]
   redis.call('SADD', tag, KEYS[1])
   if redis.call('TTL', tag) < ttl then redis.call('EXPIRE', tag, ttl) end
 end
 return 1
+"""
+
+# KEYS: load lease; ARGV: token
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -69,11 +93,28 @@ class Lease:
         epoch: the keyspace epoch when the lease was taken.
         sequence: the invalidation sequence number when the lease was taken.
         taken_at: ``time.monotonic()`` when the lease was taken, in seconds.
+        token: the random token of the lease.
+        loads: True when this lease also holds the entry's load lease (it alone should load).
     """
 
     epoch: bytes
     sequence: int
     taken_at: float
+    token: str = ""
+    loads: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What :meth:`LeaseStore.take` found: a lease, or the entry another process stored.
+
+    Attributes:
+        lease: the lease (``lease.loads`` says whether the load lease was won).
+        value: the stored entry when it was asked for and present; then no load lease is taken.
+    """
+
+    lease: Lease
+    value: bytes | None = None
 
 
 class LeaseStore:
@@ -91,23 +132,39 @@ class LeaseStore:
         self.horizon_seconds = horizon_seconds
         self._begin = redis.register_script(_BEGIN)
         self._store = redis.register_script(_STORE)
+        self._release = redis.register_script(_RELEASE)
 
-    async def take(self) -> Lease:
-        """Take a lease; call it before reading the source of truth.
+    async def take(
+        self, redis_key: str = "", *, load_lease_ms: int = 0, return_value: bool = False
+    ) -> Grant:
+        """Take a lease; call it before reading the source of truth. One round trip.
+
+        Args:
+            redis_key: the entry the load is for (needed for a load lease or a value).
+            load_lease_ms: when > 0, also try to take the entry's load lease for that many
+                milliseconds.
+            return_value: when True and the entry is present, return it instead of taking a
+                load lease (another process stored it meanwhile).
 
         Raises:
             CacheUnavailableError: when Redis failed.
         """
+        token = secrets.token_hex(8)
+        lease_key = self._scheme.load_lease(redis_key) if redis_key else self._scheme.epoch
         with translate_redis_errors("take a lease"):
-            epoch, seq = await self._begin(
-                keys=[self._scheme.epoch, self._scheme.sequence], args=[secrets.token_hex(8)]
+            epoch, seq, won, value = await self._begin(
+                keys=[self._scheme.epoch, self._scheme.sequence, redis_key or lease_key, lease_key],
+                args=[token, token, load_lease_ms if redis_key else 0, int(return_value)],
             )
-        return Lease(bytes(epoch), int(seq), time.monotonic())
+        lease = Lease(bytes(epoch), int(seq), time.monotonic(), token, bool(won))
+        return Grant(lease, bytes(value) if value is not None else None)
 
     async def store(
         self, lease: Lease, redis_key: str, stored: bytes, ttl_ms: int, tags: Sequence[str]
     ) -> bool:
         """Store ``stored`` at ``redis_key`` for ``ttl_ms`` milliseconds, filed under ``tags``.
+
+        Releases the entry's load lease when ``lease`` holds it, stored or not.
 
         Returns:
             True when stored; False when the lease was revoked (an invalidation of one of
@@ -117,12 +174,25 @@ class LeaseStore:
             CacheUnavailableError: when Redis failed.
         """
         if time.monotonic() - lease.taken_at > self.horizon_seconds / 2:
+            await self.release(lease, redis_key)
             return False
-        keys = [redis_key, self._scheme.epoch]
+        keys = [redis_key, self._scheme.epoch, self._scheme.load_lease(redis_key)]
         keys += [self._scheme.tag_set(t) for t in tags]
         keys += [self._scheme.tag_sequence(t) for t in tags]
         with translate_redis_errors("store an entry"):
             done = await self._store(
-                keys=keys, args=[stored, ttl_ms, lease.epoch, lease.sequence, len(tags)]
+                keys=keys,
+                args=[stored, ttl_ms, lease.epoch, lease.sequence, len(tags), lease.token],
             )
         return bool(done)
+
+    async def release(self, lease: Lease, redis_key: str) -> None:
+        """Release the load lease of ``redis_key`` if ``lease`` holds it (after a failed load).
+
+        Raises:
+            CacheUnavailableError: when Redis failed (the load lease then expires by itself).
+        """
+        if not lease.loads:
+            return
+        with translate_redis_errors("release a load lease"):
+            await self._release(keys=[self._scheme.load_lease(redis_key)], args=[lease.token])

@@ -1,17 +1,32 @@
 """The read-through (cache-aside) algorithm.
 
-``get_or_load`` answers from Redis with one ``GET`` when it can (a hit), and otherwise runs the
-caller's loader once per key and process (single-flight), under a lease that stops it from
-storing a value that a concurrent write made stale (see :mod:`cache.leases`).
+``get_or_load`` answers from Redis with one ``GET`` when it can (a hit). Otherwise:
+
+* **Miss.** The caller's loader runs once per key and process (single-flight) and, across
+  processes, only in the process that wins the entry's load lease; the others poll for the
+  winner's value for at most ``herd_wait_ms`` milliseconds, then load themselves. The value is
+  stored under a lease that an invalidation revokes, so a load that raced a write never stores
+  what the write replaced (see :mod:`cache.leases`).
+* **Stale.** Past its fresh period and within the namespace's stale-while-revalidate period, an
+  entry is answered at once with state ``STALE`` while one background refresh replaces it. Past
+  that, it is loaded again; if the load fails while the entry is within its stale-if-error
+  period, the stale entry is answered instead of the error.
+* **Early refresh.** With ``early_refresh_beta`` set, a hit may start that background refresh
+  shortly before the entry expires (see :class:`cache.policy.CachePolicy`).
 
 Failures of Redis never fail a read (fail-open): the loader's answer is returned with state
-``BYPASS`` and the failure is counted.
+``BYPASS``. A :class:`cache.breaker.CircuitBreaker` stops reads from touching Redis at all
+after repeated failures, and until its recovery hook has run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +35,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from cache import stats as counters
+from cache.breaker import CircuitBreaker
 from cache.codec import Entry, decode, encode, etag_for
 from cache.errors import REDIS_FAILURES, CacheUnavailableError, CodecError
 from cache.keys import CacheKey
@@ -48,14 +64,18 @@ class Loaded:
         body: the answer's bytes, serialized once, as they will be sent.
         tags: the tags to file the entry under: everything whose change makes it wrong.
         status: the answer's status (200; a loader may cache an absence as 404).
-        ttl_seconds: a lifetime shorter than the policy's, in seconds, when the loader knows
-            the value will change at a given moment; None for the policy's TTL.
+        ttl_seconds: a fresh lifetime shorter than the policy's, in seconds (for instance for a
+            cached absence); None for the policy's TTL.
+        expires_at: the moment the value may become wrong with no write (a scheduled change),
+            in seconds since the epoch; the entry is neither fresh nor served stale past it.
+            None when no such moment is known.
     """
 
     body: bytes
     tags: Iterable[str] = ()
     status: int = 200
     ttl_seconds: float | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +87,8 @@ class Lookup:
         etag: its strong ETag, with quotes.
         status: its status.
         state: where it came from.
-        fresh_for_seconds: how much longer it stays fresh, in whole seconds (0 when not cached).
+        fresh_for_seconds: how much longer it stays fresh, in whole seconds (0 when not cached
+            or stale).
     """
 
     body: bytes
@@ -80,6 +101,10 @@ class Lookup:
 Loader = Callable[[], Awaitable[Loaded]]
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class ReadThroughCache:
     """Cache-aside reads over one Redis. Safe to share between the tasks of one event loop.
 
@@ -87,7 +112,12 @@ class ReadThroughCache:
         redis: the client; owned by the caller, who should give it short socket timeouts.
         leases: the lease store of the same scheme.
         stats: where outcomes are counted.
-        policies: the TTL and jitter of each namespace.
+        policies: the TTL, jitter and stale periods of each namespace.
+        breaker: the Redis circuit breaker; None for none (every read tries Redis).
+        load_lease_ms: how long a load lease lasts, in milliseconds: the longest a dead
+            holder can make others wait before one of them takes the lease over.
+        herd_wait_ms: how long a process that lost the load lease polls for the winner's value,
+            in milliseconds, before it loads by itself.
     """
 
     def __init__(
@@ -96,12 +126,20 @@ class ReadThroughCache:
         leases: LeaseStore,
         stats: CacheStats,
         policies: PolicyTable,
+        *,
+        breaker: CircuitBreaker | None = None,
+        load_lease_ms: int = 5000,
+        herd_wait_ms: int = 1000,
     ) -> None:
         self._redis = redis
         self._leases = leases
         self._stats = stats
         self._policies = policies
+        self._breaker = breaker
+        self._load_lease_ms = load_lease_ms
+        self._herd_wait = herd_wait_ms / 1000
         self._flights: SingleFlight[Lookup] = SingleFlight()
+        self._refreshes: dict[str, asyncio.Task[None]] = {}
 
     async def get_or_load(self, key: CacheKey, loader: Loader) -> Lookup:
         """Return the entry at ``key``, loading and storing it on a miss.
@@ -111,33 +149,96 @@ class ReadThroughCache:
             loader: called on a miss, at most once at a time per key in this process.
 
         Returns:
-            The answer, with its state: ``HIT`` (from Redis), ``MISS`` (from the loader, stored
-            unless a concurrent invalidation revoked the lease) or ``BYPASS`` (from the loader,
-            Redis failed).
+            The answer, with its state: ``HIT`` (from Redis, fresh, or stored by another
+            process while this one waited), ``STALE`` (from Redis, past its fresh period),
+            ``MISS`` (from the loader, stored unless a concurrent invalidation revoked the
+            lease) or ``BYPASS`` (from the loader; Redis failed or the breaker is open).
 
         Raises:
-            Whatever ``loader`` raises; never a Redis error.
+            Whatever ``loader`` raises, unless a stale entry within its stale-if-error period
+            is answered instead; never a Redis error.
         """
+        breaker = self._breaker
+        if breaker is not None and not breaker.allows():
+            return await self._bypass(key, loader)
         try:
             raw = cast("bytes | None", await self._redis.get(key.redis_key))
         except REDIS_FAILURES as exc:
             logger.warning("cache read of %s failed, bypassing: %r", key.redis_key, exc)
+            if breaker is not None:
+                breaker.record_failure()
             return await self._bypass(key, loader)
+        if breaker is not None and breaker.failures:
+            breaker.record_success()
+        stale: Entry | None = None
         if raw is not None:
             try:
                 entry = decode(raw)
             except CodecError:
                 logger.warning("undecodable entry at %s, reloading", key.redis_key)
             else:
-                self._stats.count(key.namespace, counters.HITS)
-                return _lookup(entry, CacheState.HIT)
+                now_ms = _now_ms()
+                if now_ms < entry.fresh_until_ms:
+                    self._stats.count(key.namespace, counters.HITS)
+                    if self._refresh_early(key, entry, now_ms):
+                        self._refresh_in_background(key, loader)
+                    return _lookup(entry, CacheState.HIT, now_ms)
+                policy = self._policies.for_namespace(key.namespace)
+                if now_ms < entry.fresh_until_ms + policy.revalidate_ms:
+                    self._stats.count(key.namespace, counters.STALE)
+                    self._refresh_in_background(key, loader)
+                    return _lookup(entry, CacheState.STALE, now_ms)
+                stale = entry
         self._stats.count(key.namespace, counters.MISSES)
-        lookup, shared = await self._flights.run(
-            key.redis_key, lambda: self._load_and_store(key, loader)
-        )
+        try:
+            lookup, shared = await self._flights.run(
+                key.redis_key, lambda: self._load_and_store(key, loader)
+            )
+        except Exception as exc:
+            if stale is None:
+                raise
+            logger.warning("load of %s failed, answering stale: %r", key.redis_key, exc)
+            self._stats.count(key.namespace, counters.STALE)
+            self._stats.count(key.namespace, counters.STALE_IF_ERROR)
+            return _lookup(stale, CacheState.STALE, _now_ms())
         if shared:
             self._stats.count(key.namespace, counters.COALESCED)
         return lookup
+
+    async def aclose(self) -> None:
+        """Cancel the background refreshes still running (at shutdown)."""
+        tasks = list(self._refreshes.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _refresh_early(self, key: CacheKey, entry: Entry, now_ms: int) -> bool:
+        beta = self._policies.for_namespace(key.namespace).early_refresh_beta
+        if not beta or not entry.load_ms:
+            return False
+        # XFetch (Vattani et al., VLDB 2015): -log(U) for U in (0, 1] is Exp(1)-distributed.
+        gap = -entry.load_ms * beta * math.log(1.0 - random.random())
+        return now_ms + gap >= entry.fresh_until_ms
+
+    def _refresh_in_background(self, key: CacheKey, loader: Loader) -> None:
+        if key.redis_key in self._refreshes or self._flights.in_flight(key.redis_key):
+            return
+        task = asyncio.get_running_loop().create_task(self._refresh(key, loader))
+        self._refreshes[key.redis_key] = task
+        task.add_done_callback(lambda _: self._refreshes.pop(key.redis_key, None))
+
+    async def _refresh(self, key: CacheKey, loader: Loader) -> None:
+        try:
+            grant = await self._leases.take(key.redis_key, load_lease_ms=self._load_lease_ms)
+            if not grant.lease.loads:
+                return  # another process is refreshing it
+            self._stats.count(key.namespace, counters.REFRESHES)
+            await self._load_under(grant.lease, key, loader)
+        except Exception as exc:
+            self._stats.count(key.namespace, counters.REFRESH_FAILURES)
+            logger.warning("background refresh of %s failed: %r", key.redis_key, exc)
 
     async def _bypass(self, key: CacheKey, loader: Loader) -> Lookup:
         # Through the same single-flight: a Redis outage must not multiply database loads.
@@ -151,35 +252,80 @@ class ReadThroughCache:
         return Lookup(loaded.body, etag_for(loaded.body), loaded.status, CacheState.BYPASS, 0)
 
     async def _load_and_store(self, key: CacheKey, loader: Loader) -> Lookup:
-        lease: Lease | None
+        deadline = time.monotonic() + self._herd_wait
+        pause = 0.002
+        lost = False
+        while True:
+            try:
+                grant = await self._leases.take(
+                    key.redis_key, load_lease_ms=self._load_lease_ms, return_value=True
+                )
+            except CacheUnavailableError as exc:
+                logger.warning(
+                    "lease for %s failed, loading without storing: %r", key.redis_key, exc
+                )
+                if self._breaker is not None:
+                    self._breaker.record_failure()
+                return await self._load_only(loader)
+            if grant.value is not None:
+                try:
+                    entry = decode(grant.value)
+                except CodecError:
+                    pass
+                else:
+                    self._stats.count(key.namespace, counters.COALESCED)
+                    return _lookup(entry, CacheState.HIT, _now_ms())
+            left = deadline - time.monotonic()
+            if grant.lease.loads or left <= 0:
+                break
+            if not lost:
+                lost = True
+                self._stats.count(key.namespace, counters.LEASE_LOSSES)
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+        if not grant.lease.loads:
+            self._stats.count(key.namespace, counters.HERD_TIMEOUTS)
+        return await self._load_under(grant.lease, key, loader)
+
+    async def _load_under(self, lease: Lease, key: CacheKey, loader: Loader) -> Lookup:
+        started = time.monotonic()
         try:
-            lease = await self._leases.take()
-        except CacheUnavailableError as exc:
-            logger.warning("lease for %s failed, loading without storing: %r", key.redis_key, exc)
-            lease = None
-        loaded = await loader()
+            loaded = await loader()
+        except BaseException:
+            with contextlib.suppress(CacheUnavailableError):
+                await self._leases.release(lease, key.redis_key)
+            raise
+        load_ms = int((time.monotonic() - started) * 1000)
         policy = self._policies.for_namespace(key.namespace)
-        ttl_ms = policy.jittered_ttl_ms(loaded.ttl_seconds)
+        now_ms = _now_ms()
+        fresh_ms = policy.jittered_ttl_ms(loaded.ttl_seconds)
+        keep_ms = fresh_ms + policy.stale_ms
+        if loaded.expires_at is not None:
+            limit_ms = int(loaded.expires_at * 1000) - now_ms
+            fresh_ms, keep_ms = min(fresh_ms, limit_ms), min(keep_ms, limit_ms)
         entry = Entry(
             body=loaded.body,
             etag=etag_for(loaded.body),
             status=loaded.status,
-            fresh_until_ms=int(time.time() * 1000) + ttl_ms,
+            fresh_until_ms=now_ms + max(fresh_ms, 0),
+            load_ms=load_ms,
         )
-        if lease is None:
-            return _lookup(entry, CacheState.BYPASS)
+        if keep_ms <= 0:
+            with contextlib.suppress(CacheUnavailableError):
+                await self._leases.release(lease, key.redis_key)
+            return _lookup(entry, CacheState.MISS, now_ms)
         try:
             stored = await self._leases.store(
-                lease, key.redis_key, encode(entry), ttl_ms, sorted(set(loaded.tags))
+                lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
             )
         except CacheUnavailableError as exc:
             logger.warning("store of %s failed: %r", key.redis_key, exc)
-            return _lookup(entry, CacheState.MISS)
+            return _lookup(entry, CacheState.MISS, now_ms)
         if not stored:
             self._stats.count(key.namespace, counters.STORE_REJECTED)
-        return _lookup(entry, CacheState.MISS)
+        return _lookup(entry, CacheState.MISS, now_ms)
 
 
-def _lookup(entry: Entry, state: CacheState) -> Lookup:
-    fresh_ms = entry.fresh_until_ms - int(time.time() * 1000)
+def _lookup(entry: Entry, state: CacheState, now_ms: int) -> Lookup:
+    fresh_ms = entry.fresh_until_ms - now_ms
     return Lookup(entry.body, entry.etag, entry.status, state, max(0, fresh_ms // 1000))

@@ -29,7 +29,30 @@ STALE: Final = "stale"
 BYPASS: Final = "bypass"
 COALESCED: Final = "coalesced"
 STORE_REJECTED: Final = "store_rejected"
-COUNTERS: Final = (HITS, MISSES, STALE, BYPASS, COALESCED, STORE_REJECTED)
+STALE_IF_ERROR: Final = "stale_if_error"
+LEASE_LOSSES: Final = "lease_losses"
+HERD_TIMEOUTS: Final = "herd_timeouts"
+REFRESHES: Final = "refreshes"
+REFRESH_FAILURES: Final = "refresh_failures"
+#: hits and misses: of the first GET; stale: stale entries answered (stale_if_error of them
+#: after a failed load); bypass: reads that did not use Redis; coalesced: misses answered by
+#: another caller's load (same process, or another process's stored value); lease_losses:
+#: misses that found another process's load lease; herd_timeouts: of those, loads made after
+#: the wait ran out; store_rejected: stores refused because an invalidation revoked their
+#: lease (a stale set prevented); refreshes / refresh_failures: background refreshes.
+COUNTERS: Final = (
+    HITS,
+    MISSES,
+    STALE,
+    STALE_IF_ERROR,
+    BYPASS,
+    COALESCED,
+    LEASE_LOSSES,
+    HERD_TIMEOUTS,
+    STORE_REJECTED,
+    REFRESHES,
+    REFRESH_FAILURES,
+)
 
 
 def hit_ratio(hits: int, misses: int) -> float:
@@ -117,10 +140,9 @@ class CacheStats:
             namespaces: namespaces to list even when nothing was counted in them yet.
 
         Returns:
-            ``{"hits", "misses", "stale", "bypass", "coalesced", "store_rejected": int,
-            "hit_ratio": float, "complete": bool, "namespaces": {name: {counter: int, ...,
-            "hit_ratio": float}}}``. ``complete`` is False when Redis could not be read; the
-            figures are then this process's unflushed counts only.
+            ``{<each name in COUNTERS>: int, "hit_ratio": float, "complete": bool,
+            "namespaces": {name: {counter: int, ..., "hit_ratio": float}}}``. ``complete`` is False
+            when Redis could not be read; the figures are then this process's unflushed counts only.
         """
         complete = await self.flush()
         raw: dict[bytes | str, bytes | str] = {}
