@@ -46,15 +46,13 @@ if not epoch then
   epoch = ARGV[1]
 end
 local seq = redis.call('GET', KEYS[2]) or '0'
-if ARGV[4] == '1' then
-  local value = redis.call('GET', KEYS[3])
-  if value then return {epoch, seq, 0, value} end
-end
 local won = 0
 if tonumber(ARGV[3]) > 0 and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARGV[3]) then
   won = 1
 end
-return {epoch, seq, won, false}
+local value = false
+if ARGV[4] == '1' then value = redis.call('GET', KEYS[3]) end
+return {epoch, seq, won, value}
 """
 
 # KEYS: entry, epoch, load lease, tag set 1..n, tag sequence 1..n
@@ -110,7 +108,7 @@ class Grant:
 
     Attributes:
         lease: the lease (``lease.loads`` says whether the load lease was won).
-        value: the stored entry when it was asked for and present; then no load lease is taken.
+        value: the stored entry when it was asked for and present.
     """
 
     lease: Lease
@@ -143,8 +141,8 @@ class LeaseStore:
             redis_key: the entry the load is for (needed for a load lease or a value).
             load_lease_ms: when > 0, also try to take the entry's load lease for that many
                 milliseconds.
-            return_value: when True and the entry is present, return it instead of taking a
-                load lease (another process stored it meanwhile).
+            return_value: when True, also return the entry when present (another process may
+                have stored it meanwhile; it may be stale).
 
         Raises:
             CacheUnavailableError: when Redis failed.

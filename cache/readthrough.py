@@ -267,14 +267,13 @@ class ReadThroughCache:
                 if self._breaker is not None:
                     self._breaker.record_failure()
                 return await self._load_only(loader)
-            if grant.value is not None:
-                try:
-                    entry = decode(grant.value)
-                except CodecError:
-                    pass
-                else:
-                    self._stats.count(key.namespace, counters.COALESCED)
-                    return _lookup(entry, CacheState.HIT, _now_ms())
+            entry = _fresh_entry(grant.value)
+            if entry is not None:
+                if grant.lease.loads:
+                    with contextlib.suppress(CacheUnavailableError):
+                        await self._leases.release(grant.lease, key.redis_key)
+                self._stats.count(key.namespace, counters.COALESCED)
+                return _lookup(entry, CacheState.HIT, _now_ms())
             left = deadline - time.monotonic()
             if grant.lease.loads or left <= 0:
                 break
@@ -324,6 +323,16 @@ class ReadThroughCache:
         if not stored:
             self._stats.count(key.namespace, counters.STORE_REJECTED)
         return _lookup(entry, CacheState.MISS, now_ms)
+
+
+def _fresh_entry(raw: bytes | None) -> Entry | None:
+    if raw is None:
+        return None
+    try:
+        entry = decode(raw)
+    except CodecError:
+        return None
+    return entry if entry.fresh_until_ms > _now_ms() else None
 
 
 def _lookup(entry: Entry, state: CacheState, now_ms: int) -> Lookup:
