@@ -17,11 +17,12 @@ makes the server's data untrustworthy (a lost invalidation), not merely unreacha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
+
+from cache.background import stop_task
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +99,7 @@ class CircuitBreaker:
     async def aclose(self) -> None:
         """Stop probing (at shutdown)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
 
     async def _recover(self) -> None:

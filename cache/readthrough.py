@@ -35,6 +35,7 @@ from typing import cast
 from redis.asyncio import Redis
 
 from cache import stats as counters
+from cache.background import stop_task
 from cache.breaker import CircuitBreaker
 from cache.codec import Entry, decode, encode, etag_for
 from cache.errors import REDIS_FAILURES, CacheUnavailableError, CodecError
@@ -207,12 +208,8 @@ class ReadThroughCache:
 
     async def aclose(self) -> None:
         """Cancel the background refreshes still running (at shutdown)."""
-        tasks = list(self._refreshes.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in list(self._refreshes.values()):
+            await stop_task(task)
 
     def _refresh_early(self, key: CacheKey, entry: Entry, now_ms: int) -> bool:
         beta = self._policies.for_namespace(key.namespace).early_refresh_beta

@@ -10,7 +10,6 @@ interval old.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, translate_redis_errors
 from cache.keys import KeyScheme
 
@@ -93,9 +93,7 @@ class CacheStats:
     async def aclose(self) -> None:
         """Stop the background task and flush once more (fail-open)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task)
             self._task = None
         await self.flush()
 

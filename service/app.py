@@ -14,6 +14,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from cache import (
     BoundedConnectionPool,
     CachePolicy,
     CacheStats,
+    CircuitBreaker,
     Invalidator,
     KeyScheme,
     LeaseStore,
@@ -33,6 +35,7 @@ from service import embedded
 from service.auth import TokenAuthority
 from service.keyspaces import ContentKeys, tags_for_change
 from service.migrations import upgrade
+from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
 from service.reads import ContentReader
 from service.routes import routes
@@ -46,17 +49,27 @@ logger = logging.getLogger(__name__)
 LEASE_HORIZON_SECONDS = 300.0
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """Return the async engine of ``settings.database_url`` with a bounded pool."""
+def create_engine(
+    settings: Settings, *, pool_size: int | None = None, max_overflow: int | None = None
+) -> AsyncEngine:
+    """Return the async engine of ``settings.database_url`` with a bounded pool.
+
+    A request waits at most ``db_pool_timeout_seconds`` for a connection (then 503), and at
+    most ``db_connect_timeout_seconds`` for a new connection to open.
+    """
     assert settings.database_url is not None
     return create_async_engine(
         settings.database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=settings.db_pool_size if pool_size is None else pool_size,
+        max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         json_deserializer=orjson.loads,
         connect_args={
-            "timeout": settings.db_pool_timeout_seconds,
+            "timeout": settings.db_connect_timeout_seconds,
+            # A paused or partitioned server cannot enforce statement_timeout: the client does.
+            "command_timeout": settings.db_statement_timeout_ms / 1000 + 1
+            if settings.db_statement_timeout_ms
+            else None,
             "server_settings": {
                 "application_name": "content-service",
                 "statement_timeout": str(settings.db_statement_timeout_ms),
@@ -84,15 +97,26 @@ def create_redis(settings: Settings) -> Redis:
 
 
 def policy_table(settings: Settings) -> PolicyTable:
-    """Return the per-namespace TTL and jitter of ``settings``."""
-    default = CachePolicy(settings.cache_ttl_seconds, settings.cache_jitter_ratio)
+    """Return the per-namespace TTL, jitter, stale periods and early refresh of ``settings``."""
+
+    def policy(ttl_seconds: float) -> CachePolicy:
+        return CachePolicy(
+            ttl_seconds,
+            settings.cache_jitter_ratio,
+            stale_while_revalidate_seconds=settings.cache_stale_while_revalidate_seconds,
+            stale_if_error_seconds=settings.cache_stale_if_error_seconds,
+            early_refresh_beta=settings.cache_early_refresh_beta,
+        )
+
     return PolicyTable(
-        default,
-        {
-            name: CachePolicy(seconds, settings.cache_jitter_ratio)
-            for name, seconds in settings.namespace_ttls().items()
-        },
+        policy(settings.cache_ttl_seconds),
+        {name: policy(seconds) for name, seconds in settings.namespace_ttls().items()},
     )
+
+
+async def _ping_database(engine: AsyncEngine) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
 
 
 @asynccontextmanager
@@ -110,6 +134,11 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         redis = create_redis(settings)
         stack.push_async_callback(redis.aclose)
 
+        # The outbox relay has connections of its own: a LISTEN and its drains never wait
+        # behind requests for the pool, nor take a request's connection.
+        outbox_engine = create_engine(settings, pool_size=2, max_overflow=0)
+        stack.push_async_callback(outbox_engine.dispose)
+
         scheme = KeyScheme(settings.cache_prefix)
         keys = ContentKeys.from_scheme(scheme)
         stats = CacheStats(
@@ -119,7 +148,47 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(stats.aclose)
         leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
         invalidator = Invalidator(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
-        cache = ReadThroughCache(redis, leases, stats, policy_table(settings))
+
+        relay: OutboxRelay | None = None
+
+        async def drain_outbox() -> None:
+            assert relay is not None
+            await relay.drain_all()
+
+        redis_breaker = CircuitBreaker(
+            "redis",
+            redis.ping,
+            on_recovery=drain_outbox,
+            failure_threshold=settings.breaker_failure_threshold,
+            probe_interval_seconds=settings.breaker_probe_interval_seconds,
+        )
+        stack.push_async_callback(redis_breaker.aclose)
+        database_breaker = CircuitBreaker(
+            "database",
+            lambda: _ping_database(engine),
+            failure_threshold=settings.breaker_failure_threshold,
+            probe_interval_seconds=settings.breaker_probe_interval_seconds,
+        )
+        stack.push_async_callback(database_breaker.aclose)
+        relay = OutboxRelay(
+            outbox_engine,
+            invalidator,
+            redis_breaker,
+            poll_interval_seconds=settings.outbox_poll_interval_seconds,
+        )
+        relay.start()
+        stack.push_async_callback(relay.aclose)
+
+        cache = ReadThroughCache(
+            redis,
+            leases,
+            stats,
+            policy_table(settings),
+            breaker=redis_breaker,
+            load_lease_ms=settings.cache_load_lease_ms,
+            herd_wait_ms=settings.cache_herd_wait_ms,
+        )
+        stack.push_async_callback(cache.aclose)
 
         # A session class per state, so that its flush listeners die with it.
         write_session = type("WriteSession", (Session,), {})
@@ -137,8 +206,17 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             keys=keys,
             stats=stats,
             invalidator=invalidator,
-            reader=ContentReader(read_sessions, cache, keys),
-            writer=ContentWriter(write_sessions, invalidator),
+            reader=ContentReader(
+                read_sessions,
+                cache,
+                keys,
+                negative_ttl_seconds=settings.cache_negative_ttl_seconds,
+                database_breaker=database_breaker,
+            ),
+            writer=ContentWriter(write_sessions, invalidator, redis_breaker),
+            relay=relay,
+            redis_breaker=redis_breaker,
+            database_breaker=database_breaker,
             auth=TokenAuthority(settings.tokens(), settings.stats_token),
         )
 

@@ -100,3 +100,17 @@ class ContentTooLargeError(ServiceError):
     status = 413
     title = "Content too large"
     slug = "content-too-large"
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Return whether ``exc`` says PostgreSQL cannot be reached (not that a statement failed).
+
+    True for socket errors and timeouts, and for SQLAlchemy's operational and interface errors
+    and errors that invalidated their connection (asyncpg's lost connections and refused
+    starts arrive as those).
+    """
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, OSError | InterfaceError | OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

@@ -30,6 +30,10 @@ Tags (what a write invalidates; see docs/cache-design.md for the reasoning):
   article write does not evict every article of the same author.
 * ``authors`` / ``categories`` / ``tags``: membership or order of the list changed (create,
   delete, or a change of the sort field). Carried by every page of that list.
+* ``absent:{kind}:{key}``: something may now exist at that slug or username (a create, a
+  rename, a change of status). Carried by the cached 404s of that key (negative caching):
+  the article item and comments of a slug, an author, category or tag item, and summary
+  pages filtered by a name that names nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +87,11 @@ def entity_tag(kind: str, entity_id: int) -> str:
     return f"{kind}:{entity_id}"
 
 
+def absent_tag(kind: str, key: str) -> str:
+    """Tag of the cached 404s of ``kind`` ("article", "author", "category", "tag") at ``key``."""
+    return f"absent:{kind}:{key}"
+
+
 def article_tag(article_id: int) -> str:
     """Tag of article ``article_id``'s item and comment threads."""
     return f"article:{article_id}"
@@ -129,17 +138,21 @@ def tags_for_change(instance: Any, change: Change) -> Iterator[str]:
 
 
 def _entity_tags(
-    instance: Any, change: Change, kind: str, list_tag: str, sort_attr: str
+    instance: Any, change: Change, kind: str, list_tag: str, key_attr: str
 ) -> Iterator[str]:
     yield entity_tag(kind, instance.id)
-    if change is not Change.UPDATE or inspect(instance).attrs[sort_attr].history.has_changes():
+    key_history = inspect(instance).attrs[key_attr].history
+    if change is not Change.UPDATE or key_history.has_changes():
         yield list_tag
+        yield from (absent_tag(kind, k) for k in _values(key_history))
 
 
 def _article_tags(article: Article, change: Change) -> Iterator[str]:
     state = inspect(article)
     yield article_tag(article.id)
     yield ARTICLES
+    # A create, rename, or change of status or publication time may end a cached 404.
+    yield from (absent_tag(ARTICLE, slug) for slug in _values(state.attrs.slug.history))
     tag_history = state.attrs.tags.history
     membership_changed = change is not Change.UPDATE or any(
         state.attrs[name].history.has_changes() for name in _MEMBERSHIP_ATTRS
@@ -159,3 +172,52 @@ def _article_tags(article: Article, change: Change) -> Iterator[str]:
 
 def _values(history: Any) -> Iterable[Any]:
     return [v for v in (*history.added, *history.unchanged, *history.deleted) if v is not None]
+
+
+_ENTITY_TABLES = {
+    "authors": (AUTHOR, AUTHORS, "username"),
+    "categories": (CATEGORY, CATEGORIES, "slug"),
+    "tags": (TAG, TAGS, "slug"),
+}
+
+
+def tags_for_row_change(
+    table: str, op: str, old: dict[str, Any] | None, new: dict[str, Any] | None
+) -> set[str]:
+    """Return the tags that a row change recorded in the outbox makes wrong.
+
+    The row-image twin of :func:`tags_for_change`, for changes made by any SQL (see the
+    ``cache_outbox_record`` trigger): ``old`` and ``new`` are the row before and after, as
+    JSON objects without large columns (None for an insert's ``old``, a delete's ``new``).
+    An ``articles`` image also has ``tag_ids``.
+
+    Raises:
+        ValueError: for ``op`` "TRUNCATE", which no set of tags covers (the caller purges).
+    """
+    if op == "TRUNCATE":
+        raise ValueError(f"a TRUNCATE of {table} needs a purge")
+    rows = [r for r in (old, new) if r is not None]
+    tags: set[str] = set()
+    if table == "articles":
+        tags.add(ARTICLES)
+        for r in rows:
+            tags.update((article_tag(r["id"]), absent_tag(ARTICLE, r["slug"])))
+        changed = old is None or new is None or any(old[a] != new[a] for a in _MEMBERSHIP_ATTRS)
+        if changed:
+            for r in rows:
+                tags.add(count_tag(AUTHOR, r["author_id"]))
+                if r["category_id"] is not None:
+                    tags.add(count_tag(CATEGORY, r["category_id"]))
+                tags.update(count_tag(TAG, t) for t in r.get("tag_ids", ()))
+    elif table == "article_tags":
+        for r in rows:
+            tags.update((article_tag(r["article_id"]), ARTICLES, count_tag(TAG, r["tag_id"])))
+    elif table == "comments":
+        tags.update(article_tag(r["article_id"]) for r in rows)
+    elif table in _ENTITY_TABLES:
+        kind, list_tag, key = _ENTITY_TABLES[table]
+        tags.update(entity_tag(kind, r["id"]) for r in rows)
+        if old is None or new is None or old[key] != new[key]:
+            tags.add(list_tag)
+            tags.update(absent_tag(kind, r[key]) for r in rows)
+    return tags

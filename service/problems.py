@@ -60,6 +60,19 @@ def problem(
         headers: extra response headers.
         **extra: more members of the document.
     """
+    body = problem_bytes(status, detail, title=title, type_slug=type_slug, **extra)
+    return Response(body, status, headers=headers, media_type=MEDIA_TYPE)
+
+
+def problem_bytes(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    type_slug: str | None = None,
+    **extra: Any,
+) -> bytes:
+    """Return the serialized problem document (RFC 9457) of :func:`problem`'s arguments."""
     title = title or _TITLES.get(status, "Error")
     type_slug = type_slug or title.lower().replace(" ", "-")
     body = {
@@ -69,7 +82,12 @@ def problem(
         "detail": detail,
         **extra,
     }
-    return Response(orjson.dumps(body), status, headers=headers, media_type=MEDIA_TYPE)
+    return orjson.dumps(body)
+
+
+def error_bytes(exc: ServiceError) -> bytes:
+    """Return the problem document that answers ``exc``, serialized (for a cached 404)."""
+    return problem_bytes(exc.status, exc.detail, title=exc.title, type_slug=exc.slug, **exc.extra)
 
 
 async def on_service_error(request: Request, exc: Exception) -> Response:

@@ -7,11 +7,12 @@ statement on a miss and names the tags the answer depends on (see :mod:`service.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cache import Loaded, Lookup, ReadThroughCache
+from cache import CircuitBreaker, Loaded, Lookup, ReadThroughCache
 from service import repository as repo
 from service.documents import (
     article_document,
@@ -23,8 +24,9 @@ from service.documents import (
     summary_document,
     tag_document,
 )
-from service.errors import NotFoundError
+from service.errors import NotFoundError, UnavailableError, is_unreachable
 from service.keyspaces import (
+    ARTICLE,
     ARTICLES,
     AUTHOR,
     AUTHORS,
@@ -33,12 +35,14 @@ from service.keyspaces import (
     TAG,
     TAGS,
     ContentKeys,
+    absent_tag,
     article_tag,
     embedded_tags,
     entity_tag,
     listed_tags,
 )
 from service.models import Author, Category, Tag
+from service.problems import error_bytes
 from service.schemas import ArticleListParams, PageParams
 
 #: kind to (model, renderer, list namespace and tag)
@@ -49,6 +53,10 @@ _ENTITIES: dict[str, tuple[Any, Callable[[Any], dict[str, Any]], str]] = {
 }
 
 
+def _timestamp(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
 class ContentReader:
     """Reads the content through the cache. Safe to share between tasks.
 
@@ -56,55 +64,91 @@ class ContentReader:
         sessions: makes the sessions that loaders read in (autocommit: one statement each).
         cache: the read-through cache.
         keys: the content namespaces.
+        negative_ttl_seconds: how long a 404 is cached, in seconds.
+        database_breaker: stops loads from trying an unreachable database; None for none.
     """
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], cache: ReadThroughCache, keys: ContentKeys
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        cache: ReadThroughCache,
+        keys: ContentKeys,
+        *,
+        negative_ttl_seconds: float = 5.0,
+        database_breaker: CircuitBreaker | None = None,
     ) -> None:
         self._sessions = sessions
         self._cache = cache
         self._keys = keys
+        self._negative_ttl = negative_ttl_seconds
+        self._breaker = database_breaker
 
     async def _read(self, fn: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-        async with self._sessions() as session:
-            return await fn(session)
-
-    async def article(self, slug: str) -> Lookup:
-        """Return the visible article at ``slug``.
+        """Run ``fn`` in a read session.
 
         Raises:
-            NotFoundError: no visible article has that slug (not cached).
+            UnavailableError: the database is unreachable (or its breaker is open).
+        """
+        breaker = self._breaker
+        if breaker is not None and not breaker.allows():
+            raise UnavailableError("the database is unavailable")
+        try:
+            async with self._sessions() as session:
+                result = await fn(session)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            if breaker is not None:
+                breaker.record_failure()
+            raise UnavailableError("the database is unavailable") from exc
+        if breaker is not None and breaker.failures:
+            breaker.record_success()
+        return result
+
+    def _absent(
+        self, kind: str, key: str, detail: str, expires_at: datetime | None = None
+    ) -> Loaded:
+        """A cached 404, invalidated by whatever may make ``key`` of ``kind`` exist."""
+        return Loaded(
+            error_bytes(NotFoundError(detail)),
+            [absent_tag(kind, key)],
+            status=404,
+            ttl_seconds=self._negative_ttl,
+            expires_at=_timestamp(expires_at),
+        )
+
+    async def article(self, slug: str) -> Lookup:
+        """Return the visible article at ``slug``; a 404 lookup when none is (cached briefly).
+
+        A scheduled article's 404 lives no longer than its ``published_at``.
         """
 
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.article_by_slug(s, slug))
-            if row is None:
-                raise NotFoundError(f"no article {slug!r}")
+            if row is None or not row.visible:
+                scheduled = None if row is None else row.published_at
+                return self._absent(ARTICLE, slug, f"no article {slug!r}", scheduled)
             return Loaded(dumps(article_document(row)), [article_tag(row.id), *embedded_tags(row)])
 
         return await self._cache.get_or_load(self._keys.article.key(slug), load)
 
     async def comments(self, slug: str) -> Lookup:
-        """Return the comment threads of the visible article at ``slug``.
-
-        Raises:
-            NotFoundError: no visible article has that slug.
-        """
+        """Return the comment threads of the visible article at ``slug``; else a 404 lookup."""
 
         async def load() -> Loaded:
-            found = await self._read(lambda s: repo.comments_of(s, slug))
-            if found is None:
-                raise NotFoundError(f"no article {slug!r}")
-            article_id, comments = found
-            return Loaded(dumps(comment_threads(comments)), [article_tag(article_id)])
+            row = await self._read(lambda s: repo.comments_of(s, slug))
+            if row is None or not row.visible:
+                scheduled = None if row is None else row.published_at
+                return self._absent(ARTICLE, slug, f"no article {slug!r}", scheduled)
+            return Loaded(dumps(comment_threads(row.comments)), [article_tag(row.id)])
 
         return await self._cache.get_or_load(self._keys.comments.key(slug), load)
 
     async def articles(self, params: ArticleListParams) -> Lookup:
         """Return a page of visible article summaries.
 
-        Raises:
-            NotFoundError: ``author``, ``category`` or ``tag`` names nothing.
+        A 404 lookup when ``author``, ``category`` or ``tag`` names nothing. The page lives no
+        longer than the next scheduled publication.
         """
         values = params.model_dump()
         query = repo.ArticleFilter(**values)
@@ -114,35 +158,43 @@ class ContentReader:
             tags = {ARTICLES}
             for kind, entity_id in page.filter_ids.items():
                 if entity_id is None:
-                    raise NotFoundError(f"no {kind} {getattr(query, kind)!r}")
+                    name = getattr(query, kind)
+                    return self._absent(kind, name, f"no {kind} {name!r}")
                 tags.add(entity_tag(kind, entity_id))
             for row in page.rows:
                 tags.update(embedded_tags(row))
             items = [summary_document(r) for r in page.rows]
             body = dumps(page_document(items, query.page, query.per_page, page.total))
-            return Loaded(body, tags)
+            return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
 
         return await self._cache.get_or_load(self._keys.articles.key_for_params(values), load)
 
     async def entity(self, kind: str, key: str) -> Lookup:
         """Return one author (``kind`` "author", by username), category or tag (by slug).
 
-        Raises:
-            NotFoundError: nothing has that key.
+        A 404 lookup when nothing has that key. Its ``article_count`` lives no longer than the
+        next scheduled publication.
         """
         entity, render, _ = _ENTITIES[kind]
 
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.entity_by_key(s, entity, key))
             if row is None:
-                raise NotFoundError(f"no {kind} {key!r}")
-            return Loaded(dumps(render(row)), listed_tags(kind, row.id))
+                return self._absent(kind, key, f"no {kind} {key!r}")
+            return Loaded(
+                dumps(render(row)),
+                listed_tags(kind, row.id),
+                expires_at=_timestamp(row.next_publication),
+            )
 
         namespace = getattr(self._keys, kind)
         return await self._cache.get_or_load(namespace.key(key), load)
 
     async def entities(self, kind: str, params: PageParams) -> Lookup:
-        """Return a page of authors (``kind`` "author"), categories or tags."""
+        """Return a page of authors (``kind`` "author"), categories or tags.
+
+        The page lives no longer than the next scheduled publication.
+        """
         entity, render, list_tag = _ENTITIES[kind]
 
         async def load() -> Loaded:
@@ -153,9 +205,8 @@ class ContentReader:
             for row in page.rows:
                 tags.update(listed_tags(kind, row.id))
             items = [render(r) for r in page.rows]
-            return Loaded(
-                dumps(page_document(items, params.page, params.per_page, page.total)), tags
-            )
+            body = dumps(page_document(items, params.page, params.per_page, page.total))
+            return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
 
         namespace = getattr(self._keys, list_tag)
         return await self._cache.get_or_load(namespace.key_for_params(params.model_dump()), load)

@@ -9,6 +9,7 @@ that their flushes are tagged for invalidation (see :mod:`service.keyspaces`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -38,6 +39,19 @@ SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
 def visible() -> ColumnElement[bool]:
     """The condition of an article that readers may see."""
     return and_(Article.status == "published", Article.published_at <= func.now())
+
+
+def next_publication() -> Any:
+    """The earliest ``published_at`` still in the future of a published article, or NULL.
+
+    At that moment lists, counts and the article itself change with no write: the cache keeps
+    nothing that shows them past it.
+    """
+    return (
+        select(func.min(Article.published_at))
+        .where(Article.status == "published", Article.published_at > func.now())
+        .scalar_subquery()
+    )
 
 
 def _tags_json() -> Any:
@@ -103,11 +117,13 @@ class Page:
         rows: the page's rows, in order.
         filter_ids: for each filter given, the id of the row it names, or None when it names
             none (the caller answers 404).
+        next_publication: see :func:`next_publication`.
     """
 
     total: int
     rows: list[Any]
     filter_ids: dict[str, int | None]
+    next_publication: datetime | None = None
 
 
 async def _page(
@@ -125,7 +141,9 @@ async def _page(
     back in the same round trip as the rows.
     """
     head = select(
-        total.label("total"), *(sq.label(f"f_{name}") for name, sq in headers.items())
+        total.label("total"),
+        next_publication().label("next_publication"),
+        *(sq.label(f"f_{name}") for name, sq in headers.items()),
     ).subquery("h")
     body = (
         rows.add_columns(func.row_number().over(order_by=order).label("rn"))
@@ -141,6 +159,7 @@ async def _page(
         first.total,
         [r for r in result if r.id is not None],
         {name: getattr(first, f"f_{name}") for name in headers},
+        first.next_publication,
     )
 
 
@@ -184,10 +203,14 @@ async def article_by_slug(
 ) -> Any | None:
     """Return the article at ``slug`` as a row (summary columns plus the rest), or None.
 
+    The row's ``visible`` column says whether readers may see it now.
+
     Args:
         session: the session to read in.
         slug: the article's slug.
-        only_visible: when False, drafts, archived and scheduled articles are found too.
+        only_visible: when True, only published articles are found, scheduled ones included
+            (``visible`` false: the caller answers 404 until their ``published_at``); when
+            False, drafts and archived articles too.
     """
     comment_count = select(func.count()).where(Comment.article_id == Article.id).scalar_subquery()
     stmt = _with_joins(
@@ -198,17 +221,19 @@ async def article_by_slug(
             Article.status,
             comment_count.label("comment_count"),
             Article.created_at,
+            visible().label("visible"),
         )
     ).where(Article.slug == slug)
     if only_visible:
-        stmt = stmt.where(visible())
+        stmt = stmt.where(Article.status == "published")
     return (await session.execute(stmt)).first()
 
 
-async def comments_of(session: AsyncSession, slug: str) -> tuple[int, list[Any]] | None:
-    """Return the visible article's id and all its comments, oldest first; None if not visible.
+async def comments_of(session: AsyncSession, slug: str) -> Any | None:
+    """Return the published article's ``id``, ``visible``, ``published_at`` and ``comments``.
 
-    One statement: the article row with its comments aggregated as JSON.
+    ``comments`` holds all its comments, oldest first; None when no published article has that
+    slug. One statement: the article row with its comments aggregated as JSON.
     """
     obj = func.json_build_object(
         "id", Comment.id,
@@ -230,9 +255,13 @@ async def comments_of(session: AsyncSession, slug: str) -> tuple[int, list[Any]]
         .scalar_subquery()
         .cast(JSON)
     )
-    stmt = select(Article.id, comments.label("comments")).where(Article.slug == slug, visible())
-    row = (await session.execute(stmt)).first()
-    return None if row is None else (row.id, row.comments)
+    stmt = select(
+        Article.id,
+        Article.published_at,
+        visible().label("visible"),
+        comments.label("comments"),
+    ).where(Article.slug == slug, Article.status == "published")
+    return (await session.execute(stmt)).first()
 
 
 # Authors, categories and tags -------------------------------------------------------------
@@ -261,10 +290,15 @@ async def entity_page(session: AsyncSession, entity: Any, page: int, per_page: i
 
 
 async def entity_by_key(session: AsyncSession, entity: Any, key: str) -> Any | None:
-    """Return the author (by username), category or tag (by slug) with its article count."""
-    stmt = select(*entity.__table__.columns, _count_of(entity).label("article_count")).where(
-        natural_key(entity) == key
-    )
+    """Return the author (by username), category or tag (by slug) with its article count.
+
+    The row also has ``next_publication`` (see :func:`next_publication`).
+    """
+    stmt = select(
+        *entity.__table__.columns,
+        _count_of(entity).label("article_count"),
+        next_publication().label("next_publication"),
+    ).where(natural_key(entity) == key)
     return (await session.execute(stmt)).first()
 
 

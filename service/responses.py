@@ -21,6 +21,7 @@ M = TypeVar("M", bound=BaseModel)
 MAX_BODY_BYTES = 4 * 1024 * 1024
 JSON = "application/json"
 _JSON_BYTES = JSON.encode()
+_PROBLEM = b"application/problem+json"
 
 
 def etag_matches(header: str, etag: str) -> bool:
@@ -32,6 +33,8 @@ def etag_matches(header: str, etag: str) -> bool:
 
 class CachedResponse(Response):
     """The answer to a cached read: 304 when ``If-None-Match`` names its ETag.
+
+    A cached absence (status 404) is a problem document, never a 304.
 
     Headers: ``ETag``; ``Cache-Control: public, max-age=N`` with N the smaller of the cap and
     the seconds the entry stays fresh; ``X-Cache`` with where the answer came from.
@@ -48,12 +51,12 @@ class CachedResponse(Response):
             (b"x-cache", lookup.state.value.encode("ascii")),
         ]
         inm = request.headers.get("if-none-match")
-        if inm is not None and etag_matches(inm, lookup.etag):
+        if inm is not None and lookup.status == 200 and etag_matches(inm, lookup.etag):
             self.status_code, self.body = 304, b""
         else:
             self.status_code, self.body = lookup.status, lookup.body
             headers.append((b"content-length", b"%d" % len(lookup.body)))
-            headers.append((b"content-type", _JSON_BYTES))
+            headers.append((b"content-type", _JSON_BYTES if lookup.status == 200 else _PROBLEM))
         self.raw_headers = headers
         self.background = None
 

@@ -39,7 +39,32 @@ class Settings(BaseSettings):
     http_max_age_seconds: int = Field(
         0, ge=0, description="upper bound of Cache-Control max-age sent to clients, seconds"
     )
+    cache_stale_while_revalidate_seconds: float = Field(
+        30.0, ge=0, description="after the TTL, answer STALE while one refresh runs, seconds"
+    )
+    cache_stale_if_error_seconds: float = Field(
+        300.0, ge=0, description="after the TTL, answer STALE when PostgreSQL fails, seconds"
+    )
+    cache_early_refresh_beta: float = Field(
+        1.0, ge=0, description="probabilistic early refresh (XFetch) beta; 0 turns it off"
+    )
+    cache_negative_ttl_seconds: float = Field(5.0, gt=0, description="TTL of a cached 404")
+    cache_herd_wait_ms: int = Field(
+        1000, ge=0, description="how long a miss waits for another process's load, ms"
+    )
+    cache_load_lease_ms: int = Field(
+        5000, gt=0, description="lifetime of a load lease (a dead loader delays others so long)"
+    )
     stats_flush_interval_seconds: float = Field(1.0, gt=0)
+    outbox_poll_interval_seconds: float = Field(
+        1.0, gt=0, description="outbox drain interval when no NOTIFY arrives, seconds"
+    )
+    breaker_failure_threshold: int = Field(
+        3, ge=1, description="consecutive failures that open a circuit breaker"
+    )
+    breaker_probe_interval_seconds: float = Field(
+        0.5, gt=0, description="time between probes of an open breaker's server, seconds"
+    )
 
     redis_max_connections: int = Field(64, ge=1)
     redis_pool_timeout_seconds: float = Field(0.5, gt=0)
@@ -49,6 +74,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
+    db_connect_timeout_seconds: float = Field(2.0, gt=0)
     db_statement_timeout_ms: int = Field(10_000, ge=0)
 
     @field_validator("cache_prefix")

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CacheStats, Invalidator
+from cache import CacheStats, CircuitBreaker, Invalidator
 from service.auth import TokenAuthority
 from service.keyspaces import ContentKeys
+from service.outbox import OutboxRelay
 from service.reads import ContentReader
 from service.settings import Settings
 from service.writes import ContentWriter
@@ -28,3 +29,6 @@ class AppState:
     reader: ContentReader
     writer: ContentWriter
     auth: TokenAuthority
+    relay: OutboxRelay
+    redis_breaker: CircuitBreaker
+    database_breaker: CircuitBreaker

@@ -16,7 +16,14 @@ from slugify import slugify
 from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cache import CacheUnavailableError, Invalidator, SessionTagCollector, etag_for
+from cache import (
+    BreakerState,
+    CacheUnavailableError,
+    CircuitBreaker,
+    Invalidator,
+    SessionTagCollector,
+    etag_for,
+)
 from service import repository as repo
 from service.documents import (
     article_document,
@@ -60,16 +67,25 @@ def if_match_holds(header: str, etag: str) -> bool:
 class ContentWriter:
     """Writes the content and invalidates what each write made wrong. Safe to share.
 
+    Each write's triggers also record it in the invalidation outbox (see
+    :mod:`service.outbox`); the invalidation here is the fast path that makes the write's
+    answer safe to read at once, and the outbox is its backstop.
+
     Args:
         sessions: makes the write sessions; its session class must have the collector installed.
         invalidator: applies the collected tags after each commit.
+        redis_breaker: skipped while open; tripped when an invalidation fails.
     """
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], invalidator: Invalidator
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        invalidator: Invalidator,
+        redis_breaker: CircuitBreaker | None = None,
     ) -> None:
         self._sessions = sessions
         self._invalidator = invalidator
+        self._breaker = redis_breaker
         self.invalidation_failures = 0
 
     @asynccontextmanager
@@ -85,6 +101,10 @@ class ContentWriter:
         await self._invalidate(tags)
 
     async def _invalidate(self, tags: frozenset[str]) -> None:
+        # Checked after the commit: while the breaker is open nothing is served from Redis, and
+        # its recovery applies the outbox (where the triggers recorded this write) first.
+        if self._breaker is not None and self._breaker.state is BreakerState.OPEN:
+            return
         for attempt in (1, 2):
             try:
                 await self._invalidator.invalidate_tags(tags)
@@ -94,6 +114,10 @@ class ContentWriter:
                     "invalidation of %d tags failed (attempt %d): %r", len(tags), attempt, exc
                 )
         self.invalidation_failures += 1
+        # Redis may now hold what this write replaced: serve nothing from it until the
+        # outbox has been applied.
+        if self._breaker is not None:
+            self._breaker.trip()
 
     # Articles -------------------------------------------------------------------------------
 

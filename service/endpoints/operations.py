@@ -111,9 +111,30 @@ async def stats(request: Request) -> Response:
             "cache": cache,
             "db_pool": db_pool_figures(state),
             "redis": await redis_figures(state),
+            "outbox": await outbox_figures(state),
+            "breakers": {
+                b.name: {"state": b.state.value, "opened": b.opened_count}
+                for b in (state.redis_breaker, state.database_breaker)
+            },
             "warming": {"state": "idle", "last_run": None},
         }
     )
+
+
+async def outbox_figures(state: AppState) -> dict[str, Any]:
+    """Return the outbox backlog (None when PostgreSQL cannot say) and this process's relay."""
+    backlog: int | None
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            backlog = await state.relay.backlog()
+    except Exception:
+        backlog = None
+    return {
+        "backlog": backlog,
+        "applied": state.relay.applied,
+        "failures": state.relay.failures,
+        "listening": state.relay.listening,
+    }
 
 
 async def purge(request: Request) -> Response:

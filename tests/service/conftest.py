@@ -42,7 +42,12 @@ class Api:
     async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         r = await self.client.post(path, json=body, headers=EDITOR)
         assert r.status_code == 201, r.text
+        await self.settle()
         return r.json()
+
+    async def settle(self) -> None:
+        """Apply the outbox now: rows of earlier writes must not evict what a test warms next."""
+        await self.state.relay.drain_all()
 
     async def stats(self) -> dict[str, Any]:
         r = await self.client.get("/stats")

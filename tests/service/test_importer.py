@@ -42,6 +42,7 @@ async def test_import_reads_titles_authors_categories_and_tags(api: Api) -> None
 
 async def test_import_twice_changes_nothing(api: Api) -> None:
     await import_tree(api.state.writer, FIXTURES)
+    await api.state.relay.drain_all()  # the import's outbox rows, applied before the read
     await api.client.get("/api/v1/articles")
     again = await import_tree(api.state.writer, FIXTURES)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 4)
@@ -75,6 +76,7 @@ async def test_python_documentation_is_served_and_second_pass_is_all_hits(api: A
             break
         page += 1
     assert len(slugs) == len(set(slugs)) == 497
+    await api.settle()
     await api.client.post(
         "/admin/cache/purge",
         json={"namespace": "all"},

@@ -10,6 +10,7 @@ ARTICLE = "/api/v1/articles/hello-world"
 
 
 async def warm(api: Api, *paths: str) -> None:
+    await api.settle()
     for path in paths:
         await api.client.get(path)
         r = await api.client.get(path)

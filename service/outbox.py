@@ -1,0 +1,196 @@
+"""The invalidation outbox relay: applies row changes made by any SQL to the cache.
+
+Triggers on every content table (migration 0002) write a row image to ``cache_outbox`` in the
+writing transaction and ``NOTIFY cache_outbox``. The relay ``LISTEN``s on its own connection;
+on each notification, and every ``poll_interval_seconds`` in case one was missed, it drains
+the outbox: in one transaction it deletes a batch of rows (``FOR UPDATE SKIP LOCKED``, so
+instances share the work), invalidates their tags, and commits. If Redis fails, the
+transaction rolls back and the rows wait; the Redis breaker is tripped so that no entry is
+served until :meth:`OutboxRelay.drain_all` has applied them.
+
+This is the transactional outbox pattern: a change and its invalidation record commit or roll
+back together, so no committed change is left without its invalidation, whether it came
+through the service (whose own post-commit invalidation is then the fast path) or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from cache import CacheUnavailableError, CircuitBreaker, Invalidator
+from cache.background import stop_task
+from service.keyspaces import NAMESPACES, tags_for_row_change
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "cache_outbox"
+
+_TAKE = """
+DELETE FROM cache_outbox WHERE id IN (
+    SELECT id FROM cache_outbox ORDER BY id LIMIT :n FOR UPDATE {skip}
+) RETURNING table_name, op, old_row, new_row
+"""
+
+
+class OutboxRelay:
+    """Applies the outbox to the cache. One per process; call :meth:`start` and :meth:`aclose`.
+
+    Args:
+        engine: a small engine of its own (not the request pool).
+        invalidator: applies tags.
+        redis_breaker: tripped when an invalidation fails; None for none.
+        poll_interval_seconds: how often the outbox is drained with no notification, in seconds.
+        batch_size: rows per drain transaction.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        invalidator: Invalidator,
+        redis_breaker: CircuitBreaker | None = None,
+        *,
+        poll_interval_seconds: float = 1.0,
+        batch_size: int = 500,
+    ) -> None:
+        self._engine = engine
+        self._invalidator = invalidator
+        self._breaker = redis_breaker
+        self._interval = poll_interval_seconds
+        self._batch = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.applied = 0
+        self.failures = 0
+        self.listening = False
+
+    def start(self) -> None:
+        """Start listening and draining in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def aclose(self) -> None:
+        """Stop the background task."""
+        if self._task is not None:
+            await stop_task(self._task)
+            self._task = None
+
+    async def backlog(self) -> int:
+        """Return how many outbox rows wait to be applied.
+
+        Raises:
+            Whatever the database raises.
+        """
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(text("SELECT count(*) FROM cache_outbox"))).scalar_one())
+
+    async def drain(self) -> int:
+        """Apply every outbox row not locked by another drain; return how many were applied.
+
+        Raises:
+            CacheUnavailableError: Redis failed; the batch under way stays in the outbox.
+            Whatever the database raises.
+        """
+        return await self._drain(skip_locked=True)
+
+    async def drain_all(self) -> int:
+        """Apply every outbox row, waiting for the batches other drains hold (recovery).
+
+        When it returns, every change committed before it was called has been applied.
+
+        Raises:
+            CacheUnavailableError: Redis failed.
+            Whatever the database raises.
+        """
+        return await self._drain(skip_locked=False)
+
+    async def _drain(self, *, skip_locked: bool) -> int:
+        statement = text(_TAKE.format(skip="SKIP LOCKED" if skip_locked else ""))
+        done = 0
+        async with self._lock:
+            while True:
+                async with self._engine.begin() as conn:
+                    rows = (await conn.execute(statement, {"n": self._batch})).all()
+                    if not rows:
+                        return done
+                    try:
+                        await self._apply(rows)
+                    except CacheUnavailableError:
+                        self.failures += 1
+                        if self._breaker is not None:
+                            self._breaker.trip()
+                        raise
+                done += len(rows)
+                self.applied += len(rows)
+
+    async def _apply(self, rows: list[Any]) -> None:
+        tags: set[str] = set()
+        truncated = False
+        for row in rows:
+            if row.op == "TRUNCATE":
+                truncated = True
+            else:
+                tags |= tags_for_row_change(row.table_name, row.op, row.old_row, row.new_row)
+        if truncated:
+            for namespace in NAMESPACES:
+                await self._invalidator.purge(namespace)
+        await self._invalidator.invalidate_tags(tags)
+
+    async def _run(self) -> None:
+        delay = self._interval
+        while True:
+            try:
+                await self._listen_and_drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("outbox relay: %r; retrying in %.1f s", exc, delay)
+                self.listening = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10 * self._interval)
+            else:
+                delay = self._interval
+
+    async def _listen_and_drain(self) -> None:
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            listener: Any = raw.driver_connection
+            lost = asyncio.Event()
+
+            def notified(*_: object) -> None:
+                self._wake.set()
+
+            await listener.add_listener(CHANNEL, notified)
+            listener.add_termination_listener(lambda *_: lost.set())
+            self.listening = True
+            try:
+                while not lost.is_set():
+                    # Replays what was missed while not listening, then what was notified.
+                    self._wake.clear()
+                    await self._drain_if_redis_is_usable()
+                    # Not asyncio.timeout: on 3.11, a cancel that lands as it expires is
+                    # turned into a TimeoutError, and the relay would never stop.
+                    waiter = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait({waiter}, timeout=self._interval)
+                    finally:
+                        waiter.cancel()
+            finally:
+                self.listening = False
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(CHANNEL, notified)
+            raise ConnectionError("the outbox listener's connection was lost")
+
+    async def _drain_if_redis_is_usable(self) -> None:
+        if self._breaker is not None and not self._breaker.allows():
+            return  # the breaker's recovery drains everything before it closes
+        try:
+            await self.drain()
+        except CacheUnavailableError as exc:
+            logger.warning("outbox relay: Redis failed, rows kept: %r", exc)
