@@ -7,18 +7,27 @@ own database on the server and drops it at the end; each test uses its own Redis
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from service.app import create_app
 
 
 @dataclass(frozen=True)
@@ -101,3 +110,71 @@ async def servers(server_urls: tuple[str, str]) -> AsyncIterator[Servers]:
 @pytest.fixture
 def key_prefix() -> str:
     return f"cs-test-{uuid.uuid4().hex[:10]}"
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def app_on(key_prefix: str) -> AppFactory:
+    """``app_on(database_url, redis_url, **settings)``: an async context of a running app.
+
+    It yields a ``tests.service.conftest.Api``; the tables are not truncated.
+    """
+    from tests.service.conftest import Api, StatementLog, make_settings
+
+    @asynccontextmanager
+    async def open_app(database_url: str, redis_url: str, **overrides: Any) -> AsyncIterator[Api]:
+        settings = make_settings(Servers(database_url, redis_url), key_prefix, **overrides)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            state = app.state.ctx
+            log = StatementLog()
+            event.listen(state.engine.sync_engine, "before_cursor_execute", log)
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                yield Api(client, state, log)
+
+    return open_app
+
+
+async def truncate(database_url: str) -> None:
+    """Empty the content tables and the outbox of ``database_url``."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "TRUNCATE comments, article_tags, articles, tags, categories, authors"
+                    " RESTART IDENTITY CASCADE"
+                )
+            )
+            await conn.execute(text("TRUNCATE cache_outbox"))
+    finally:
+        await engine.dispose()
+
+
+async def run_sql(database_url: str, statement: str, *args: Any) -> list[Any]:
+    """Run one statement outside the service, on its own connection (as psql would)."""
+    conn = await asyncpg.connect(**_asyncpg_dsn(database_url))
+    try:
+        return list(await conn.fetch(statement, *args))
+    finally:
+        await conn.close()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout_seconds: float, interval: float = 0.02
+) -> float:
+    """Poll ``check`` until it is true; return the seconds it took.
+
+    Raises:
+        AssertionError: it was not true within ``timeout_seconds``.
+    """
+    started = time.monotonic()
+    while True:
+        if await check():
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_seconds:
+            raise AssertionError(f"not true within {timeout_seconds} s")
+        await asyncio.sleep(interval)
