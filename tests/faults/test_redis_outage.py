@@ -1,0 +1,123 @@
+"""Redis paused, killed or lost mid-load: reads bypass, writes succeed, nothing stale after.
+
+The app runs on the shared test database and a private Redis that the tests break.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.conftest import Servers, eventually, truncate
+from tests.faults.servers import PrivateRedis
+from tests.service.conftest import EDITOR, Api
+
+ARTICLE = "/api/v1/articles/outage"
+#: the timeouts the app is given; every wait on a dead Redis must stay within them.
+REDIS_TIMEOUT = 0.2
+SETTINGS: dict[str, Any] = {
+    "redis_socket_timeout_seconds": REDIS_TIMEOUT,
+    "redis_connect_timeout_seconds": REDIS_TIMEOUT,
+    "redis_pool_timeout_seconds": REDIS_TIMEOUT,
+    "breaker_failure_threshold": 2,
+    "breaker_probe_interval_seconds": 0.1,
+}
+
+
+async def seed(api: Api) -> None:
+    await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+    await api.create(
+        "/api/v1/articles",
+        {"title": "Before", "slug": "outage", "body": "b", "author": "ann", "status": "published"},
+    )
+
+
+async def timed_get(api: Api, path: str) -> tuple[Any, float]:
+    started = time.monotonic()
+    r = await api.client.get(path)
+    return r, time.monotonic() - started
+
+
+async def redis_breaker_closed(api: Api) -> bool:
+    return api.state.redis_breaker.allows()
+
+
+async def test_paused_redis_bypasses_and_recovers_without_a_stale_read(
+    servers: Servers, private_redis: PrivateRedis, app_on: Any
+) -> None:
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, private_redis.url, **SETTINGS) as api:
+        await seed(api)
+        await api.client.get(ARTICLE)
+        assert (await api.client.get(ARTICLE)).headers["x-cache"] == "HIT"
+
+        private_redis.pause()
+        latencies = []
+        for _ in range(20):
+            r, took = await timed_get(api, ARTICLE)
+            assert r.status_code == 200 and r.headers["x-cache"] == "BYPASS"
+            latencies.append(took)
+        # The first reads wait one command timeout each; once the breaker opens, none does.
+        assert max(latencies) < REDIS_TIMEOUT + 0.3, latencies
+        assert sum(t > REDIS_TIMEOUT / 2 for t in latencies) <= 2, latencies
+
+        started = time.monotonic()
+        w = await api.client.patch(ARTICLE, json={"title": "During"}, headers=EDITOR)
+        assert w.status_code == 200 and time.monotonic() - started < REDIS_TIMEOUT + 0.3
+        r = await api.client.get(ARTICLE)
+        assert (r.headers["x-cache"], r.json()["title"]) == ("BYPASS", "During")
+
+        private_redis.resume()
+
+        async def recovered() -> bool:
+            r = await api.client.get(ARTICLE)
+            assert r.json()["title"] == "During", "a stale entry was served after the outage"
+            return r.headers["x-cache"] != "BYPASS"
+
+        await eventually(recovered, 5)
+        r = await api.client.get(ARTICLE)
+        assert (r.headers["x-cache"], r.json()["title"]) == ("HIT", "During")
+        stats = await api.stats()
+        assert stats["cache"]["bypass"] >= 21
+        assert stats["breakers"]["redis"] == {"state": "closed", "opened": 1}
+        assert stats["outbox"]["backlog"] == 0
+
+
+async def test_a_write_whose_invalidation_fails_is_applied_from_the_outbox(
+    servers: Servers, private_redis: PrivateRedis, app_on: Any
+) -> None:
+    """Redis stops between the write's commit and its invalidation: the outbox applies it."""
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, private_redis.url, **SETTINGS) as api:
+        await seed(api)
+        await api.client.get(ARTICLE)
+        private_redis.pause()  # no read noticed: the breaker is still closed
+        w = await api.client.patch(ARTICLE, json={"title": "After"}, headers=EDITOR)
+        assert w.status_code == 200
+        assert api.state.writer.invalidation_failures == 1
+        assert not api.state.redis_breaker.allows()  # tripped by the failed invalidation
+        private_redis.resume()
+        await eventually(lambda: redis_breaker_closed(api), 5)
+        for _ in range(3):
+            assert (await api.client.get(ARTICLE)).json()["title"] == "After"
+
+
+async def test_killed_redis_comes_back_empty_and_is_used_again(
+    servers: Servers, private_redis: PrivateRedis, app_on: Any
+) -> None:
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, private_redis.url, **SETTINGS) as api:
+        await seed(api)
+        await api.client.get(ARTICLE)
+        private_redis.kill()
+        for _ in range(5):
+            r, took = await timed_get(api, ARTICLE)
+            assert r.status_code == 200 and r.headers["x-cache"] == "BYPASS"
+            assert took < REDIS_TIMEOUT + 0.3
+        w = await api.client.patch(ARTICLE, json={"title": "Meanwhile"}, headers=EDITOR)
+        assert w.status_code == 200
+        private_redis.start()
+        await eventually(lambda: redis_breaker_closed(api), 5)
+        r = await api.client.get(ARTICLE)
+        assert (r.headers["x-cache"], r.json()["title"]) == ("MISS", "Meanwhile")
+        assert (await api.client.get(ARTICLE)).headers["x-cache"] == "HIT"
