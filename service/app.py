@@ -50,7 +50,11 @@ LEASE_HORIZON_SECONDS = 300.0
 
 
 def create_engine(
-    settings: Settings, *, pool_size: int | None = None, max_overflow: int | None = None
+    settings: Settings,
+    *,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    pre_ping: bool = False,
 ) -> AsyncEngine:
     """Return the async engine of ``settings.database_url`` with a bounded pool.
 
@@ -62,6 +66,7 @@ def create_engine(
         settings.database_url,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
+        pool_pre_ping=pre_ping,
         pool_timeout=settings.db_pool_timeout_seconds,
         json_deserializer=orjson.loads,
         connect_args={
@@ -136,7 +141,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
 
         # The outbox relay has connections of its own: a LISTEN and its drains never wait
         # behind requests for the pool, nor take a request's connection.
-        outbox_engine = create_engine(settings, pool_size=2, max_overflow=0)
+        outbox_engine = create_engine(settings, pool_size=2, max_overflow=0, pre_ping=True)
         stack.push_async_callback(outbox_engine.dispose)
 
         scheme = KeyScheme(settings.cache_prefix)

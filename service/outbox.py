@@ -143,7 +143,8 @@ class OutboxRelay:
         await self._invalidator.invalidate_tags(tags)
 
     async def _run(self) -> None:
-        delay = self._interval
+        first_delay = min(0.1, self._interval)
+        delay = first_delay
         while True:
             try:
                 await self._listen_and_drain()
@@ -155,7 +156,7 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10 * self._interval)
             else:
-                delay = self._interval
+                delay = first_delay
 
     async def _listen_and_drain(self) -> None:
         async with self._engine.connect() as conn:
@@ -185,6 +186,7 @@ class OutboxRelay:
                 self.listening = False
                 with contextlib.suppress(Exception):
                     await listener.remove_listener(CHANNEL, notified)
+            await conn.invalidate()  # never hand the dead connection out again
             raise ConnectionError("the outbox listener's connection was lost")
 
     async def _drain_if_redis_is_usable(self) -> None:
