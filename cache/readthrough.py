@@ -102,6 +102,25 @@ class Lookup:
 Loader = Callable[[], Awaitable[Loaded]]
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A flight's result, with what a caller that shared it needs to know to trust it.
+
+    ``started``: ``time.monotonic()`` when the flight began. ``vouched_until``: when the
+    flight's store was accepted, the moment just before it was sent; a write acknowledged
+    before then had invalidated before the store ran, which would have refused it. -inf
+    when nothing vouches for the result (not stored, bypassed, read back from Redis).
+    """
+
+    lookup: Lookup
+    started: float
+    vouched_until: float = -math.inf
+
+    def serves(self, joined_at: float) -> bool:
+        """Whether a read that began at ``joined_at`` may answer with this result."""
+        return self.started >= joined_at or joined_at <= self.vouched_until
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -139,7 +158,7 @@ class ReadThroughCache:
         self._breaker = breaker
         self._load_lease_ms = load_lease_ms
         self._herd_wait = herd_wait_ms / 1000
-        self._flights: SingleFlight[Lookup] = SingleFlight()
+        self._flights: SingleFlight[_Outcome] = SingleFlight()
         self._refreshes: dict[str, asyncio.Task[None]] = {}
 
     async def get_or_load(self, key: CacheKey, loader: Loader) -> Lookup:
@@ -192,9 +211,7 @@ class ReadThroughCache:
                 stale = entry
         self._stats.count(key.namespace, counters.MISSES)
         try:
-            lookup, shared = await self._flights.run(
-                key.redis_key, lambda: self._load_and_store(key, loader)
-            )
+            lookup, shared = await self._share(key, lambda: self._load_and_store(key, loader))
         except Exception as exc:
             if stale is None:
                 raise
@@ -205,6 +222,22 @@ class ReadThroughCache:
         if shared:
             self._stats.count(key.namespace, counters.COALESCED)
         return lookup
+
+    async def _share(
+        self, key: CacheKey, flight: Callable[[], Awaitable[_Outcome]]
+    ) -> tuple[Lookup, bool]:
+        """Run ``flight`` for ``key`` or share the one under way; return (lookup, shared).
+
+        A shared flight that began before this read, and whose store does not vouch for it,
+        may have read the source before a write acknowledged since this read began: then
+        this read runs a flight of its own (or shares one begun after it). Two rounds at most:
+        the flight it shared is done, so any flight it meets next began after it.
+        """
+        joined_at = time.monotonic()
+        while True:
+            outcome, shared = await self._flights.run(key.redis_key, flight)
+            if not shared or outcome.serves(joined_at):
+                return outcome.lookup, shared
 
     async def aclose(self) -> None:
         """Cancel the background refreshes still running (at shutdown)."""
@@ -240,16 +273,19 @@ class ReadThroughCache:
     async def _bypass(self, key: CacheKey, loader: Loader) -> Lookup:
         # Through the same single-flight: a Redis outage must not multiply database loads.
         self._stats.count(key.namespace, counters.BYPASS)
-        lookup, _ = await self._flights.run(key.redis_key, lambda: self._load_only(loader))
+        lookup, _ = await self._share(key, lambda: self._load_only(loader))
         return lookup
 
     @staticmethod
-    async def _load_only(loader: Loader) -> Lookup:
+    async def _load_only(loader: Loader) -> _Outcome:
+        started = time.monotonic()
         loaded = await loader()
-        return Lookup(loaded.body, etag_for(loaded.body), loaded.status, CacheState.BYPASS, 0)
+        body = loaded.body
+        return _Outcome(Lookup(body, etag_for(body), loaded.status, CacheState.BYPASS, 0), started)
 
-    async def _load_and_store(self, key: CacheKey, loader: Loader) -> Lookup:
-        deadline = time.monotonic() + self._herd_wait
+    async def _load_and_store(self, key: CacheKey, loader: Loader) -> _Outcome:
+        started = time.monotonic()
+        deadline = started + self._herd_wait
         pause = 0.002
         lost = False
         while True:
@@ -263,14 +299,14 @@ class ReadThroughCache:
                 )
                 if self._breaker is not None:
                     self._breaker.record_failure()
-                return await self._load_only(loader)
+                return await self._load_only(loader)  # an outage: no lease, no store
             entry = _fresh_entry(grant.value)
             if entry is not None:
                 if grant.lease.loads:
                     with contextlib.suppress(CacheUnavailableError):
                         await self._leases.release(grant.lease, key.redis_key)
                 self._stats.count(key.namespace, counters.COALESCED)
-                return _lookup(entry, CacheState.HIT, _now_ms())
+                return _Outcome(_lookup(entry, CacheState.HIT, _now_ms()), started)
             left = deadline - time.monotonic()
             if grant.lease.loads or left <= 0:
                 break
@@ -281,9 +317,17 @@ class ReadThroughCache:
             pause = min(pause * 2, 0.05)
         if not grant.lease.loads:
             self._stats.count(key.namespace, counters.HERD_TIMEOUTS)
-        return await self._load_under(grant.lease, key, loader)
+        lookup, vouched_until = await self._load_under(grant.lease, key, loader)
+        return _Outcome(lookup, started, vouched_until)
 
-    async def _load_under(self, lease: Lease, key: CacheKey, loader: Loader) -> Lookup:
+    async def _load_under(
+        self, lease: Lease, key: CacheKey, loader: Loader
+    ) -> tuple[Lookup, float]:
+        """Load and store under ``lease``; return the lookup and when the store was sent.
+
+        The second member is ``time.monotonic()`` just before an accepted store was sent, or
+        -inf when nothing was stored.
+        """
         started = time.monotonic()
         try:
             loaded = await loader()
@@ -309,17 +353,19 @@ class ReadThroughCache:
         if keep_ms <= 0:
             with contextlib.suppress(CacheUnavailableError):
                 await self._leases.release(lease, key.redis_key)
-            return _lookup(entry, CacheState.MISS, now_ms)
+            return _lookup(entry, CacheState.MISS, now_ms), -math.inf
+        sent_at = time.monotonic()
         try:
             stored = await self._leases.store(
                 lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
             )
         except CacheUnavailableError as exc:
             logger.warning("store of %s failed: %r", key.redis_key, exc)
-            return _lookup(entry, CacheState.MISS, now_ms)
+            return _lookup(entry, CacheState.MISS, now_ms), -math.inf
         if not stored:
             self._stats.count(key.namespace, counters.STORE_REJECTED)
-        return _lookup(entry, CacheState.MISS, now_ms)
+            return _lookup(entry, CacheState.MISS, now_ms), -math.inf
+        return _lookup(entry, CacheState.MISS, now_ms), sent_at
 
 
 def _fresh_entry(raw: bytes | None) -> Entry | None:

@@ -38,6 +38,8 @@ class SingleFlight(Generic[T]):
             Whatever ``fn`` raised, to every caller that shared the run.
         """
         task = self._flights.get(key)
+        if task is not None and task.done():
+            task = None  # finished, but not yet forgotten: its result may predate this call
         shared = task is not None
         if task is None:
             task = asyncio.ensure_future(fn())

@@ -1,0 +1,135 @@
+"""A randomized run of concurrent readers and writers: no read misses an acknowledged write.
+
+Two app instances share the database and the Redis (as two workers do). Writers set the
+titles of a few hot articles to increasing versions; readers read the items and the list page
+through either instance. For every read, each article's version must be at least the last one
+acknowledged before that read started. Entries expire within milliseconds and are refreshed
+in the background (stale-while-revalidate and early refresh), and each database read is
+delayed at random, so that loads race writes all the time.
+
+The always-run version does 10,000 operations; ``-m slow`` runs 100,000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+
+from tests.conftest import Servers, truncate
+from tests.service.conftest import EDITOR, Api
+
+HOT = ("alpha", "beta", "gamma")
+VERSION = re.compile(r" v(\d+)$")
+SETTINGS: dict[str, Any] = {
+    "cache_ttls": "article=0.05,articles=0.05",
+    "cache_jitter_ratio": 0.5,
+    "cache_stale_while_revalidate_seconds": 0.2,
+    "cache_early_refresh_beta": 5.0,
+}
+
+
+def slow_database(api: Api, rng: random.Random) -> None:
+    """Delay each database read of ``api`` by 0 to 3 ms on both sides, as a loaded server would."""
+    reader: Any = api.state.reader
+    read = reader._read
+
+    async def delayed(fn: Any) -> Any:
+        await asyncio.sleep(rng.random() * 0.003)
+        result = await read(fn)
+        await asyncio.sleep(rng.random() * 0.003)
+        return result
+
+    reader._read = delayed
+
+
+async def run(servers: Servers, app_on: Any, operations: int, seed: int) -> dict[str, int]:
+    rng = random.Random(seed)
+    await truncate(servers.database_url)
+    async with AsyncExitStack() as stack:
+        apps = [
+            await stack.enter_async_context(
+                app_on(servers.database_url, servers.redis_url, **SETTINGS)
+            )
+            for _ in range(2)
+        ]
+        await apps[0].create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        for slug in HOT:
+            await apps[0].create(
+                "/api/v1/articles",
+                {"title": f"{slug} v0", "slug": slug, "body": "b", "author": "ann",
+                 "status": "published"},
+            )  # fmt: skip
+        for api in apps:
+            slow_database(api, rng)
+
+        acked = dict.fromkeys(HOT, 0)
+        counts = {"reads": 0, "writes": 0, "checked": 0, "violations": 0}
+        remaining = operations
+        violations: list[str] = []
+
+        def check(slug: str, title: str, floor: int, where: str) -> None:
+            match = VERSION.search(title)
+            assert match is not None, title
+            counts["checked"] += 1
+            if int(match.group(1)) < floor:
+                violations.append(f"{where}: {title!r} read after v{floor} was acknowledged")
+
+        async def writer(slug: str) -> None:
+            nonlocal remaining
+            version = 0
+            while remaining > 0:
+                remaining -= 1
+                version += 1
+                api = rng.choice(apps)
+                r = await api.client.patch(
+                    f"/api/v1/articles/{slug}", json={"title": f"{slug} v{version}"}, headers=EDITOR
+                )
+                assert r.status_code == 200, r.text
+                acked[slug] = max(acked[slug], version)
+                counts["writes"] += 1
+                await asyncio.sleep(rng.random() * 0.004)
+
+        async def reader() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                api = rng.choice(apps)
+                floors = dict(acked)
+                if rng.random() < 0.7:
+                    slug = rng.choice(HOT)
+                    r = await api.client.get(f"/api/v1/articles/{slug}")
+                    assert r.status_code == 200, r.text
+                    check(slug, r.json()["title"], floors[slug], f"item {slug}")
+                else:
+                    r = await api.client.get("/api/v1/articles?sort=title")
+                    assert r.status_code == 200, r.text
+                    for item in r.json()["items"]:
+                        check(item["slug"], item["title"], floors[item["slug"]], "list")
+                counts["reads"] += 1
+
+        await asyncio.gather(*(writer(s) for s in HOT), *(reader() for _ in range(12)))
+        stats = (await apps[0].stats())["cache"]
+    counts["violations"] = len(violations)
+    counts["store_rejected"] = stats["store_rejected"]
+    counts["stale"] = stats["stale"]
+    counts["refreshes"] = stats["refreshes"]
+    assert violations == [], (len(violations), sorted(set(v.split(":")[0] for v in violations)), violations[:5])
+    return counts
+
+
+async def test_no_read_misses_an_acknowledged_write(servers: Servers, app_on: Any) -> None:
+    counts = await run(servers, app_on, 10_000, seed=20261124)
+    assert counts["reads"] + counts["writes"] >= 10_000 and counts["violations"] == 0
+    print(f"\nrandomized run: {counts}")
+
+
+@pytest.mark.slow
+async def test_no_read_misses_an_acknowledged_write_long(servers: Servers, app_on: Any) -> None:
+    counts = await run(servers, app_on, 100_000, seed=7)
+    assert counts["reads"] + counts["writes"] >= 100_000 and counts["violations"] == 0
+    print(f"\nrandomized run: {counts}")
