@@ -105,14 +105,12 @@ class ContentWriter:
         # its recovery applies the outbox (where the triggers recorded this write) first.
         if self._breaker is not None and self._breaker.state is BreakerState.OPEN:
             return
-        for attempt in (1, 2):
-            try:
-                await self._invalidator.invalidate_tags(tags)
-                return
-            except CacheUnavailableError as exc:
-                logger.error(
-                    "invalidation of %d tags failed (attempt %d): %r", len(tags), attempt, exc
-                )
+        try:
+            await self._invalidator.invalidate_tags(tags)
+            return
+        except CacheUnavailableError as exc:
+            # Not retried: the write waits at most one Redis timeout, and the outbox holds it.
+            logger.error("invalidation of %d tags failed: %r", len(tags), exc)
         self.invalidation_failures += 1
         # Redis may now hold what this write replaced: serve nothing from it until the
         # outbox has been applied.

@@ -118,7 +118,11 @@ async def run(servers: Servers, app_on: Any, operations: int, seed: int) -> dict
     counts["store_rejected"] = stats["store_rejected"]
     counts["stale"] = stats["stale"]
     counts["refreshes"] = stats["refreshes"]
-    assert violations == [], (len(violations), sorted(set(v.split(":")[0] for v in violations)), violations[:5])
+    assert violations == [], (
+        len(violations),
+        sorted(set(v.split(":")[0] for v in violations)),
+        violations[:5],
+    )
     return counts
 
 

@@ -138,6 +138,7 @@ async def test_plain_sql_writes_are_invalidated_within_two_seconds(
         await eventually(lambda: _status_is(api, 404), 2.0)
         assert took < 2.0
         assert (await api.stats())["outbox"]["backlog"] == 0
+        print(f"\nplain-SQL UPDATE visible after {took * 1000:.0f} ms")
 
 
 async def test_outbox_is_replayed_after_a_restart_and_a_lost_listener(
