@@ -6,7 +6,10 @@ The app runs on the shared test database and a private Redis that the tests brea
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
+
+import pytest
 
 from tests.conftest import Servers, eventually, truncate
 from tests.faults.servers import PrivateRedis
@@ -24,12 +27,19 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-async def seed(api: Api) -> None:
-    await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
-    await api.create(
-        "/api/v1/articles",
-        {"title": "Before", "slug": "outage", "body": "b", "author": "ann", "status": "published"},
-    )
+@pytest.fixture
+async def api(servers: Servers, private_redis: PrivateRedis, app_on: Any) -> AsyncIterator[Api]:
+    """An app on the private Redis with one article, read once (so cached)."""
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, private_redis.url, **SETTINGS) as api:
+        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        await api.create(
+            "/api/v1/articles",
+            {"title": "Before", "slug": "outage", "body": "b", "author": "ann",
+             "status": "published"},
+        )  # fmt: skip
+        await api.client.get(ARTICLE)
+        yield api
 
 
 async def timed_get(api: Api, path: str) -> tuple[Any, float]:
@@ -43,88 +53,76 @@ async def redis_breaker_closed(api: Api) -> bool:
 
 
 async def test_paused_redis_bypasses_and_recovers_without_a_stale_read(
-    servers: Servers, private_redis: PrivateRedis, app_on: Any
+    api: Api, private_redis: PrivateRedis
 ) -> None:
-    await truncate(servers.database_url)
-    async with app_on(servers.database_url, private_redis.url, **SETTINGS) as api:
-        await seed(api)
-        await api.client.get(ARTICLE)
-        assert (await api.client.get(ARTICLE)).headers["x-cache"] == "HIT"
+    assert (await api.client.get(ARTICLE)).headers["x-cache"] == "HIT"
 
-        private_redis.pause()
-        latencies = []
-        for _ in range(20):
-            r, took = await timed_get(api, ARTICLE)
-            assert r.status_code == 200 and r.headers["x-cache"] == "BYPASS"
-            latencies.append(took)
-        # The first reads wait one command timeout each; once the breaker opens, none does.
-        assert max(latencies) < REDIS_TIMEOUT + 0.3, latencies
-        assert sum(t > REDIS_TIMEOUT / 2 for t in latencies) <= 2, latencies
-        print(f"\nreads with Redis paused (ms): {[round(t * 1000, 1) for t in latencies]}")
+    private_redis.pause()
+    latencies = []
+    for _ in range(20):
+        r, took = await timed_get(api, ARTICLE)
+        assert r.status_code == 200 and r.headers["x-cache"] == "BYPASS"
+        latencies.append(took)
+    # The first reads wait one command timeout each; once the breaker opens, none does.
+    assert max(latencies) < REDIS_TIMEOUT + 0.3, latencies
+    assert sum(t > REDIS_TIMEOUT / 2 for t in latencies) <= 2, latencies
+    print(f"\nreads with Redis paused (ms): {[round(t * 1000, 1) for t in latencies]}")
 
-        started = time.monotonic()
-        w = await api.client.patch(ARTICLE, json={"title": "During"}, headers=EDITOR)
-        took = time.monotonic() - started
-        assert w.status_code == 200 and took < REDIS_TIMEOUT + 0.3
-        print(f"write with Redis paused, breaker open: {took * 1000:.1f} ms")
+    started = time.monotonic()
+    w = await api.client.patch(ARTICLE, json={"title": "During"}, headers=EDITOR)
+    took = time.monotonic() - started
+    assert w.status_code == 200 and took < REDIS_TIMEOUT + 0.3
+    print(f"write with Redis paused, breaker open: {took * 1000:.1f} ms")
+    r = await api.client.get(ARTICLE)
+    assert (r.headers["x-cache"], r.json()["title"]) == ("BYPASS", "During")
+
+    private_redis.resume()
+
+    async def recovered() -> bool:
         r = await api.client.get(ARTICLE)
-        assert (r.headers["x-cache"], r.json()["title"]) == ("BYPASS", "During")
+        assert r.json()["title"] == "During", "a stale entry was served after the outage"
+        return r.headers["x-cache"] != "BYPASS"
 
-        private_redis.resume()
-
-        async def recovered() -> bool:
-            r = await api.client.get(ARTICLE)
-            assert r.json()["title"] == "During", "a stale entry was served after the outage"
-            return r.headers["x-cache"] != "BYPASS"
-
-        await eventually(recovered, 5)
-        r = await api.client.get(ARTICLE)
-        assert (r.headers["x-cache"], r.json()["title"]) == ("HIT", "During")
-        stats = await api.stats()
-        assert stats["cache"]["bypass"] >= 21
-        assert stats["breakers"]["redis"] == {"state": "closed", "opened": 1}
-        assert stats["outbox"]["backlog"] == 0
+    await eventually(recovered, 5)
+    r = await api.client.get(ARTICLE)
+    assert (r.headers["x-cache"], r.json()["title"]) == ("HIT", "During")
+    stats = await api.stats()
+    assert stats["cache"]["bypass"] >= 21
+    assert stats["breakers"]["redis"] == {"state": "closed", "opened": 1}
+    assert stats["outbox"]["backlog"] == 0
 
 
 async def test_a_write_whose_invalidation_fails_is_applied_from_the_outbox(
-    servers: Servers, private_redis: PrivateRedis, app_on: Any
+    api: Api, private_redis: PrivateRedis
 ) -> None:
     """Redis stops between the write's commit and its invalidation: the outbox applies it."""
-    await truncate(servers.database_url)
-    async with app_on(servers.database_url, private_redis.url, **SETTINGS) as api:
-        await seed(api)
-        await api.client.get(ARTICLE)
-        private_redis.pause()  # no read noticed: the breaker is still closed
-        started = time.monotonic()
-        w = await api.client.patch(ARTICLE, json={"title": "After"}, headers=EDITOR)
-        assert w.status_code == 200
-        took = time.monotonic() - started
-        assert took < REDIS_TIMEOUT + 0.3, took  # one timeout, no retry
-        print(f"\nwrite whose invalidation timed out: {took * 1000:.0f} ms")
-        assert api.state.writer.invalidation_failures == 1
-        assert not api.state.redis_breaker.allows()  # tripped by the failed invalidation
-        private_redis.resume()
-        await eventually(lambda: redis_breaker_closed(api), 5)
-        for _ in range(3):
-            assert (await api.client.get(ARTICLE)).json()["title"] == "After"
+    private_redis.pause()  # no read noticed: the breaker is still closed
+    started = time.monotonic()
+    w = await api.client.patch(ARTICLE, json={"title": "After"}, headers=EDITOR)
+    assert w.status_code == 200
+    took = time.monotonic() - started
+    assert took < REDIS_TIMEOUT + 0.3, took  # one timeout, no retry
+    print(f"\nwrite whose invalidation timed out: {took * 1000:.0f} ms")
+    assert api.state.writer.invalidation_failures == 1
+    assert not api.state.redis_breaker.allows()  # tripped by the failed invalidation
+    private_redis.resume()
+    await eventually(lambda: redis_breaker_closed(api), 5)
+    for _ in range(3):
+        assert (await api.client.get(ARTICLE)).json()["title"] == "After"
 
 
 async def test_killed_redis_comes_back_empty_and_is_used_again(
-    servers: Servers, private_redis: PrivateRedis, app_on: Any
+    api: Api, private_redis: PrivateRedis
 ) -> None:
-    await truncate(servers.database_url)
-    async with app_on(servers.database_url, private_redis.url, **SETTINGS) as api:
-        await seed(api)
-        await api.client.get(ARTICLE)
-        private_redis.kill()
-        for _ in range(5):
-            r, took = await timed_get(api, ARTICLE)
-            assert r.status_code == 200 and r.headers["x-cache"] == "BYPASS"
-            assert took < REDIS_TIMEOUT + 0.3
-        w = await api.client.patch(ARTICLE, json={"title": "Meanwhile"}, headers=EDITOR)
-        assert w.status_code == 200
-        private_redis.start()
-        await eventually(lambda: redis_breaker_closed(api), 5)
-        r = await api.client.get(ARTICLE)
-        assert (r.headers["x-cache"], r.json()["title"]) == ("MISS", "Meanwhile")
-        assert (await api.client.get(ARTICLE)).headers["x-cache"] == "HIT"
+    private_redis.kill()
+    for _ in range(5):
+        r, took = await timed_get(api, ARTICLE)
+        assert r.status_code == 200 and r.headers["x-cache"] == "BYPASS"
+        assert took < REDIS_TIMEOUT + 0.3
+    w = await api.client.patch(ARTICLE, json={"title": "Meanwhile"}, headers=EDITOR)
+    assert w.status_code == 200
+    private_redis.start()
+    await eventually(lambda: redis_breaker_closed(api), 5)
+    r = await api.client.get(ARTICLE)
+    assert (r.headers["x-cache"], r.json()["title"]) == ("MISS", "Meanwhile")
+    assert (await api.client.get(ARTICLE)).headers["x-cache"] == "HIT"
