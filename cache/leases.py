@@ -133,12 +133,12 @@ class LeaseStore:
         self._release = redis.register_script(_RELEASE)
 
     async def take(
-        self, redis_key: str = "", *, load_lease_ms: int = 0, return_value: bool = False
+        self, redis_key: str, *, load_lease_ms: int = 0, return_value: bool = False
     ) -> Grant:
         """Take a lease; call it before reading the source of truth. One round trip.
 
         Args:
-            redis_key: the entry the load is for (needed for a load lease or a value).
+            redis_key: the entry the load is for.
             load_lease_ms: when > 0, also try to take the entry's load lease for that many
                 milliseconds.
             return_value: when True, also return the entry when present (another process may
@@ -148,11 +148,15 @@ class LeaseStore:
             CacheUnavailableError: when Redis failed.
         """
         token = secrets.token_hex(8)
-        lease_key = self._scheme.load_lease(redis_key) if redis_key else self._scheme.epoch
+        keys = [
+            self._scheme.epoch,
+            self._scheme.sequence,
+            redis_key,
+            self._scheme.load_lease(redis_key),
+        ]
         with translate_redis_errors("take a lease"):
             epoch, seq, won, value = await self._begin(
-                keys=[self._scheme.epoch, self._scheme.sequence, redis_key or lease_key, lease_key],
-                args=[token, token, load_lease_ms if redis_key else 0, int(return_value)],
+                keys=keys, args=[token, token, load_lease_ms, int(return_value)]
             )
         lease = Lease(bytes(epoch), int(seq), time.monotonic(), token, bool(won))
         return Grant(lease, bytes(value) if value is not None else None)

@@ -134,8 +134,9 @@ class ReadThroughCache:
         stats: where outcomes are counted.
         policies: the TTL, jitter and stale periods of each namespace.
         breaker: the Redis circuit breaker; None for none (every read tries Redis).
-        load_lease_ms: how long a load lease lasts, in milliseconds: the longest a dead
-            holder can make others wait before one of them takes the lease over.
+        load_lease_ms: how long a load lease lasts, in milliseconds; longer than the slowest
+            load, or a second process may load while the first still does. A holder that dies
+            delays the others by at most ``herd_wait_ms``.
         herd_wait_ms: how long a process that lost the load lease polls for the winner's value,
             in milliseconds, before it loads by itself.
     """
@@ -268,7 +269,7 @@ class ReadThroughCache:
             await self._load_under(grant.lease, key, loader)
         except Exception as exc:
             self._stats.count(key.namespace, counters.REFRESH_FAILURES)
-            logger.warning("background refresh of %s failed: %r", key.redis_key, exc)
+            logger.info("background refresh of %s failed: %r", key.redis_key, exc)
 
     async def _bypass(self, key: CacheKey, loader: Loader) -> Lookup:
         # Through the same single-flight: a Redis outage must not multiply database loads.

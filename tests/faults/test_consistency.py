@@ -137,3 +137,41 @@ async def test_no_read_misses_an_acknowledged_write_long(servers: Servers, app_o
     counts = await run(servers, app_on, 100_000, seed=7)
     assert counts["reads"] + counts["writes"] >= 100_000 and counts["violations"] == 0
     print(f"\nrandomized run: {counts}")
+
+
+async def test_a_load_paused_across_a_write_does_not_store_the_old_row(
+    servers: Servers, app_on: Any
+) -> None:
+    """The stale set, forced on the real servers: read old row, write commits, then store."""
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, servers.redis_url) as api:
+        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        await api.create(
+            "/api/v1/articles",
+            {"title": "alpha v0", "slug": "alpha", "body": "b", "author": "ann",
+             "status": "published"},
+        )  # fmt: skip
+        reader: Any = api.state.reader
+        read = reader._read
+        has_read, proceed = asyncio.Event(), asyncio.Event()
+
+        async def paused(fn: Any) -> Any:
+            result = await read(fn)  # the old row is in hand
+            has_read.set()
+            await proceed.wait()
+            return result
+
+        reader._read = paused
+        old = asyncio.create_task(api.client.get("/api/v1/articles/alpha"))
+        await has_read.wait()
+        reader._read = read
+        w = await api.client.patch(
+            "/api/v1/articles/alpha", json={"title": "alpha v1"}, headers=EDITOR
+        )
+        assert w.status_code == 200  # committed, invalidated, acknowledged
+        proceed.set()
+        assert (await old).json()["title"] == "alpha v0"  # began before the write: may be old
+        await api.settle()  # the outbox's copy of the write, applied now rather than later
+        after = await api.client.get("/api/v1/articles/alpha")
+        assert (after.headers["x-cache"], after.json()["title"]) == ("MISS", "alpha v1")
+        assert (await api.stats())["cache"]["store_rejected"] == 1
