@@ -72,6 +72,18 @@ class Invalidator:
         with translate_redis_errors("invalidate tags"):
             return int(await self._invalidate(keys=keys, args=[self._horizon_ms]))
 
+    async def revoke_leases(self) -> None:
+        """Revoke every lease taken so far (a new epoch), so that no load under way stores.
+
+        For changes no set of tags covers (a bulk load, a truncation), together with purges of
+        the namespaces they touch.
+
+        Raises:
+            CacheUnavailableError: when Redis failed.
+        """
+        with translate_redis_errors("revoke leases"):
+            await self._redis.delete(self._scheme.epoch)
+
     async def purge(self, namespace: str | None = None) -> int:
         """Delete every entry of ``namespace``, or every key of the scheme when it is None.
 

@@ -138,6 +138,7 @@ class OutboxRelay:
             else:
                 tags |= tags_for_row_change(row.table_name, row.op, row.old_row, row.new_row)
         if truncated:
+            await self._invalidator.revoke_leases()
             for namespace in NAMESPACES:
                 await self._invalidator.purge(namespace)
         await self._invalidator.invalidate_tags(tags)

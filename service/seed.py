@@ -56,6 +56,9 @@ async def _copy(
 ) -> int:
     done = 0
     async with engine.begin() as conn:
+        # One outbox row per copied row would double the work; the caller purges instead.
+        # Transactional: the trigger is back on when this commits or rolls back.
+        await conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER cache_outbox_row"))
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         batch: list[tuple[Any, ...]] = []
@@ -68,6 +71,7 @@ async def _copy(
         if batch:
             await raw.copy_records_to_table(table, records=batch, columns=columns)
             done += len(batch)
+        await conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER cache_outbox_row"))
     return done
 
 
@@ -150,6 +154,7 @@ async def seed(
                 f"(SELECT coalesce(max(id), 1) FROM {table}))"
             ))  # fmt: skip
         await conn.execute(text("ANALYZE"))
+    await state.invalidator.revoke_leases()
     for namespace in NAMESPACES:
         await state.invalidator.purge(namespace)
     return added
