@@ -190,3 +190,13 @@ async def _author_is(api: Api, name: str) -> bool:
 
 async def _status_is(api: Api, status: int) -> bool:
     return (await api.client.get(ARTICLE)).status_code == status
+
+
+async def test_a_plain_sql_truncate_empties_what_it_touched(servers: Servers, app_on: Any) -> None:
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, servers.redis_url) as api:
+        await seed(api)
+        await api.client.get(ARTICLE)
+        assert (await api.client.get(ARTICLE)).headers["x-cache"] == "HIT"
+        await run_sql(servers.database_url, "TRUNCATE articles CASCADE")
+        await eventually(lambda: _status_is(api, 404), 2.0)
