@@ -159,14 +159,12 @@ def _article_tags(article: Article, change: Change) -> Iterator[str]:
     )
     if not membership_changed and not tag_history.has_changes():
         return
-    author_ids = _values(state.attrs.author_id.history)
-    category_ids = _values(state.attrs.category_id.history)
     if membership_changed:
+        yield from (count_tag(AUTHOR, i) for i in _values(state.attrs.author_id.history))
+        yield from (count_tag(CATEGORY, i) for i in _values(state.attrs.category_id.history))
         tag_ids = [t.id for t in _values(tag_history)]
-    else:
+    else:  # only its tags changed: only the counts of the tags added and removed
         tag_ids = [t.id for t in (*tag_history.added, *tag_history.deleted)]
-    yield from (count_tag(AUTHOR, i) for i in author_ids)
-    yield from (count_tag(CATEGORY, i) for i in category_ids)
     yield from (count_tag(TAG, i) for i in tag_ids)
 
 
