@@ -23,6 +23,7 @@ from cache import (
     BoundedConnectionPool,
     CachePolicy,
     CacheStats,
+    CacheUnavailableError,
     CircuitBreaker,
     Invalidator,
     KeyScheme,
@@ -181,6 +182,14 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             redis_breaker,
             poll_interval_seconds=settings.outbox_poll_interval_seconds,
         )
+        # What accrued while no process listened (writes whose invalidation failed, plain
+        # SQL) is applied before the first read is served from Redis.
+        try:
+            await relay.drain_all()
+        except CacheUnavailableError:
+            redis_breaker.trip()  # its recovery drains before Redis is used
+        except Exception as exc:
+            logger.warning("outbox not drained at startup (the relay will retry): %r", exc)
         relay.start()
         stack.push_async_callback(relay.aclose)
 

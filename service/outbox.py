@@ -38,6 +38,9 @@ DELETE FROM cache_outbox WHERE id IN (
 """
 
 
+_ANY = text("SELECT EXISTS (SELECT 1 FROM cache_outbox)")
+
+
 class OutboxRelay:
     """Applies the outbox to the cache. One per process; call :meth:`start` and :meth:`aclose`.
 
@@ -117,7 +120,9 @@ class OutboxRelay:
             while True:
                 async with self._engine.begin() as conn:
                     rows = (await conn.execute(statement, {"n": self._batch})).all()
-                    if not rows:
+                    # FOR UPDATE with LIMIT may come back short, even empty, when rows it
+                    # waited for were deleted by another drain: look again while any remain.
+                    if not rows and (skip_locked or not await conn.scalar(_ANY)):
                         return done
                     try:
                         await self._apply(rows)
