@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from cache.background import stop_task
@@ -66,7 +65,6 @@ class CircuitBreaker:
         self.state = BreakerState.CLOSED
         self.failures = 0
         self.opened_count = 0
-        self.opened_at: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     def allows(self) -> bool:
@@ -89,7 +87,6 @@ class CircuitBreaker:
             return
         self.state = BreakerState.OPEN
         self.opened_count += 1
-        self.opened_at = time.monotonic()
         logger.warning("circuit breaker %s opened", self.name)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
@@ -120,6 +117,5 @@ class CircuitBreaker:
                 continue
             self.state = BreakerState.CLOSED
             self.failures = 0
-            self.opened_at = None
             logger.warning("circuit breaker %s closed", self.name)
             return

@@ -247,11 +247,13 @@ class ReadThroughCache:
 
     def _refresh_early(self, key: CacheKey, entry: Entry, now_ms: int) -> bool:
         beta = self._policies.for_namespace(key.namespace).early_refresh_beta
-        if not beta or not entry.load_ms:
+        scale = entry.load_ms * beta
+        left_ms = entry.fresh_until_ms - now_ms
+        # P(gap >= 40 * scale) = e^-40: far from expiry, skip the draw on the hit path.
+        if not scale or left_ms > 40 * scale:
             return False
         # XFetch (Vattani et al., VLDB 2015): -log(U) for U in (0, 1] is Exp(1)-distributed.
-        gap = -entry.load_ms * beta * math.log(1.0 - random.random())
-        return now_ms + gap >= entry.fresh_until_ms
+        return -scale * math.log(1.0 - random.random()) >= left_ms
 
     def _refresh_in_background(self, key: CacheKey, loader: Loader) -> None:
         if key.redis_key in self._refreshes or self._flights.in_flight(key.redis_key):

@@ -14,7 +14,6 @@ import orjson
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
@@ -32,7 +31,7 @@ from cache import (
     ReadThroughCache,
     SessionTagCollector,
 )
-from service import embedded
+from service import embedded, repository
 from service.auth import TokenAuthority
 from service.keyspaces import ContentKeys, tags_for_change
 from service.migrations import upgrade
@@ -120,11 +119,6 @@ def policy_table(settings: Settings) -> PolicyTable:
     )
 
 
-async def _ping_database(engine: AsyncEngine) -> None:
-    async with engine.connect() as conn:
-        await conn.execute(text("SELECT 1"))
-
-
 @asynccontextmanager
 async def open_state(settings: Settings) -> AsyncIterator[AppState]:
     """Build everything the service uses from ``settings``; close it in reverse order on exit.
@@ -171,7 +165,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(redis_breaker.aclose)
         database_breaker = CircuitBreaker(
             "database",
-            lambda: _ping_database(engine),
+            lambda: repository.ping(engine),
             failure_threshold=settings.breaker_failure_threshold,
             probe_interval_seconds=settings.breaker_probe_interval_seconds,
         )

@@ -8,10 +8,12 @@ with a ``Z`` suffix, to the second.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
+
+from service.models import Author, Category, Tag
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
 
@@ -115,3 +117,11 @@ def page_document(items: list[Any], page: int, per_page: int, total: int) -> dic
         "total": total,
         "pages": math.ceil(total / per_page),
     }
+
+
+#: The representation of an author, category or tag row, by model.
+ENTITY_DOCUMENTS: dict[Any, Callable[[Any], dict[str, Any]]] = {
+    Author: author_document,
+    Category: category_document,
+    Tag: tag_document,
+}

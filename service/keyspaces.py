@@ -61,6 +61,16 @@ NAMESPACES = (ARTICLE, ARTICLES, AUTHOR, AUTHORS, CATEGORIES, CATEGORY, COMMENTS
 # Attributes of an article whose change can alter which lists and counts include it.
 _MEMBERSHIP_ATTRS = ("status", "published_at", "author_id", "category_id")
 
+#: Author, category and tag: the model, its kind (item namespace and entity tag prefix) and its
+#: list namespace and tag.
+ENTITY_KINDS: tuple[tuple[Any, str, str], ...] = (
+    (Author, AUTHOR, AUTHORS),
+    (Category, CATEGORY, CATEGORIES),
+    (Tag, TAG, TAGS),
+)
+_BY_MODEL = {model: (kind, list_tag) for model, kind, list_tag in ENTITY_KINDS}
+_BY_TABLE = {entry[0].__tablename__: entry for entry in ENTITY_KINDS}
+
 
 @dataclass(frozen=True, slots=True)
 class ContentKeys:
@@ -129,19 +139,14 @@ def tags_for_change(instance: Any, change: Change) -> Iterator[str]:
         yield from _article_tags(instance, change)
     elif isinstance(instance, Comment):
         yield article_tag(instance.article_id)
-    elif isinstance(instance, Author):
-        yield from _entity_tags(instance, change, AUTHOR, AUTHORS, "username")
-    elif isinstance(instance, Category):
-        yield from _entity_tags(instance, change, CATEGORY, CATEGORIES, "slug")
-    elif isinstance(instance, Tag):
-        yield from _entity_tags(instance, change, TAG, TAGS, "slug")
+    elif type(instance) in _BY_MODEL:
+        yield from _entity_tags(instance, change)
 
 
-def _entity_tags(
-    instance: Any, change: Change, kind: str, list_tag: str, key_attr: str
-) -> Iterator[str]:
+def _entity_tags(instance: Any, change: Change) -> Iterator[str]:
+    kind, list_tag = _BY_MODEL[type(instance)]
     yield entity_tag(kind, instance.id)
-    key_history = inspect(instance).attrs[key_attr].history
+    key_history = inspect(instance).attrs[instance.key_name].history
     if change is not Change.UPDATE or key_history.has_changes():
         yield list_tag
         yield from (absent_tag(kind, k) for k in _values(key_history))
@@ -170,13 +175,6 @@ def _article_tags(article: Article, change: Change) -> Iterator[str]:
 
 def _values(history: Any) -> Iterable[Any]:
     return [v for v in (*history.added, *history.unchanged, *history.deleted) if v is not None]
-
-
-_ENTITY_TABLES = {
-    "authors": (AUTHOR, AUTHORS, "username"),
-    "categories": (CATEGORY, CATEGORIES, "slug"),
-    "tags": (TAG, TAGS, "slug"),
-}
 
 
 def tags_for_row_change(
@@ -212,8 +210,9 @@ def tags_for_row_change(
             tags.update((article_tag(r["article_id"]), ARTICLES, count_tag(TAG, r["tag_id"])))
     elif table == "comments":
         tags.update(article_tag(r["article_id"]) for r in rows)
-    elif table in _ENTITY_TABLES:
-        kind, list_tag, key = _ENTITY_TABLES[table]
+    elif table in _BY_TABLE:
+        model, kind, list_tag = _BY_TABLE[table]
+        key = model.key_name
         tags.update(entity_tag(kind, r["id"]) for r in rows)
         if old is None or new is None or old[key] != new[key]:
             tags.add(list_tag)

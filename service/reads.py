@@ -15,25 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cache import CircuitBreaker, Loaded, Lookup, ReadThroughCache
 from service import repository as repo
 from service.documents import (
+    ENTITY_DOCUMENTS,
     article_document,
-    author_document,
-    category_document,
     comment_threads,
     dumps,
     page_document,
     summary_document,
-    tag_document,
 )
 from service.errors import NotFoundError, UnavailableError, is_unreachable
 from service.keyspaces import (
     ARTICLE,
     ARTICLES,
-    AUTHOR,
-    AUTHORS,
-    CATEGORIES,
-    CATEGORY,
-    TAG,
-    TAGS,
+    ENTITY_KINDS,
     ContentKeys,
     absent_tag,
     article_tag,
@@ -41,15 +34,12 @@ from service.keyspaces import (
     entity_tag,
     listed_tags,
 )
-from service.models import Author, Category, Tag
 from service.problems import error_bytes
 from service.schemas import ArticleListParams, PageParams
 
 #: kind to (model, renderer, list namespace and tag)
-_ENTITIES: dict[str, tuple[Any, Callable[[Any], dict[str, Any]], str]] = {
-    AUTHOR: (Author, author_document, AUTHORS),
-    CATEGORY: (Category, category_document, CATEGORIES),
-    TAG: (Tag, tag_document, TAGS),
+_ENTITIES = {
+    kind: (model, ENTITY_DOCUMENTS[model], list_tag) for model, kind, list_tag in ENTITY_KINDS
 }
 
 
@@ -117,6 +107,11 @@ class ContentReader:
             expires_at=_timestamp(expires_at),
         )
 
+    def _absent_article(self, slug: str, scheduled: Any | None) -> Loaded:
+        """The cached 404 of ``slug``; of a ``scheduled`` row, until its ``published_at``."""
+        moment = None if scheduled is None else scheduled.published_at
+        return self._absent(ARTICLE, slug, f"no article {slug!r}", moment)
+
     async def article(self, slug: str) -> Lookup:
         """Return the visible article at ``slug``; a 404 lookup when none is (cached briefly).
 
@@ -126,8 +121,7 @@ class ContentReader:
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.article_by_slug(s, slug))
             if row is None or not row.visible:
-                scheduled = None if row is None else row.published_at
-                return self._absent(ARTICLE, slug, f"no article {slug!r}", scheduled)
+                return self._absent_article(slug, row)
             return Loaded(dumps(article_document(row)), [article_tag(row.id), *embedded_tags(row)])
 
         return await self._cache.get_or_load(self._keys.article.key(slug), load)
@@ -138,8 +132,7 @@ class ContentReader:
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.comments_of(s, slug))
             if row is None or not row.visible:
-                scheduled = None if row is None else row.published_at
-                return self._absent(ARTICLE, slug, f"no article {slug!r}", scheduled)
+                return self._absent_article(slug, row)
             return Loaded(dumps(comment_threads(row.comments)), [article_tag(row.id)])
 
         return await self._cache.get_or_load(self._keys.comments.key(slug), load)

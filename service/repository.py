@@ -23,7 +23,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from service.models import Article, Author, Category, Comment, Tag, article_tags, natural_key
@@ -34,6 +34,16 @@ SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
     "-updated_at": (Article.updated_at.desc(), Article.id.desc()),
     "title": (Article.title.asc(), Article.id.asc()),
 }
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Run ``SELECT 1`` on a pooled connection of ``engine``.
+
+    Raises:
+        Whatever connecting or the statement raises.
+    """
+    async with engine.connect() as conn:
+        await conn.execute(select(literal_column("1")))
 
 
 def visible() -> ColumnElement[bool]:

@@ -26,12 +26,10 @@ from cache import (
 )
 from service import repository as repo
 from service.documents import (
+    ENTITY_DOCUMENTS,
     article_document,
-    author_document,
-    category_document,
     comment_document,
     dumps,
-    tag_document,
 )
 from service.errors import (
     ConflictError,
@@ -54,8 +52,6 @@ from service.schemas import (
 )
 
 logger = logging.getLogger(__name__)
-
-_RENDER = {Author: author_document, Category: category_document, Tag: tag_document}
 
 
 def if_match_holds(header: str, etag: str) -> bool:
@@ -263,7 +259,7 @@ class ContentWriter:
                 raise ConflictError(f"{key!r} is taken")
             s.add(entity(**values))
             await s.flush()
-            return _RENDER[entity](await repo.entity_by_key(s, entity, key))
+            return ENTITY_DOCUMENTS[entity](await repo.entity_by_key(s, entity, key))
 
     async def patch_entity(
         self, entity: Any, key: str, patch: AuthorPatch | CategoryPatch | TagPatch
@@ -290,7 +286,7 @@ class ContentWriter:
             for name in fields:
                 setattr(row, name, getattr(patch, name))
             await s.flush()
-            return _RENDER[entity](await repo.entity_by_key(s, entity, new_key))
+            return ENTITY_DOCUMENTS[entity](await repo.entity_by_key(s, entity, new_key))
 
     async def delete_entity(self, entity: Any, key: str) -> None:
         """Delete an author (only one with no articles), a category or a tag.

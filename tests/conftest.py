@@ -23,9 +23,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from service.app import create_app
 
@@ -139,19 +138,15 @@ def app_on(key_prefix: str) -> AppFactory:
 
 
 async def truncate(database_url: str) -> None:
-    """Empty the content tables and the outbox of ``database_url``."""
-    engine = create_async_engine(database_url)
+    """Empty the content tables of ``database_url``, then the outbox (which the first fills)."""
+    conn = await asyncpg.connect(**_asyncpg_dsn(database_url))
     try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "TRUNCATE comments, article_tags, articles, tags, categories, authors"
-                    " RESTART IDENTITY CASCADE"
-                )
-            )
-            await conn.execute(text("TRUNCATE cache_outbox"))
+        await conn.execute(
+            "TRUNCATE comments, article_tags, articles, tags, categories, authors"
+            " RESTART IDENTITY CASCADE; TRUNCATE cache_outbox"
+        )
     finally:
-        await engine.dispose()
+        await conn.close()
 
 
 async def run_sql(database_url: str, statement: str, *args: Any) -> list[Any]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cache.errors import REDIS_FAILURES, CacheUnavailableError
+from service import repository
 from service.endpoints import ctx
 from service.errors import InvalidInputError, UnavailableError
 from service.keyspaces import NAMESPACES
@@ -28,8 +28,8 @@ async def live(request: Request) -> Response:
 
 async def _database_ok(state: AppState) -> bool:
     try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS), state.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            await repository.ping(state.engine)
     except Exception:
         return False
     return True

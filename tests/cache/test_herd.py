@@ -12,15 +12,11 @@ import contextlib
 from cache import (
     BreakerState,
     CacheState,
-    CacheStats,
     CircuitBreaker,
     Invalidator,
-    KeyScheme,
-    LeaseStore,
     Loaded,
-    PolicyTable,
-    ReadThroughCache,
 )
+from tests.cache.conftest import read_through
 
 
 class SlowSource:
@@ -33,14 +29,8 @@ class SlowSource:
         return Loaded(b"value", ["row"])
 
 
-def process(redis, scheme: KeyScheme, **options) -> tuple[ReadThroughCache, CacheStats]:  # type: ignore[no-untyped-def]
-    stats = CacheStats(redis, scheme)
-    leases = LeaseStore(redis, scheme)
-    return ReadThroughCache(redis, leases, stats, PolicyTable(), **options), stats
-
-
 async def test_misses_in_two_processes_load_once(redis, scheme) -> None:  # type: ignore[no-untyped-def]
-    (a, stats), (b, b_stats) = process(redis, scheme), process(redis, scheme)
+    (a, stats), (b, b_stats) = read_through(redis, scheme), read_through(redis, scheme)
     key = scheme.namespace("n").key("cold")
     source = SlowSource(0.05)
     answers = await asyncio.gather(
@@ -55,8 +45,8 @@ async def test_misses_in_two_processes_load_once(redis, scheme) -> None:  # type
 
 
 async def test_the_wait_for_a_slow_winner_is_bounded(redis, scheme) -> None:  # type: ignore[no-untyped-def]
-    a, _ = process(redis, scheme)
-    b, stats = process(redis, scheme, herd_wait_ms=50)
+    a, _ = read_through(redis, scheme)
+    b, stats = read_through(redis, scheme, herd_wait_ms=50)
     key = scheme.namespace("n").key("cold")
     slow, quick = SlowSource(1.0), SlowSource(0.0)
     winner = asyncio.create_task(a.get_or_load(key, slow))
@@ -71,7 +61,7 @@ async def test_the_wait_for_a_slow_winner_is_bounded(redis, scheme) -> None:  # 
 
 
 async def test_a_failed_load_releases_the_load_lease(redis, scheme) -> None:  # type: ignore[no-untyped-def]
-    a, _ = process(redis, scheme)
+    a, _ = read_through(redis, scheme)
     key = scheme.namespace("n").key("cold")
 
     async def fail() -> Loaded:
@@ -117,7 +107,7 @@ async def test_open_breaker_bypasses_without_touching_redis(redis, scheme) -> No
         raise ConnectionError("down")
 
     breaker = CircuitBreaker("t", probe, probe_interval_seconds=10)
-    cache, stats = process(redis, scheme, breaker=breaker)
+    cache, stats = read_through(redis, scheme, breaker=breaker)
     key = scheme.namespace("n").key("a")
     source = SlowSource(0.0)
     await cache.get_or_load(key, source)  # stored while closed
@@ -130,7 +120,7 @@ async def test_open_breaker_bypasses_without_touching_redis(redis, scheme) -> No
 
 async def test_invalidation_revokes_a_waiting_processes_store(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     """A winner whose load raced a write stores nothing; the next read loads the new value."""
-    a, stats = process(redis, scheme)
+    a, stats = read_through(redis, scheme)
     key = scheme.namespace("n").key("a")
     read, proceed = asyncio.Event(), asyncio.Event()
 

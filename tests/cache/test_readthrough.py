@@ -11,17 +11,15 @@ from cache import (
     CacheStats,
     Invalidator,
     KeyScheme,
-    LeaseStore,
     Loaded,
     Lookup,
-    PolicyTable,
     ReadThroughCache,
 )
+from tests.cache.conftest import read_through
 
 
 def build(redis, scheme: KeyScheme) -> tuple[ReadThroughCache, Invalidator, CacheStats]:  # type: ignore[no-untyped-def]
-    stats = CacheStats(redis, scheme)
-    cache = ReadThroughCache(redis, LeaseStore(redis, scheme), stats, PolicyTable())
+    cache, stats = read_through(redis, scheme)
     return cache, Invalidator(redis, scheme), stats
 
 

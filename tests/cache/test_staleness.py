@@ -10,15 +10,12 @@ import pytest
 from cache import (
     CachePolicy,
     CacheState,
-    CacheStats,
     Invalidator,
-    KeyScheme,
-    LeaseStore,
     Loaded,
-    PolicyTable,
     ReadThroughCache,
 )
 from cache.codec import decode
+from tests.cache.conftest import read_through
 
 
 class Source:
@@ -36,12 +33,6 @@ class Source:
         return Loaded(self.body, self.tags, expires_at=self.expires_at)
 
 
-def build(redis, scheme: KeyScheme, policy: CachePolicy) -> tuple[ReadThroughCache, CacheStats]:  # type: ignore[no-untyped-def]
-    stats = CacheStats(redis, scheme)
-    cache = ReadThroughCache(redis, LeaseStore(redis, scheme), stats, PolicyTable(policy))
-    return cache, stats
-
-
 async def settle(cache: ReadThroughCache) -> None:
     """Let background refreshes finish."""
     for _ in range(50):
@@ -54,7 +45,7 @@ SWR = CachePolicy(ttl_seconds=0.05, jitter_ratio=0, stale_while_revalidate_secon
 
 
 async def test_expired_entry_is_answered_stale_and_refreshed_once(redis, scheme) -> None:  # type: ignore[no-untyped-def]
-    cache, stats = build(redis, scheme, SWR)
+    cache, stats = read_through(redis, scheme, SWR)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     assert (await cache.get_or_load(key, source)).state is CacheState.MISS
@@ -75,8 +66,8 @@ async def test_expired_entry_is_answered_stale_and_refreshed_once(redis, scheme)
 
 async def test_a_refresh_leased_elsewhere_is_not_repeated(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     """Two processes (two caches on one Redis) see the stale entry: one refreshes."""
-    first, _ = build(redis, scheme, SWR)
-    second, _ = build(redis, scheme, SWR)
+    first, _ = read_through(redis, scheme, SWR)
+    second, _ = read_through(redis, scheme, SWR)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     await first.get_or_load(key, source)
@@ -88,7 +79,7 @@ async def test_a_refresh_leased_elsewhere_is_not_repeated(redis, scheme) -> None
 
 
 async def test_invalidation_ends_stale_serving_at_once(redis, scheme) -> None:  # type: ignore[no-untyped-def]
-    cache, _ = build(redis, scheme, SWR)
+    cache, _ = read_through(redis, scheme, SWR)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     await cache.get_or_load(key, source)
@@ -101,7 +92,7 @@ async def test_invalidation_ends_stale_serving_at_once(redis, scheme) -> None:  
 
 async def test_failed_load_answers_stale_within_stale_if_error(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     policy = CachePolicy(ttl_seconds=0.05, jitter_ratio=0, stale_if_error_seconds=0.3)
-    cache, stats = build(redis, scheme, policy)
+    cache, stats = read_through(redis, scheme, policy)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     await cache.get_or_load(key, source)
@@ -121,7 +112,7 @@ async def test_failed_load_answers_stale_within_stale_if_error(redis, scheme) ->
 
 async def test_expires_at_bounds_fresh_and_stale_life(redis, scheme) -> None:  # type: ignore[no-untyped-def]
     policy = CachePolicy(ttl_seconds=300, stale_while_revalidate_seconds=300)
-    cache, _ = build(redis, scheme, policy)
+    cache, _ = read_through(redis, scheme, policy)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     source.expires_at = time.time() + 0.1
@@ -135,9 +126,9 @@ async def test_expires_at_bounds_fresh_and_stale_life(redis, scheme) -> None:  #
 
 
 async def test_early_refresh_replaces_an_entry_before_it_expires(redis, scheme) -> None:  # type: ignore[no-untyped-def]
-    # The load takes ~5 ms and beta is huge: the rule fires on the first hit.
-    policy = CachePolicy(ttl_seconds=0.2, jitter_ratio=0, early_refresh_beta=1000)
-    cache, stats = build(redis, scheme, policy)
+    # The load takes ~5 ms and beta is huge: the rule fires on the first hit (P > 0.9999).
+    policy = CachePolicy(ttl_seconds=0.2, jitter_ratio=0, early_refresh_beta=1e6)
+    cache, stats = read_through(redis, scheme, policy)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     await cache.get_or_load(key, source)
@@ -151,7 +142,7 @@ async def test_early_refresh_replaces_an_entry_before_it_expires(redis, scheme) 
 
 
 async def test_no_early_refresh_without_beta(redis, scheme) -> None:  # type: ignore[no-untyped-def]
-    cache, _ = build(redis, scheme, CachePolicy(ttl_seconds=0.2, jitter_ratio=0))
+    cache, _ = read_through(redis, scheme, CachePolicy(ttl_seconds=0.2, jitter_ratio=0))
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     await cache.get_or_load(key, source)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import asyncpg
 import pytest
 
+from tests.conftest import run_sql
 from tests.faults.servers import PrivatePostgres, PrivateRedis
 
 
@@ -22,18 +22,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     try:
 
         async def prepare() -> None:
-            conn = await asyncpg.connect(host="127.0.0.1", port=pg.port, user="postgres")
-            try:
-                await conn.execute("CREATE DATABASE content")
-            finally:
-                await conn.close()
-            conn = await asyncpg.connect(
-                host="127.0.0.1", port=pg.port, user="postgres", database="content"
-            )
-            try:
-                await conn.execute("CREATE EXTENSION pg_stat_statements")
-            finally:
-                await conn.close()
+            await run_sql(pg.url("postgres"), "CREATE DATABASE content")
+            await run_sql(pg.url("content"), "CREATE EXTENSION pg_stat_statements")
             await upgrade(pg.url("content"))
 
         asyncio.run(prepare())

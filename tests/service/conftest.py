@@ -6,11 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, text
 
-from service.app import create_app
 from service.settings import Settings
 from service.state import AppState
+from tests.conftest import truncate
 
 EDITOR = {"Authorization": "Bearer editor-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -68,23 +67,12 @@ def make_settings(servers: Any, key_prefix: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def api(servers: Any, key_prefix: str) -> AsyncIterator[Api]:
-    app = create_app(make_settings(servers, key_prefix))
-    async with app.router.lifespan_context(app):
-        state: AppState = app.state.ctx
-        async with state.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "TRUNCATE comments, article_tags, articles, tags, categories, authors"
-                    " RESTART IDENTITY CASCADE"
-                )
-            )
-        log = StatementLog()
-        event.listen(state.engine.sync_engine, "before_cursor_execute", log)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Api(client, state, log)
-            await state.invalidator.purge(None)
+async def api(servers: Any, app_on: Any) -> AsyncIterator[Api]:
+    """An app on the run's database, emptied first, and its own key prefix."""
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, servers.redis_url) as api:
+        yield api
+        await api.state.invalidator.purge(None)
 
 
 @pytest.fixture
