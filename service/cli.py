@@ -63,6 +63,7 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
         categories=args.categories,
         tags=args.tags,
         comments_per_article=args.comments_per_article,
+        body_bytes=args.body_bytes,
     )
     async with open_state(settings) as state:
         added = await seed(state, counts, progress=lambda t, n: print(f"{t}: {n} rows"))
@@ -91,6 +92,18 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def _byte_range(value: str) -> tuple[int, int]:
+    """Parse ``LOW-HIGH`` (or one number) into an inclusive range of byte counts."""
+    low, _, high = value.partition("-")
+    try:
+        bounds = int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH in bytes, got {value!r}") from None
+    if not 0 < bounds[0] <= bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 < LOW <= HIGH, got {value!r}")
+    return bounds
+
+
 def parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``content-service``."""
     p = argparse.ArgumentParser(prog="content-service", description=__doc__.splitlines()[0])
@@ -109,6 +122,12 @@ def parser() -> argparse.ArgumentParser:
     seed.add_argument("--categories", type=int, default=10)
     seed.add_argument("--tags", type=int, default=100)
     seed.add_argument("--comments-per-article", type=int, default=2)
+    seed.add_argument(
+        "--body-bytes",
+        type=_byte_range,
+        metavar="LOW-HIGH",
+        help="article body sizes in bytes, drawn uniformly (default: about 1.2 KB each)",
+    )
     imp = sub.add_parser("import", help="import a tree of reStructuredText or Markdown files")
     imp.add_argument("path", type=Path)
     return p

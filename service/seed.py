@@ -31,17 +31,50 @@ WORDS = (
 
 @dataclass(frozen=True)
 class SeedCounts:
-    """How many rows of each kind to add."""
+    """How many rows of each kind to add, and how large article bodies are.
+
+    Attributes:
+        body_bytes: inclusive range of article body sizes in bytes (ASCII), drawn uniformly
+            per article; None for three paragraphs of 60 words (about 1.2 KB).
+    """
 
     articles: int = 1000
     authors: int = 50
     categories: int = 10
     tags: int = 100
     comments_per_article: int = 2
+    body_bytes: tuple[int, int] | None = None
 
 
 def _sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def _body_text(rng: random.Random, size_range: tuple[int, int] | None) -> Callable[[], str]:
+    """Return a function that draws one article body.
+
+    With a size range, bodies are slices of one pre-drawn text of paragraphs (60 words each),
+    cut at a random offset to a size drawn uniformly from the range: drawing each word of a
+    million 8 KB bodies would take minutes.
+    """
+    if size_range is None:
+        return lambda: "\n\n".join(_sentence(rng, 60) for _ in range(3))
+    low, high = size_range
+    if not 0 < low <= high:
+        raise ValueError(f"invalid body size range {low}-{high}")
+    paragraphs: list[str] = []
+    length = 0
+    while length < 2 * high:
+        paragraphs.append(_sentence(rng, 60))
+        length += len(paragraphs[-1]) + 2
+    text_pool = "\n\n".join(paragraphs)
+
+    def draw() -> str:
+        size = rng.randint(low, high)
+        start = rng.randrange(len(text_pool) - size)
+        return text_pool[start : start + size].strip().ljust(size, ".")
+
+    return draw
 
 
 async def _max_id(engine: AsyncEngine, table: str) -> int:
@@ -116,6 +149,8 @@ async def seed(
         (t0 + i, f"tag-{t0 + i}", f"Tag {t0 + i}") for i in range(counts.tags)
     )))  # fmt: skip
 
+    body = _body_text(rng, counts.body_bytes)
+
     def articles() -> Iterator[tuple[Any, ...]]:
         for i in range(counts.articles):
             aid = r0 + i
@@ -123,7 +158,7 @@ async def seed(
             status = "published" if rng.random() < 0.9 else "draft"
             yield (
                 aid, f"article-{aid}", f"{_sentence(rng, 5).title()} {aid}", _sentence(rng, 20),
-                "\n\n".join(_sentence(rng, 60) for _ in range(3)), "markdown", status,
+                body(), "markdown", status,
                 a0 + rng.randrange(counts.authors) if counts.authors else 1,
                 c0 + rng.randrange(counts.categories) if counts.categories else None,
                 published, published, published,

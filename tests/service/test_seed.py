@@ -22,3 +22,14 @@ async def test_seed_adds_rows_and_purges_without_outbox_rows(api: Api) -> None:
                  " AND tgenabled = 'O'")
         )  # fmt: skip
     assert enabled == 6
+
+
+async def test_seed_draws_article_bodies_within_the_size_range(api: Api) -> None:
+    counts = SeedCounts(articles=30, authors=1, categories=1, tags=2, body_bytes=(2048, 8192))
+    await seed(api.state, counts)
+    async with api.state.engine.connect() as conn:
+        low, high = (
+            await conn.execute(text("SELECT min(octet_length(body)), max(octet_length(body))"
+                                    " FROM articles WHERE slug LIKE 'article-%'"))
+        ).one()  # fmt: skip
+    assert 2048 <= low <= high <= 8192
