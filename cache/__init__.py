@@ -4,8 +4,10 @@ It knows nothing of the data it caches: callers build keys from :class:`KeySchem
 load on a miss with their own loader, and name the tags that make an entry wrong.
 """
 
+from cache.autopipeline import AutoPipeline
 from cache.breaker import BreakerState, CircuitBreaker
-from cache.codec import Entry, etag_for
+from cache.codec import Entry, Representation, coded_etag, etag_for
+from cache.compression import Compression
 from cache.errors import CacheError, CacheUnavailableError, CodecError
 from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
@@ -18,6 +20,7 @@ from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, hit_ratio
 
 __all__ = [
+    "AutoPipeline",
     "BoundedConnectionPool",
     "BreakerState",
     "CacheError",
@@ -29,6 +32,7 @@ __all__ = [
     "Change",
     "CircuitBreaker",
     "CodecError",
+    "Compression",
     "Entry",
     "Grant",
     "Invalidator",
@@ -41,8 +45,10 @@ __all__ = [
     "PolicyTable",
     "PoolTimeoutError",
     "ReadThroughCache",
+    "Representation",
     "SessionTagCollector",
     "SingleFlight",
+    "coded_etag",
     "etag_for",
     "hit_ratio",
 ]

@@ -30,15 +30,16 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import cast
 
 from redis.asyncio import Redis
 
 from cache import stats as counters
+from cache.autopipeline import AutoPipeline
 from cache.background import stop_task
 from cache.breaker import CircuitBreaker
-from cache.codec import Entry, decode, encode, etag_for
-from cache.errors import REDIS_FAILURES, CacheUnavailableError, CodecError
+from cache.codec import Entry, Representation, decode, encode, etag_for
+from cache.compression import Compression
+from cache.errors import CacheUnavailableError, CodecError
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
 from cache.policy import PolicyTable
@@ -84,12 +85,17 @@ class Lookup:
     """The answer to one read.
 
     Attributes:
-        body: the answer's bytes.
-        etag: its strong ETag, with quotes.
+        body: the answer's bytes (identity coding).
+        etag: their strong ETag, with quotes.
         status: its status.
         state: where it came from.
         fresh_for_seconds: how much longer it stays fresh, in whole seconds (0 when not cached
             or stale).
+        encoded: the same answer compressed, best coding first (empty when the body is below
+            the compression threshold, or was not stored).
+        load_ms: how long the loader ran for this answer, in milliseconds; None when no
+            loader ran for it (a hit or a stale answer).
+        stored: True when this read's load was stored in Redis.
     """
 
     body: bytes
@@ -97,6 +103,9 @@ class Lookup:
     status: int
     state: CacheState
     fresh_for_seconds: int
+    encoded: tuple[Representation, ...] = ()
+    load_ms: float | None = None
+    stored: bool = False
 
 
 Loader = Callable[[], Awaitable[Loaded]]
@@ -139,6 +148,11 @@ class ReadThroughCache:
             delays the others by at most ``herd_wait_ms``.
         herd_wait_ms: how long a process that lost the load lease polls for the winner's value,
             in milliseconds, before it loads by itself.
+        compression: the content codings stored besides identity; None for the defaults of
+            :class:`cache.compression.Compression`.
+
+    Hits read through an :class:`cache.autopipeline.AutoPipeline`: the reads of one event-loop
+    iteration share one ``MGET``.
     """
 
     def __init__(
@@ -151,8 +165,11 @@ class ReadThroughCache:
         breaker: CircuitBreaker | None = None,
         load_lease_ms: int = 5000,
         herd_wait_ms: int = 1000,
+        compression: Compression | None = None,
     ) -> None:
         self._redis = redis
+        self._pipeline = AutoPipeline(redis)
+        self._compression = compression or Compression()
         self._leases = leases
         self._stats = stats
         self._policies = policies
@@ -183,8 +200,8 @@ class ReadThroughCache:
         if breaker is not None and not breaker.allows():
             return await self._bypass(key, loader)
         try:
-            raw = cast("bytes | None", await self._redis.get(key.redis_key))
-        except REDIS_FAILURES as exc:
+            raw = await self._pipeline.get(key.redis_key)
+        except CacheUnavailableError as exc:
             logger.warning("cache read of %s failed, bypassing: %r", key.redis_key, exc)
             if breaker is not None:
                 breaker.record_failure()
@@ -241,9 +258,10 @@ class ReadThroughCache:
                 return outcome.lookup, shared
 
     async def aclose(self) -> None:
-        """Cancel the background refreshes still running (at shutdown)."""
+        """Cancel the background refreshes still running; wait for reads under way."""
         for task in list(self._refreshes.values()):
             await stop_task(task)
+        await self._pipeline.aclose()
 
     def _refresh_early(self, key: CacheKey, entry: Entry, now_ms: int) -> bool:
         beta = self._policies.for_namespace(key.namespace).early_refresh_beta
@@ -283,8 +301,10 @@ class ReadThroughCache:
     async def _load_only(loader: Loader) -> _Outcome:
         started = time.monotonic()
         loaded = await loader()
+        load_ms = (time.monotonic() - started) * 1000
         body = loaded.body
-        return _Outcome(Lookup(body, etag_for(body), loaded.status, CacheState.BYPASS, 0), started)
+        lookup = Lookup(body, etag_for(body), loaded.status, CacheState.BYPASS, 0, (), load_ms)
+        return _Outcome(lookup, started)
 
     async def _load_and_store(self, key: CacheKey, loader: Loader) -> _Outcome:
         started = time.monotonic()
@@ -338,7 +358,7 @@ class ReadThroughCache:
             with contextlib.suppress(CacheUnavailableError):
                 await self._leases.release(lease, key.redis_key)
             raise
-        load_ms = int((time.monotonic() - started) * 1000)
+        load_ms = (time.monotonic() - started) * 1000
         policy = self._policies.for_namespace(key.namespace)
         now_ms = _now_ms()
         fresh_ms = policy.jittered_ttl_ms(loaded.ttl_seconds)
@@ -346,17 +366,20 @@ class ReadThroughCache:
         if loaded.expires_at is not None:
             limit_ms = int(loaded.expires_at * 1000) - now_ms
             fresh_ms, keep_ms = min(fresh_ms, limit_ms), min(keep_ms, limit_ms)
+        etag = etag_for(loaded.body)
         entry = Entry(
             body=loaded.body,
-            etag=etag_for(loaded.body),
+            etag=etag,
             status=loaded.status,
             fresh_until_ms=now_ms + max(fresh_ms, 0),
-            load_ms=load_ms,
+            load_ms=int(load_ms),
+            encoded=self._compression.representations(loaded.body, etag) if keep_ms > 0 else (),
         )
+        missed = _lookup(entry, CacheState.MISS, now_ms, load_ms)
         if keep_ms <= 0:
             with contextlib.suppress(CacheUnavailableError):
                 await self._leases.release(lease, key.redis_key)
-            return _lookup(entry, CacheState.MISS, now_ms), -math.inf
+            return missed, -math.inf
         sent_at = time.monotonic()
         try:
             stored = await self._leases.store(
@@ -364,11 +387,11 @@ class ReadThroughCache:
             )
         except CacheUnavailableError as exc:
             logger.warning("store of %s failed: %r", key.redis_key, exc)
-            return _lookup(entry, CacheState.MISS, now_ms), -math.inf
+            return missed, -math.inf
         if not stored:
             self._stats.count(key.namespace, counters.STORE_REJECTED)
-            return _lookup(entry, CacheState.MISS, now_ms), -math.inf
-        return _lookup(entry, CacheState.MISS, now_ms), sent_at
+            return missed, -math.inf
+        return _lookup(entry, CacheState.MISS, now_ms, load_ms, stored=True), sent_at
 
 
 def _fresh_entry(raw: bytes | None) -> Entry | None:
@@ -381,6 +404,22 @@ def _fresh_entry(raw: bytes | None) -> Entry | None:
     return entry if entry.fresh_until_ms > _now_ms() else None
 
 
-def _lookup(entry: Entry, state: CacheState, now_ms: int) -> Lookup:
+def _lookup(
+    entry: Entry,
+    state: CacheState,
+    now_ms: int,
+    load_ms: float | None = None,
+    *,
+    stored: bool = False,
+) -> Lookup:
     fresh_ms = entry.fresh_until_ms - now_ms
-    return Lookup(entry.body, entry.etag, entry.status, state, max(0, fresh_ms // 1000))
+    return Lookup(
+        entry.body,
+        entry.etag,
+        entry.status,
+        state,
+        max(0, fresh_ms // 1000),
+        entry.encoded,
+        load_ms,
+        stored,
+    )
