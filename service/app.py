@@ -24,6 +24,7 @@ from cache import (
     CacheStats,
     CacheUnavailableError,
     CircuitBreaker,
+    Compression,
     Invalidator,
     KeyScheme,
     LeaseStore,
@@ -195,6 +196,11 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             breaker=redis_breaker,
             load_lease_ms=settings.cache_load_lease_ms,
             herd_wait_ms=settings.cache_herd_wait_ms,
+            compression=Compression(
+                settings.cache_compress_min_bytes,
+                settings.cache_gzip_level,
+                settings.cache_brotli_quality,
+            ),
         )
         stack.push_async_callback(cache.aclose)
 

@@ -5,6 +5,8 @@ Also the parsing that every endpoint shares: query parameters and JSON bodies.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -12,7 +14,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cache import Lookup
+from cache import CacheState, Lookup
 from service.documents import dumps
 from service.errors import ContentTooLargeError, InvalidInputError, UnsupportedMediaTypeError
 
@@ -31,34 +33,165 @@ def etag_matches(header: str, etag: str) -> bool:
     return any(c.strip().removeprefix("W/") == etag for c in header.split(","))
 
 
+#: Accept-Encoding values seen, to the codings they accept in order of preference; bounded.
+_ACCEPTED: dict[str, tuple[str, ...]] = {}
+_ACCEPTED_MAX = 256
+#: the content codings this service can answer with, in its own order of preference
+_SERVER_ORDER = {"br": 0, "gzip": 1, "identity": 2}
+
+
+def accepted_codings(header: str) -> tuple[str, ...]:
+    """Return the codings an ``Accept-Encoding`` value accepts, most preferred first.
+
+    Preference is the client's quality value (RFC 9110 12.5.3), then the service's order
+    (``br``, ``gzip``, ``identity``). ``identity`` is acceptable, last, unless refused with
+    ``q=0`` (directly or through ``*``); ``*`` stands for any coding not named. Parsed once per
+    distinct header value.
+    """
+    found = _ACCEPTED.get(header)
+    if found is not None:
+        return found
+    weights: dict[str, float] = {}
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        coding = coding.strip().lower()
+        if not coding:
+            continue
+        weight = 1.0
+        name, _, value = params.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = 0.0
+        weights[coding] = weight
+    star = weights.get("*")
+    ranked = []
+    for coding, order in _SERVER_ORDER.items():
+        # Identity, unless named, is acceptable but the least preferred (RFC 9110 12.5.3).
+        unnamed = star if star is not None else (0.001 if coding == "identity" else 0.0)
+        weight = weights.get(coding, unnamed)
+        if weight > 0:
+            ranked.append((-weight, order, coding))
+    found = tuple(coding for *_, coding in sorted(ranked))
+    if len(_ACCEPTED) < _ACCEPTED_MAX:
+        _ACCEPTED[header] = found
+    return found
+
+
+def choose_representation(
+    lookup: Lookup, accept_encoding: str | None
+) -> tuple[bytes, str, bytes | None]:
+    """Return (body, ETag, coding) of the representation of ``lookup`` to answer with.
+
+    The coding is None for identity. Identity is answered when nothing better is stored or
+    accepted, even when the client refused it: a 406 would help nobody.
+    """
+    if accept_encoding and lookup.encoded:
+        for coding in accepted_codings(accept_encoding):
+            if coding == "identity":
+                break
+            for rep in lookup.encoded:
+                if rep.coding == coding:
+                    return rep.body, rep.etag, _CODING_BYTES[coding]
+    return lookup.body, lookup.etag, None
+
+
+_CODING_BYTES = {"gzip": b"gzip", "br": b"br"}
+_VARY = (b"vary", b"accept-encoding")
+_CACHE_STATUS = {
+    CacheState.HIT: b"content-service; hit",
+    CacheState.STALE: b"content-service; hit; detail=stale",
+    CacheState.MISS: b"content-service; fwd=miss",
+    CacheState.BYPASS: b"content-service; fwd=bypass",
+}
+_X_CACHE = {state: state.value.encode("ascii") for state in CacheState}
+
+
+def cache_status(lookup: Lookup) -> bytes:
+    """Return the ``Cache-Status`` value (RFC 9211) of ``lookup``.
+
+    ``hit; ttl=N`` (N: seconds it stays fresh), ``hit; detail=stale``, ``fwd=miss`` with
+    ``stored`` when the load was stored, ``fwd=bypass`` when Redis was not used.
+    """
+    value = _CACHE_STATUS[lookup.state]
+    if lookup.state is CacheState.HIT:
+        return b"%s; ttl=%d" % (value, lookup.fresh_for_seconds)
+    if lookup.stored:
+        return value + b"; stored"
+    return value
+
+
+def server_timing(lookup: Lookup, elapsed_ms: float) -> bytes:
+    """Return the ``Server-Timing`` value: ``cache;dur=`` and, when a load ran, ``db;dur=``.
+
+    Args:
+        lookup: the answer.
+        elapsed_ms: how long the whole read took, in milliseconds; the cache's share is that
+            less the load's.
+    """
+    load_ms = lookup.load_ms
+    if load_ms is None:
+        return b"cache;dur=%.2f" % elapsed_ms
+    return b"cache;dur=%.2f, db;dur=%.2f" % (max(elapsed_ms - load_ms, 0.0), load_ms)
+
+
 class CachedResponse(Response):
     """The answer to a cached read: 304 when ``If-None-Match`` names its ETag.
 
     A cached absence (status 404) is a problem document, never a 304.
 
-    Headers: ``ETag``; ``Cache-Control: public, max-age=N`` with N the smaller of the cap and
-    the seconds the entry stays fresh; ``X-Cache`` with where the answer came from.
+    Headers: ``ETag`` (of the coding answered), ``Cache-Control: public, max-age=N`` with N the
+    smaller of the cap and the seconds the entry stays fresh; ``X-Cache``; ``Cache-Status``;
+    ``Server-Timing``; ``Vary: Accept-Encoding``; ``Content-Encoding`` when the body is
+    compressed (from bytes compressed when the entry was stored, never per request).
 
     Starlette's ``Response`` would take a dict, lower-case and encode each header; here the
-    four or five headers of a cached answer are known, so they are written once, encoded.
+    headers of a cached answer are known, so they are written once, encoded.
+
+    Args:
+        request: the request answered.
+        lookup: what the cache answered.
+        max_age_cap_seconds: the cap of ``max-age``, in seconds.
+        elapsed_ms: how long the read took, in milliseconds (for ``Server-Timing``).
     """
 
-    def __init__(self, request: Request, lookup: Lookup, max_age_cap_seconds: int) -> None:
+    def __init__(
+        self, request: Request, lookup: Lookup, max_age_cap_seconds: int, elapsed_ms: float
+    ) -> None:
         max_age = min(max_age_cap_seconds, lookup.fresh_for_seconds)
+        inm = accept = None
+        for name, value in request.scope["headers"]:
+            if name == b"accept-encoding":
+                accept = value.decode("latin-1")
+            elif name == b"if-none-match":
+                inm = value.decode("latin-1")
+        body, etag, coding = choose_representation(lookup, accept)
         headers = [
-            (b"etag", lookup.etag.encode("ascii")),
+            (b"etag", etag.encode("ascii")),
             (b"cache-control", b"public, max-age=%d" % max_age),
-            (b"x-cache", lookup.state.value.encode("ascii")),
+            (b"x-cache", _X_CACHE[lookup.state]),
+            (b"cache-status", cache_status(lookup)),
+            (b"server-timing", server_timing(lookup, elapsed_ms)),
+            _VARY,
         ]
-        inm = request.headers.get("if-none-match")
-        if inm is not None and lookup.status == 200 and etag_matches(inm, lookup.etag):
+        if inm is not None and lookup.status == 200 and etag_matches(inm, etag):
             self.status_code, self.body = 304, b""
         else:
-            self.status_code, self.body = lookup.status, lookup.body
-            headers.append((b"content-length", b"%d" % len(lookup.body)))
+            self.status_code, self.body = lookup.status, body
+            if coding is not None:
+                headers.append((b"content-encoding", coding))
+            headers.append((b"content-length", b"%d" % len(body)))
             headers.append((b"content-type", _JSON_BYTES if lookup.status == 200 else _PROBLEM))
         self.raw_headers = headers
         self.background = None
+
+
+async def cached(request: Request, read: Awaitable[Lookup], max_age_cap_seconds: int) -> Response:
+    """Await ``read`` (a read through the cache) and return its :class:`CachedResponse`."""
+    started = perf_counter()
+    lookup = await read
+    return CachedResponse(request, lookup, max_age_cap_seconds, (perf_counter() - started) * 1000)
 
 
 def json_response(

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     cache_load_lease_ms: int = Field(
         5000, gt=0, description="lifetime of a load lease (a dead loader delays others so long)"
     )
+    cache_compress_min_bytes: int = Field(
+        1024,
+        ge=0,
+        description="bodies of this many bytes or more are also stored compressed; 0: off",
+    )
+    cache_gzip_level: int = Field(1, ge=1, le=9, description="zlib level of stored gzip bodies")
+    cache_brotli_quality: int = Field(
+        1, ge=0, le=11, description="quality of stored brotli bodies (with the brotli extra)"
+    )
     stats_flush_interval_seconds: float = Field(1.0, gt=0)
     outbox_poll_interval_seconds: float = Field(
         1.0, gt=0, description="outbox drain interval when no NOTIFY arrives, seconds"

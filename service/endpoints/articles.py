@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.endpoints import ctx, written
-from service.responses import CachedResponse, body, no_query, query
+from service.responses import body, cached, no_query, query
 from service.schemas import ArticleCreate, ArticleListParams, ArticlePatch, CommentCreate
 
 
@@ -18,8 +18,11 @@ async def article_collection(request: Request) -> Response:
         no_query(request)
         doc = await state.writer.create_article(await body(request, ArticleCreate))
         return written(doc, 201, location=f"/api/v1/articles/{doc['slug']}")
-    lookup = await state.reader.articles(query(request, ArticleListParams))
-    return CachedResponse(request, lookup, state.settings.http_max_age_seconds)
+    return await cached(
+        request,
+        state.reader.articles(query(request, ArticleListParams)),
+        state.settings.http_max_age_seconds,
+    )
 
 
 async def article_item(request: Request) -> Response:
@@ -28,8 +31,9 @@ async def article_item(request: Request) -> Response:
     slug: str = request.path_params["slug"]
     if request.method == "GET" or request.method == "HEAD":
         no_query(request)
-        lookup = await state.reader.article(slug)
-        return CachedResponse(request, lookup, state.settings.http_max_age_seconds)
+        return await cached(
+            request, state.reader.article(slug), state.settings.http_max_age_seconds
+        )
     state.auth.require(request, "editor")
     no_query(request)
     if request.method == "PATCH":
@@ -49,8 +53,7 @@ async def article_comments(request: Request) -> Response:
         state.auth.require(request, "editor")
         doc = await state.writer.create_comment(slug, await body(request, CommentCreate))
         return written(doc, 201)
-    lookup = await state.reader.comments(slug)
-    return CachedResponse(request, lookup, state.settings.http_max_age_seconds)
+    return await cached(request, state.reader.comments(slug), state.settings.http_max_age_seconds)
 
 
 async def comment_item(request: Request) -> Response:
