@@ -1,5 +1,7 @@
 """The load test: a locust scenario of the content service's public reads and a few writes.
 
 Run ``locustfile.py`` with locust (the ``load`` extra); see the README's "Load test" section.
-``zipfian`` depends on the standard library only, so that it can be tested without locust.
+locust imports its siblings by module name: ``zipfian`` (the YCSB Zipfian draws) and
+``catalog`` (slug discovery) use the standard library only; ``cache_mix`` (the ``X-Cache``
+counts) uses locust's statistics.
 """

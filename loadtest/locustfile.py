@@ -34,27 +34,24 @@ master with their stats reports.
 
 from __future__ import annotations
 
-import csv
 import itertools
-import json
 import logging
 import os
 import random
 import sys
 import time
 import urllib.parse
-import urllib.request
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
+from cache_mix import CacheMix
+from catalog import TAXONOMIES, Catalog, discover
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
-from locust.stats import RequestStats, StatsEntry
 from zipfian import YCSB_THETA, ZipfianGenerator
 
 logger = logging.getLogger("loadtest")
@@ -64,9 +61,6 @@ REVALIDATE = "/api/v1/articles/[slug] (If-None-Match)"
 ARTICLE_PAGE = "/api/v1/articles?page=[n]"
 SEARCH = "/api/v1/articles?q=[word]"
 CREATE = "/api/v1/articles"
-TAXONOMIES = ("authors", "tags", "categories")
-CACHE_STATES = ("HIT", "MISS", "STALE", "BYPASS", "-")
-AGGREGATED = "Aggregated"
 DEFAULT_MIX = "read=60,revalidate=20,list=12,search=7,write=1"
 DEFAULT_WORDS = "cache,redis,postgres,latency,query,index,pool,stream,async,schema"
 EDITED = " (edited)"
@@ -131,152 +125,6 @@ class Config:
             max_page=int(env.get("LOADTEST_MAX_PAGE", "50")),
             wait_ms=float(env.get("LOADTEST_WAIT_MS", "0")),
         )
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What the users draw from: slugs in popularity order and page counts per list."""
-
-    slugs: tuple[str, ...]  # rank 0 first
-    pages: dict[str, int]  # "articles" and each taxonomy -> pages of 20 (at least 1)
-    author: str | None  # the username new articles are posted under
-
-
-def _get_json(host: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
-    url = f"{host.rstrip('/')}{path}?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        document: dict[str, Any] = json.load(answer)
-    return document
-
-
-def discover(host: str, config: Config) -> Catalog:
-    """Collect the slugs (unless configured) and page counts from the target's public lists.
-
-    Follows ``next_cursor`` when the service offers one, else ``page``.
-
-    Raises:
-        OSError: the target did not answer, or answered an error (``urllib.error.HTTPError``).
-        ValueError: no slug was found.
-    """
-    slugs = list(config.slugs)
-    params: dict[str, Any] = {"per_page": 100, "page": 1}
-    while not config.slugs and len(slugs) < config.articles:
-        page = _get_json(host, "/api/v1/articles", params)
-        slugs.extend(item["slug"] for item in page["items"])
-        if not page["items"]:
-            break
-        if page.get("next_cursor"):
-            params = {"per_page": 100, "cursor": page["next_cursor"]}
-        elif page.get("page", 0) < page.get("pages", 0):
-            params = {"per_page": 100, "page": page["page"] + 1}
-        else:
-            break
-    slugs = list(dict.fromkeys(slugs))[: config.articles]
-    if not slugs:
-        raise ValueError("no article to read: seed the target or set LOADTEST_SLUGS")
-    random.Random(config.seed).shuffle(slugs)
-    pages = {"articles": _get_json(host, "/api/v1/articles", {"per_page": 20})["pages"]}
-    author = config.author
-    for kind in TAXONOMIES:
-        first = _get_json(host, f"/api/v1/{kind}", {"per_page": 20})
-        pages[kind] = first["pages"]
-        if kind == "authors" and author is None and first["items"]:
-            author = first["items"][0]["username"]
-    return Catalog(tuple(slugs), {k: max(1, v) for k, v in pages.items()}, author)
-
-
-class CacheMix:
-    """``X-Cache`` values of the GET answers and their response times, per request name.
-
-    Kept in a locust ``RequestStats`` of its own, keyed ``(request name, X-Cache value)``, plus
-    ``("Aggregated", X-Cache value)``, so that percentiles come from locust's own histogram and
-    merge across workers like its stats. Shared by a process's users (one gevent thread).
-    """
-
-    def __init__(self) -> None:
-        self.stats = RequestStats(use_response_times_cache=False)
-        self.not_modified: Counter[str] = Counter()  # request name -> 304 answers
-
-    def add(self, name: str, state: str, status: int, response_ms: float) -> None:
-        """Count one answer."""
-        for key in (name, AGGREGATED):
-            self.stats.log_request(state, key, round(response_ms), 0)
-            if status == 304:
-                self.not_modified[key] += 1
-
-    def drain(self) -> dict[str, Any]:
-        """Return the counts for a master (a worker's report) and reset them."""
-        report = {
-            "entries": self.stats.serialize_stats(),
-            "not_modified": dict(self.not_modified),
-        }
-        self.stats.clear_all()
-        self.not_modified.clear()
-        return report
-
-    def merge(self, report: dict[str, Any]) -> None:
-        """Add a worker's :meth:`drain` report."""
-        for data in report.get("entries", []):
-            entry = StatsEntry.unserialize(data, self.stats)
-            self.stats.get(entry.name, entry.method).extend(entry)
-        self.not_modified.update(report.get("not_modified", {}))
-
-    def rows(self) -> list[tuple[str, str, StatsEntry]]:
-        """Return ``(name, state, entry)`` by name (``Aggregated`` last), then state order."""
-        entries = self.stats.entries.values()
-        names = [*sorted({e.name for e in entries} - {AGGREGATED}), AGGREGATED]
-        order = {state: i for i, state in enumerate(CACHE_STATES)}
-        chosen = [(e.name, e.method, e) for e in entries if e.num_requests]
-        return sorted(chosen, key=lambda r: (names.index(r[0]), order.get(r[1], 99), r[1]))
-
-    def totals(self) -> Counter[str]:
-        """Return the number of answers per request name."""
-        totals: Counter[str] = Counter()
-        for name, _, entry in self.rows():
-            totals[name] += entry.num_requests
-        return totals
-
-    def render(self) -> str:
-        """Return the mix as text: the share of each state per name, then latency by state."""
-        states = "".join(f"{s:>8}" for s in CACHE_STATES)
-        lines = [f"{'X-Cache mix (GET answers)':<48}{states}{'# answers':>11}{'of them 304':>13}"]
-        lines.append("-" * len(lines[0]))
-        by_name: dict[str, dict[str, int]] = {}
-        for name, state, entry in self.rows():
-            by_name.setdefault(name, {})[state] = entry.num_requests
-        for name, counts in by_name.items():
-            total = sum(counts.values())
-            shares = "".join(f"{100 * counts.get(s, 0) / total:>7.1f}%" for s in CACHE_STATES)
-            lines.append(f"{name:<48}{shares}{total:>11}{self.not_modified[name]:>13}")
-        lines += ["", f"{'X-Cache state (all GET answers)':<48}{'# answers':>11}"
-                  f"{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}"]  # fmt: skip
-        lines.append("-" * len(lines[-1]))
-        for name, state, entry in self.rows():
-            if name == AGGREGATED:
-                lines.append(
-                    f"{state:<48}{entry.num_requests:>11}"
-                    f"{entry.get_response_time_percentile(0.5):>9}"
-                    f"{entry.get_response_time_percentile(0.99):>9}"
-                    f"{entry.avg_response_time:>9.1f}"
-                )
-        return "\n".join(lines)
-
-    def write_csv(self, path: str) -> None:
-        """Write rows ``Name, X-Cache, Count, Share, 50%, 99%, Average Response Time``."""
-        totals = self.totals()
-        with open(path, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(
-                ["Name", "X-Cache", "Count", "Share", "50%", "99%", "Average Response Time"]
-            )
-            for name, state, entry in self.rows():
-                writer.writerow([
-                    name, state, entry.num_requests,
-                    f"{entry.num_requests / totals[name]:.4f}",
-                    entry.get_response_time_percentile(0.5),
-                    entry.get_response_time_percentile(0.99),
-                    f"{entry.avg_response_time:.2f}",
-                ])  # fmt: skip
 
 
 @dataclass
@@ -448,7 +296,14 @@ def on_test_start(environment: Environment, **_: Any) -> None:
         gevent.spawn(environment.runner.quit)
         return
     try:
-        _run.catalog = discover(environment.host, _run.config)
+        config = _run.config
+        _run.catalog = discover(
+            environment.host,
+            max_articles=config.articles,
+            slugs=config.slugs,
+            seed=config.seed,
+            author=config.author,
+        )
     except (OSError, ValueError, KeyError) as exc:
         logger.error("could not read the target's lists at %s: %s", environment.host, exc)
         environment.process_exit_code = 1
