@@ -1,0 +1,77 @@
+"""Request ids: every answer carries ``X-Request-ID``, and so does every log line of its request.
+
+A client's own id is kept when it is sane (1 to 128 characters of letters, digits and
+``-_.:``), so that a trace can cross the service; otherwise a new random one is made. The id of
+the request being served is in :data:`REQUEST_ID` (a context variable, so each task sees its
+own) and in the ``request_id`` attribute of every log record (``-`` outside a request).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from contextvars import ContextVar
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: the id of the request the current task serves; "-" outside a request
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+
+_SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_HEADER = b"x-request-id"
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware: takes or makes the request's id and adds it to the answer.
+
+    Args:
+        app: the application it wraps.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve ``scope`` with its id set in :data:`REQUEST_ID` and sent as ``X-Request-ID``."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == _HEADER:
+                if _SANE.fullmatch(value):
+                    request_id = value
+                break
+        if request_id is None:
+            request_id = os.urandom(16).hex().encode("ascii")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (_HEADER, request_id)]
+            await send(message)
+
+        token = REQUEST_ID.set(request_id.decode("ascii"))
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+def install_log_record_factory() -> None:
+    """Give every log record a ``request_id`` attribute (for ``%(request_id)s`` in formats).
+
+    Idempotent: installing it twice wraps the factory once.
+    """
+    current = logging.getLogRecordFactory()
+    if getattr(current, "adds_request_id", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        record.request_id = REQUEST_ID.get()
+        return record
+
+    factory.adds_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
