@@ -89,9 +89,14 @@ _RESULT_SCHEMAS: dict[str, Any] = {
 }
 
 _CACHE_HEADERS = {
-    "ETag": {"schema": _STR, "description": "strong ETag of the body"},
+    "ETag": {"schema": _STR, "description": "strong ETag of the body, one per content coding"},
     "Cache-Control": {"schema": _STR, "description": "public, max-age=N (seconds)"},
     "X-Cache": {"schema": {"enum": ["HIT", "MISS", "STALE", "BYPASS"]}},
+    "Cache-Status": {"schema": _STR, "description": "RFC 9211, e.g. content-service; hit"},
+    "Server-Timing": {"schema": _STR, "description": "cache;dur=ms and, on a miss, db;dur=ms"},
+    "Vary": {"schema": _STR, "description": "accept-encoding"},
+    "Content-Encoding": {"schema": {"enum": ["gzip", "br"]}, "description": "when compressed"},
+    "X-Request-ID": {"schema": _STR, "description": "the request's id, also in the logs"},
 }
 
 
