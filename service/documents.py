@@ -1,8 +1,8 @@
 """The JSON representations of the content, and their one serializer.
 
-Documents are plain dicts in the contract's field order. :func:`dumps` serializes them once,
-with orjson, into the bytes that are both cached and sent: times come out as RFC 3339 in UTC
-with a ``Z`` suffix, to the second.
+Documents are plain dicts in the contract's field order, built from rows by column label.
+:func:`dumps` serializes them once, with orjson, into the bytes that are both cached and sent:
+times come out as RFC 3339 in UTC with a ``Z`` suffix, to the second.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from service.models import Author, Category, Tag
+from service.repository import Row
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
 
@@ -23,39 +24,37 @@ def dumps(document: Any) -> bytes:
     return orjson.dumps(document, option=_OPTIONS)
 
 
-def summary_document(row: Any) -> dict[str, Any]:
+def summary_document(row: Row) -> dict[str, Any]:
     """Return an article summary from a row with the repository's summary columns."""
     return {
-        "id": row.id,
-        "slug": row.slug,
-        "title": row.title,
-        "summary": row.summary,
+        "id": row["id"],
+        "slug": row["slug"],
+        "title": row["title"],
+        "summary": row["summary"],
         "author": {
-            "id": row.author_id,
-            "username": row.author_username,
-            "display_name": row.author_display_name,
+            "id": row["author_id"],
+            "username": row["author_username"],
+            "display_name": row["author_display_name"],
         },
         "category": (
-            {"slug": row.category_slug, "name": row.category_name}
-            if row.category_id is not None
+            {"slug": row["category_slug"], "name": row["category_name"]}
+            if row["category_id"] is not None
             else None
         ),
-        "tags": [{"slug": t["slug"], "name": t["name"]} for t in row.tags],
-        "published_at": row.published_at,
-        "updated_at": row.updated_at,
+        "tags": [{"slug": t["slug"], "name": t["name"]} for t in row["tags"]],
+        "published_at": row["published_at"],
+        "updated_at": row["updated_at"],
     }
 
 
-def article_document(row: Any) -> dict[str, Any]:
+def article_document(row: Row) -> dict[str, Any]:
     """Return an article's full representation from a row of ``repository.article_by_slug``."""
     doc = summary_document(row)
-    doc.update(
-        body=row.body,
-        body_format=row.body_format,
-        status=row.status,
-        comment_count=row.comment_count,
-        created_at=row.created_at,
-    )
+    doc["body"] = row["body"]
+    doc["body_format"] = row["body_format"]
+    doc["status"] = row["status"]
+    doc["comment_count"] = row["comment_count"]
+    doc["created_at"] = row["created_at"]
     return doc
 
 
@@ -66,29 +65,29 @@ TAG_FIELDS = ("id", "slug", "name", "article_count")
 COMMENT_FIELDS = ("id", "parent_id", "author_name", "body", "created_at")
 
 
-def project(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    """Return ``{field: row.field}`` for ``fields``, in their order."""
-    return {name: getattr(row, name) for name in fields}
+def project(row: Row, fields: tuple[str, ...]) -> dict[str, Any]:
+    """Return ``{field: row[field]}`` for ``fields``, in their order."""
+    return {name: row[name] for name in fields}
 
 
-def author_document(row: Any) -> dict[str, Any]:
+def author_document(row: Row) -> dict[str, Any]:
     """Return an author's representation from a row with its ``article_count``."""
     return project(row, AUTHOR_FIELDS)
 
 
-def category_document(row: Any) -> dict[str, Any]:
+def category_document(row: Row) -> dict[str, Any]:
     """Return a category's representation from a row with its ``article_count``."""
     return project(row, CATEGORY_FIELDS)
 
 
-def tag_document(row: Any) -> dict[str, Any]:
+def tag_document(row: Row) -> dict[str, Any]:
     """Return a tag's representation from a row with its ``article_count``."""
     return project(row, TAG_FIELDS)
 
 
 def comment_document(comment: Any) -> dict[str, Any]:
     """Return one new comment (an ORM ``Comment``) with no replies."""
-    return {**project(comment, COMMENT_FIELDS), "replies": []}
+    return {**{name: getattr(comment, name) for name in COMMENT_FIELDS}, "replies": []}
 
 
 def comment_threads(comments: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -120,7 +119,7 @@ def page_document(items: list[Any], page: int, per_page: int, total: int) -> dic
 
 
 #: The representation of an author, category or tag row, by model.
-ENTITY_DOCUMENTS: dict[Any, Callable[[Any], dict[str, Any]]] = {
+ENTITY_DOCUMENTS: dict[Any, Callable[[Row], dict[str, Any]]] = {
     Author: author_document,
     Category: category_document,
     Tag: tag_document,

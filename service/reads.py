@@ -2,15 +2,18 @@
 
 Each method builds its key from validated input, and gives the cache a loader that runs one
 statement on a miss and names the tags the answer depends on (see :mod:`service.keyspaces`).
+A load's statement runs on the pooled connection's asyncpg connection, compiled once (see
+:class:`service.repository.DriverReads`); its rows are rendered to bytes with no ORM object
+or SQLAlchemy ``Row`` in between.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cache import CircuitBreaker, Loaded, Lookup, ReadThroughCache
 from service import repository as repo
@@ -47,11 +50,24 @@ def _timestamp(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
+class _Embeds(NamedTuple):
+    """What :func:`service.keyspaces.embedded_tags` reads of an article row."""
+
+    author_id: int
+    category_id: int | None
+    tags: list[dict[str, Any]]
+
+
+def _embedded_tags(row: repo.Row) -> list[str]:
+    return embedded_tags(_Embeds(row["author_id"], row["category_id"], row["tags"]))
+
+
 class ContentReader:
     """Reads the content through the cache. Safe to share between tasks.
 
     Args:
-        sessions: makes the sessions that loaders read in (autocommit: one statement each).
+        engine: the engine that loads read on, or a session maker bound to it (only its
+            engine is used: each load is one statement, outside any transaction).
         cache: the read-through cache.
         keys: the content namespaces.
         negative_ttl_seconds: how long a 404 is cached, in seconds.
@@ -60,31 +76,36 @@ class ContentReader:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine | async_sessionmaker[AsyncSession],
         cache: ReadThroughCache,
         keys: ContentKeys,
         *,
         negative_ttl_seconds: float = 5.0,
         database_breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._sessions = sessions
+        if isinstance(engine, async_sessionmaker):
+            engine = engine.kw["bind"]
+        assert isinstance(engine, AsyncEngine)
+        self._reads = repo.DriverReads(engine)
         self._cache = cache
         self._keys = keys
         self._negative_ttl = negative_ttl_seconds
         self._breaker = database_breaker
 
-    async def _read(self, fn: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
-        """Run ``fn`` in a read session.
+    async def _read(self, fn: Callable[[repo.Reads], Awaitable[Any]]) -> Any:
+        """Run ``fn`` with the loads' statement runner.
 
         Raises:
             UnavailableError: the database is unreachable (or its breaker is open).
+            sqlalchemy.exc.TimeoutError: no connection came free in the pool's timeout.
+            sqlalchemy.exc.DBAPIError: the statement failed on a reachable server (a bad
+                input, a statement timeout): not counted by the breaker.
         """
         breaker = self._breaker
         if breaker is not None and not breaker.allows():
             raise UnavailableError("the database is unavailable")
         try:
-            async with self._sessions() as session:
-                result = await fn(session)
+            result = await fn(self._reads)
         except Exception as exc:
             if not is_unreachable(exc):
                 raise
@@ -107,9 +128,9 @@ class ContentReader:
             expires_at=_timestamp(expires_at),
         )
 
-    def _absent_article(self, slug: str, scheduled: Any | None) -> Loaded:
+    def _absent_article(self, slug: str, scheduled: repo.Row | None) -> Loaded:
         """The cached 404 of ``slug``; of a ``scheduled`` row, until its ``published_at``."""
-        moment = None if scheduled is None else scheduled.published_at
+        moment = None if scheduled is None else scheduled["published_at"]
         return self._absent(ARTICLE, slug, f"no article {slug!r}", moment)
 
     async def article(self, slug: str) -> Lookup:
@@ -120,9 +141,10 @@ class ContentReader:
 
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.article_by_slug(s, slug))
-            if row is None or not row.visible:
+            if row is None or not row["visible"]:
                 return self._absent_article(slug, row)
-            return Loaded(dumps(article_document(row)), [article_tag(row.id), *embedded_tags(row)])
+            tags = [article_tag(row["id"]), *_embedded_tags(row)]
+            return Loaded(dumps(article_document(row)), tags)
 
         return await self._cache.get_or_load(self._keys.article.key(slug), load)
 
@@ -131,9 +153,9 @@ class ContentReader:
 
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.comments_of(s, slug))
-            if row is None or not row.visible:
+            if row is None or not row["visible"]:
                 return self._absent_article(slug, row)
-            return Loaded(dumps(comment_threads(row.comments)), [article_tag(row.id)])
+            return Loaded(dumps(comment_threads(row["comments"])), [article_tag(row["id"])])
 
         return await self._cache.get_or_load(self._keys.comments.key(slug), load)
 
@@ -155,7 +177,7 @@ class ContentReader:
                     return self._absent(kind, name, f"no {kind} {name!r}")
                 tags.add(entity_tag(kind, entity_id))
             for row in page.rows:
-                tags.update(embedded_tags(row))
+                tags.update(_embedded_tags(row))
             items = [summary_document(r) for r in page.rows]
             body = dumps(page_document(items, query.page, query.per_page, page.total))
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
@@ -176,8 +198,8 @@ class ContentReader:
                 return self._absent(kind, key, f"no {kind} {key!r}")
             return Loaded(
                 dumps(render(row)),
-                listed_tags(kind, row.id),
-                expires_at=_timestamp(row.next_publication),
+                listed_tags(kind, row["id"]),
+                expires_at=_timestamp(row["next_publication"]),
             )
 
         namespace = getattr(self._keys, kind)
@@ -196,7 +218,7 @@ class ContentReader:
             )
             tags = {list_tag}
             for row in page.rows:
-                tags.update(listed_tags(kind, row.id))
+                tags.update(listed_tags(kind, row["id"]))
             items = [render(r) for r in page.rows]
             body = dumps(page_document(items, params.page, params.per_page, page.total))
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))

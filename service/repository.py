@@ -1,32 +1,50 @@
 """Every SQL statement of the service.
 
-Reads are Core statements that return plain dicts and lists, ready for ``orjson``: each public
+Reads are Core statements built once, at import, with ``bindparam`` placeholders: each public
 read is one round trip to PostgreSQL (an article with its author, category, tags and comment
-count is one statement; a page and its total are one statement). Writes use the ORM models, so
-that their flushes are tagged for invalidation (see :mod:`service.keyspaces`).
+count is one statement; a page and its total are one statement). A cache miss runs its
+statement through :class:`DriverReads`: compiled by SQLAlchemy once, at first use, then sent
+as it is on the pooled connection's asyncpg connection, whose statement cache prepares it once
+per connection; the rows come back as ``asyncpg.Record`` mappings, with no SQLAlchemy
+execution context, result or ``Row`` built per call. Writes read the same statements inside
+their transaction through :class:`SessionReads` (rows as ``RowMapping``), and change rows
+through the ORM models, so that their flushes are tagged for invalidation (see
+:mod:`service.keyspaces`).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Select,
     and_,
+    bindparam,
     exists,
     func,
     literal_column,
     select,
     true,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import greenlet_spawn
 
 from service.models import Article, Author, Category, Comment, Tag, article_tags, natural_key
+
+#: A row of a read: a mapping of column label to value (``asyncpg.Record`` or ``RowMapping``).
+Row = Mapping[str, Any]
 
 SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
     "-published_at": (Article.published_at.desc(), Article.id.desc()),
@@ -44,6 +62,236 @@ async def ping(engine: AsyncEngine) -> None:
     """
     async with engine.connect() as conn:
         await conn.execute(select(literal_column("1")))
+
+
+# Statements built once -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRead:
+    """A read statement's SQL for one dialect and how to lay out its positional arguments.
+
+    Attributes:
+        sql: the statement's text with ``$n`` placeholders.
+        template: the positional arguments, the per-call ones left as None.
+        slots: (index in ``template``, bind name) of each per-call argument.
+    """
+
+    sql: str
+    template: tuple[Any, ...]
+    slots: tuple[tuple[int, str], ...]
+
+    def arguments(self, values: Mapping[str, Any]) -> list[Any]:
+        """Return the positional arguments for ``values`` (bind name to value).
+
+        Raises:
+            KeyError: a per-call value is missing.
+        """
+        args = list(self.template)
+        for index, name in self.slots:
+            args[index] = values[name]
+        return args
+
+
+class Read:
+    """One read statement, built once; compiled once per dialect, at its first use.
+
+    Safe to share between tasks (compiling twice in a race gives the same result).
+
+    Args:
+        statement: a Core ``SELECT`` whose per-call values are ``bindparam``s without a value.
+        names: the names of those bind parameters.
+    """
+
+    __slots__ = ("_compiled", "names", "statement")
+
+    def __init__(self, statement: Select[Any], *names: str) -> None:
+        self.statement = statement
+        self.names = names
+        self._compiled: tuple[Dialect, CompiledRead] | None = None
+
+    def compiled(self, dialect: Dialect) -> CompiledRead:
+        """Return the statement compiled for ``dialect`` (a positional-parameter dialect).
+
+        Raises:
+            TypeError: a parameter needs a bind processor (it could not be sent as it is).
+        """
+        cached = self._compiled
+        if cached is not None and cached[0] is dialect:
+            return cached[1]
+        compiled = self.statement.compile(dialect=dialect)
+        order = compiled.positiontup or []
+        # Read statements bind only strings and integers, which asyncpg encodes itself; a
+        # type that needs converting first would be sent wrong, so it is refused here.
+        processed = {n for n in order if compiled._bind_processors.get(n) is not None}
+        if processed:
+            raise TypeError(f"parameters {sorted(processed)} need a bind processor")
+        params = compiled.construct_params(dict.fromkeys(self.names))
+        result = CompiledRead(
+            compiled.string,
+            tuple(params[n] for n in order),
+            tuple((i, n) for i, n in enumerate(order) if n in self.names),
+        )
+        self._compiled = (dialect, result)
+        return result
+
+
+class Reads(Protocol):
+    """Runs read statements: on the driver for cache misses, in a session for writes."""
+
+    async def first(self, read: Read, **values: Any) -> Row | None:
+        """Return the statement's first row, or None."""
+        ...
+
+    async def all(self, read: Read, **values: Any) -> Sequence[Row]:
+        """Return the statement's rows, in order."""
+        ...
+
+
+class SessionReads:
+    """Runs read statements through ``session`` (its transaction, its autoflush).
+
+    SQLAlchemy's compiled cache holds each statement after its first run, so nothing is built
+    or compiled per call. Not safe to share between tasks (the session is not).
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def first(self, read: Read, **values: Any) -> Row | None:
+        """Return the statement's first row as a ``RowMapping``, or None."""
+        result = await self._session.execute(read.statement, values)
+        # RowMapping is keyed by labels and by column objects; reads use only the labels.
+        return cast(Row | None, result.mappings().first())
+
+    async def all(self, read: Read, **values: Any) -> Sequence[Row]:
+        """Return the statement's rows as ``RowMapping``s."""
+        result = await self._session.execute(read.statement, values)
+        return cast(Sequence[Row], result.mappings().all())
+
+
+class DriverReads:
+    """Runs read statements on pooled connections' asyncpg connections, one statement each.
+
+    Each statement's SQL is compiled once (see :class:`Read`) and sent as it is; asyncpg's
+    statement cache prepares it once per connection, so a call costs a pool checkout, one
+    round trip and the records. Errors are translated as SQLAlchemy's execution would (see
+    :func:`translated`), a connection whose statement failed mid-way or was cancelled is
+    invalidated, and the engine's ``before_cursor_execute`` listeners are told of each
+    statement (with no connection, cursor or execution context), so statement logs and counts
+    still see it.
+
+    At most ``pool_size`` statements run at once: past it they wait here, up to the pool's
+    timeout, rather than open overflow connections, which the pool closes on return whenever
+    its idle queue is full and a burst of misses would otherwise open and close a connection
+    per statement. Overflow stays for the writes. Safe to share between tasks.
+
+    Args:
+        engine: the request engine (transactions are never begun: each statement commits
+            on its own).
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect
+        self._dispatch = engine.sync_engine.dispatch
+        pool = engine.sync_engine.pool
+        self._slots: asyncio.Semaphore | None = None
+        self._timeout_seconds = 0.0
+        if isinstance(pool, QueuePool):
+            self._slots = asyncio.Semaphore(pool.size())
+            self._timeout_seconds = pool.timeout()
+
+    async def first(self, read: Read, **values: Any) -> Row | None:
+        """Return the statement's first row as an ``asyncpg.Record``, or None.
+
+        Raises:
+            sqlalchemy.exc.TimeoutError: no connection came free within the pool's timeout.
+            sqlalchemy.exc.DBAPIError: the statement failed (see :func:`translated`).
+            OSError: the server could not be reached, or did not answer in time.
+        """
+        rows = await self._run(read, values, one=True)
+        return rows[0] if rows else None
+
+    async def all(self, read: Read, **values: Any) -> Sequence[Row]:
+        """Return the statement's rows as ``asyncpg.Record``s; raises as :meth:`first`."""
+        return await self._run(read, values, one=False)
+
+    async def _run(self, read: Read, values: Mapping[str, Any], *, one: bool) -> list[Any]:
+        compiled = read.compiled(self._dialect)
+        args = compiled.arguments(values)
+        slots = self._slots
+        if slots is not None:
+            if slots.locked():
+                try:
+                    async with asyncio.timeout(self._timeout_seconds):
+                        await slots.acquire()
+                except TimeoutError as exc:
+                    raise sa_exc.TimeoutError(
+                        f"no database connection came free in {self._timeout_seconds} s"
+                    ) from exc
+            else:
+                await slots.acquire()  # free: returns at once
+        try:
+            raw = await self._engine.raw_connection()
+            driver: Any = raw.driver_connection
+            if self._dispatch.before_cursor_execute:
+                self._dispatch.before_cursor_execute(
+                    None,
+                    None,
+                    compiled.sql,
+                    args,
+                    None,
+                    False,
+                )
+            try:
+                if one:
+                    record = await driver.fetchrow(compiled.sql, *args)
+                    rows = [] if record is None else [record]
+                else:
+                    rows = await driver.fetch(compiled.sql, *args)
+            except BaseException as exc:
+                if not isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) or (
+                    driver.is_closed()
+                ):
+                    # Lost, timed out or cancelled mid-statement: its state is unknown, so it
+                    # is closed now (outside a greenlet SQLAlchemy terminates it at once).
+                    raw.invalidate(exc if isinstance(exc, Exception) else None)
+                    raw.close()
+                    raise translated(exc, compiled.sql, args, invalidated=True) from exc
+                await greenlet_spawn(raw.close)
+                raise translated(exc, compiled.sql, args, invalidated=False) from exc
+            await greenlet_spawn(raw.close)
+            return rows
+        finally:
+            if slots is not None:
+                slots.release()
+
+
+def translated(
+    exc: BaseException, sql: str, args: Sequence[Any], *, invalidated: bool
+) -> BaseException:
+    """Return the exception SQLAlchemy's execution would raise for ``exc`` of asyncpg.
+
+    * an argument asyncpg cannot encode (a bad input, not an outage):
+      ``sqlalchemy.exc.DataError``;
+    * another asyncpg interface error: ``sqlalchemy.exc.InterfaceError``;
+    * an error of PostgreSQL (a statement timeout, a lost connection):
+      ``sqlalchemy.exc.DBAPIError``;
+
+    each with ``connection_invalidated`` set from ``invalidated``. Anything else (``OSError``,
+    a ``TimeoutError`` of the client's command timeout, a cancellation) is returned as it is.
+    """
+    if isinstance(exc, asyncpg.InterfaceError):
+        if isinstance(exc, ValueError):
+            return sa_exc.DataError(sql, args, exc)
+        return sa_exc.InterfaceError(sql, args, exc, connection_invalidated=invalidated)
+    if isinstance(exc, asyncpg.PostgresError):
+        return sa_exc.DBAPIError(sql, args, exc, connection_invalidated=invalidated)
+    return exc
+
+
+# The statements --------------------------------------------------------------------------------
 
 
 def visible() -> ColumnElement[bool]:
@@ -131,24 +379,21 @@ class Page:
     """
 
     total: int
-    rows: list[Any]
+    rows: list[Row]
     filter_ids: dict[str, int | None]
     next_publication: datetime | None = None
 
 
-async def _page(
-    session: AsyncSession,
+def _paged(
     rows: Select[Any],
     order: tuple[ColumnElement[Any], ...],
     total: Any,
     headers: dict[str, Any],
-    page: int,
-    per_page: int,
-) -> Page:
-    """Run one statement: a one-row header (total, filter ids) left-joined to the page's rows.
+) -> Select[Any]:
+    """Return one statement: a one-row header (total, filter ids) left-joined to a page.
 
     The header row is there even when the page is empty, so the total and the filter ids come
-    back in the same round trip as the rows.
+    back in the same round trip as the rows. The page is bound by ``limit`` and ``offset``.
     """
     head = select(
         total.label("total"),
@@ -158,70 +403,95 @@ async def _page(
     body = (
         rows.add_columns(func.row_number().over(order_by=order).label("rn"))
         .order_by(*order)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
+        .limit(bindparam("limit", type_=BigInteger))
+        .offset(bindparam("offset", type_=BigInteger))
         .lateral("p")
     )
-    stmt = select(head, body).select_from(head.outerjoin(body, true())).order_by(body.c.rn)
-    result = (await session.execute(stmt)).all()
+    return select(head, body).select_from(head.outerjoin(body, true())).order_by(body.c.rn)
+
+
+async def _page(
+    reads: Reads, read: Read, names: tuple[str, ...], page: int, per_page: int, **values: Any
+) -> Page:
+    result = await reads.all(read, limit=per_page, offset=(page - 1) * per_page, **values)
     first = result[0]
     return Page(
-        first.total,
-        [r for r in result if r.id is not None],
-        {name: getattr(first, f"f_{name}") for name in headers},
-        first.next_publication,
+        first["total"],
+        [r for r in result if r["id"] is not None],
+        {name: first[f"f_{name}"] for name in names},
+        first["next_publication"],
     )
 
 
-async def article_page(session: AsyncSession, f: ArticleFilter) -> Page:
-    """Return a page of visible article summaries, its total and filter ids: one statement."""
+#: Filters of the article list, in the order of their key in :data:`_ARTICLE_PAGES`.
+_FILTERS = ("author", "category", "tag")
+#: One statement per shape of the article list (filters given, search given, order); each
+#: is built once, at its first use.
+_ARTICLE_PAGES: dict[tuple[bool, bool, bool, bool, str | None], Read] = {}
+
+
+def _article_page_read(shape: tuple[bool, bool, bool, bool, str | None]) -> Read:
+    has_author, has_category, has_tag, has_q, sort = shape
     conds: list[ColumnElement[bool]] = [visible()]
     header: dict[str, Any] = {}
-    if f.author is not None:
-        header["author"] = select(Author.id).where(Author.username == f.author).scalar_subquery()
+    if has_author:
+        header["author"] = (
+            select(Author.id).where(Author.username == bindparam("author")).scalar_subquery()
+        )
         conds.append(Article.author_id == header["author"])
-    if f.category is not None:
+    if has_category:
         header["category"] = (
-            select(Category.id).where(Category.slug == f.category).scalar_subquery()
+            select(Category.id).where(Category.slug == bindparam("category")).scalar_subquery()
         )
         conds.append(Article.category_id == header["category"])
-    if f.tag is not None:
-        header["tag"] = select(Tag.id).where(Tag.slug == f.tag).scalar_subquery()
+    if has_tag:
+        header["tag"] = select(Tag.id).where(Tag.slug == bindparam("tag")).scalar_subquery()
         conds.append(
             exists().where(
                 article_tags.c.article_id == Article.id, article_tags.c.tag_id == header["tag"]
             )
         )
     order: tuple[ColumnElement[Any], ...]
-    if f.q is not None:
-        query = func.websearch_to_tsquery("english", f.q)
+    if has_q:
+        query = func.websearch_to_tsquery("english", bindparam("q"))
         conds.append(Article.search_vector.op("@@")(query))
         order = (
-            SORTS[f.sort]
-            if f.sort
+            SORTS[sort]
+            if sort
             else (func.ts_rank_cd(Article.search_vector, query).desc(), Article.id.desc())
         )
     else:
-        order = SORTS[f.sort or "-published_at"]
+        order = SORTS[sort or "-published_at"]
     total = select(func.count()).select_from(Article).where(*conds).scalar_subquery()
     rows = _with_joins(select(*_summary_columns())).where(*conds)
-    return await _page(session, rows, order, total, header, f.page, f.per_page)
+    names = (*header, *(["q"] if has_q else []), "limit", "offset")
+    return Read(_paged(rows, order, total, header), *names)
 
 
-async def article_by_slug(
-    session: AsyncSession, slug: str, *, only_visible: bool = True
-) -> Any | None:
-    """Return the article at ``slug`` as a row (summary columns plus the rest), or None.
+async def article_page(reads: Reads, f: ArticleFilter) -> Page:
+    """Return a page of visible article summaries, its total and filter ids: one statement.
 
-    The row's ``visible`` column says whether readers may see it now.
-
-    Args:
-        session: the session to read in.
-        slug: the article's slug.
-        only_visible: when True, only published articles are found, scheduled ones included
-            (``visible`` false: the caller answers 404 until their ``published_at``); when
-            False, drafts and archived articles too.
+    Raises:
+        KeyError: ``f.sort`` is not one of :data:`SORTS`.
     """
+    shape = (f.author is not None, f.category is not None, f.tag is not None, f.q is not None)
+    key = (*shape, f.sort)
+    read = _ARTICLE_PAGES.get(key)
+    if read is None:
+        if f.sort is not None and f.sort not in SORTS:
+            raise KeyError(f.sort)
+        read = _ARTICLE_PAGES.setdefault(key, _article_page_read(key))
+    given = {
+        name: value
+        for name, value in (("author", f.author), ("category", f.category), ("tag", f.tag))
+        if value is not None
+    }
+    if f.q is not None:
+        return await _page(reads, read, tuple(given), f.page, f.per_page, q=f.q, **given)
+    return await _page(reads, read, tuple(given), f.page, f.per_page, **given)
+
+
+def _article_read(*, only_visible: bool) -> Read:
     comment_count = select(func.count()).where(Comment.article_id == Article.id).scalar_subquery()
     stmt = _with_joins(
         select(
@@ -233,18 +503,32 @@ async def article_by_slug(
             Article.created_at,
             visible().label("visible"),
         )
-    ).where(Article.slug == slug)
+    ).where(Article.slug == bindparam("slug"))
     if only_visible:
         stmt = stmt.where(Article.status == "published")
-    return (await session.execute(stmt)).first()
+    return Read(stmt, "slug")
 
 
-async def comments_of(session: AsyncSession, slug: str) -> Any | None:
-    """Return the published article's ``id``, ``visible``, ``published_at`` and ``comments``.
+_ARTICLE = _article_read(only_visible=True)
+_ANY_ARTICLE = _article_read(only_visible=False)
 
-    ``comments`` holds all its comments, oldest first; None when no published article has that
-    slug. One statement: the article row with its comments aggregated as JSON.
+
+async def article_by_slug(reads: Reads, slug: str, *, only_visible: bool = True) -> Row | None:
+    """Return the article at ``slug`` as a row (summary columns plus the rest), or None.
+
+    The row's ``visible`` column says whether readers may see it now.
+
+    Args:
+        reads: runs the statement.
+        slug: the article's slug.
+        only_visible: when True, only published articles are found, scheduled ones included
+            (``visible`` false: the caller answers 404 until their ``published_at``); when
+            False, drafts and archived articles too.
     """
+    return await reads.first(_ARTICLE if only_visible else _ANY_ARTICLE, slug=slug)
+
+
+def _comments_read() -> Read:
     obj = func.json_build_object(
         "id", Comment.id,
         "parent_id", Comment.parent_id,
@@ -270,8 +554,20 @@ async def comments_of(session: AsyncSession, slug: str) -> Any | None:
         Article.published_at,
         visible().label("visible"),
         comments.label("comments"),
-    ).where(Article.slug == slug, Article.status == "published")
-    return (await session.execute(stmt)).first()
+    ).where(Article.slug == bindparam("slug"), Article.status == "published")
+    return Read(stmt, "slug")
+
+
+_COMMENTS = _comments_read()
+
+
+async def comments_of(reads: Reads, slug: str) -> Row | None:
+    """Return the published article's ``id``, ``visible``, ``published_at`` and ``comments``.
+
+    ``comments`` holds all its comments, oldest first; None when no published article has that
+    slug. One statement: the article row with its comments aggregated as JSON.
+    """
+    return await reads.first(_COMMENTS, slug=slug)
 
 
 # Authors, categories and tags -------------------------------------------------------------
@@ -291,25 +587,37 @@ def _count_of(entity: Any) -> Any:
     return select(func.count()).select_from(Article).where(cond, visible()).scalar_subquery()
 
 
-async def entity_page(session: AsyncSession, entity: Any, page: int, per_page: int) -> Page:
-    """Return a page of authors, categories or tags with their article counts: one statement."""
+def _entity_page_read(entity: Any) -> Read:
     order = (natural_key(entity), entity.id)
     total = select(func.count()).select_from(entity).scalar_subquery()
     rows = select(*entity.__table__.columns, _count_of(entity).label("article_count"))
-    return await _page(session, rows, order, total, {}, page, per_page)
+    return Read(_paged(rows, order, total, {}), "limit", "offset")
 
 
-async def entity_by_key(session: AsyncSession, entity: Any, key: str) -> Any | None:
-    """Return the author (by username), category or tag (by slug) with its article count.
-
-    The row also has ``next_publication`` (see :func:`next_publication`).
-    """
+def _entity_read(entity: Any) -> Read:
     stmt = select(
         *entity.__table__.columns,
         _count_of(entity).label("article_count"),
         next_publication().label("next_publication"),
-    ).where(natural_key(entity) == key)
-    return (await session.execute(stmt)).first()
+    ).where(natural_key(entity) == bindparam("key"))
+    return Read(stmt, "key")
+
+
+_ENTITY_PAGES = {entity: _entity_page_read(entity) for entity in (Author, Category, Tag)}
+_ENTITIES = {entity: _entity_read(entity) for entity in (Author, Category, Tag)}
+
+
+async def entity_page(reads: Reads, entity: Any, page: int, per_page: int) -> Page:
+    """Return a page of authors, categories or tags with their article counts: one statement."""
+    return await _page(reads, _ENTITY_PAGES[entity], (), page, per_page)
+
+
+async def entity_by_key(reads: Reads, entity: Any, key: str) -> Row | None:
+    """Return the author (by username), category or tag (by slug) with its article count.
+
+    The row also has ``next_publication`` (see :func:`next_publication`).
+    """
+    return await reads.first(_ENTITIES[entity], key=key)
 
 
 # Writes -------------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ class ContentWriter:
                 raise ConflictError(f"{key!r} is taken")
             s.add(entity(**values))
             await s.flush()
-            return ENTITY_DOCUMENTS[entity](await repo.entity_by_key(s, entity, key))
+            return await self._entity_document(s, entity, key)
 
     async def patch_entity(
         self, entity: Any, key: str, patch: AuthorPatch | CategoryPatch | TagPatch
@@ -286,7 +286,7 @@ class ContentWriter:
             for name in fields:
                 setattr(row, name, getattr(patch, name))
             await s.flush()
-            return ENTITY_DOCUMENTS[entity](await repo.entity_by_key(s, entity, new_key))
+            return await self._entity_document(s, entity, new_key)
 
     async def delete_entity(self, entity: Any, key: str) -> None:
         """Delete an author (only one with no articles), a category or a tag.
@@ -324,8 +324,14 @@ class ContentWriter:
         return found
 
     async def _article_document(self, s: AsyncSession, slug: str) -> dict[str, Any]:
-        row = await repo.article_by_slug(s, slug, only_visible=False)
+        row = await repo.article_by_slug(repo.SessionReads(s), slug, only_visible=False)
+        assert row is not None  # read in the transaction that wrote or locked it
         return article_document(row)
+
+    async def _entity_document(self, s: AsyncSession, entity: Any, key: str) -> dict[str, Any]:
+        row = await repo.entity_by_key(repo.SessionReads(s), entity, key)
+        assert row is not None  # read in the transaction that wrote it
+        return ENTITY_DOCUMENTS[entity](row)
 
 
 def _now_if_published(status: str) -> Any:
