@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from cache.autopipeline import AutoPipeline
 from cache.errors import translate_redis_errors
 from cache.keys import KeyScheme
 
@@ -123,11 +124,21 @@ class LeaseStore:
         scheme: the key scheme.
         horizon_seconds: how long invalidation records are kept, in seconds; leases older than
             half of it are refused at store time.
+        pipeline: the auto-pipeline that takes leases and stores entries, shared with the
+            cache so that their commands share batches; None for one of its own.
     """
 
-    def __init__(self, redis: Redis, scheme: KeyScheme, *, horizon_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        scheme: KeyScheme,
+        *,
+        horizon_seconds: float = 300.0,
+        pipeline: AutoPipeline | None = None,
+    ) -> None:
         self._scheme = scheme
         self.horizon_seconds = horizon_seconds
+        self.pipeline = pipeline or AutoPipeline(redis)
         self._begin = redis.register_script(_BEGIN)
         self._store = redis.register_script(_STORE)
         self._release = redis.register_script(_RELEASE)
@@ -155,8 +166,8 @@ class LeaseStore:
             self._scheme.load_lease(redis_key),
         ]
         with translate_redis_errors("take a lease"):
-            epoch, seq, won, value = await self._begin(
-                keys=keys, args=[token, token, load_lease_ms, int(return_value)]
+            epoch, seq, won, value = await self.pipeline.run_script(
+                self._begin, keys, [token, token, load_lease_ms, int(return_value)]
             )
         lease = Lease(bytes(epoch), int(seq), time.monotonic(), token, bool(won))
         return Grant(lease, bytes(value) if value is not None else None)
@@ -182,9 +193,10 @@ class LeaseStore:
         keys += [self._scheme.tag_set(t) for t in tags]
         keys += [self._scheme.tag_sequence(t) for t in tags]
         with translate_redis_errors("store an entry"):
-            done = await self._store(
-                keys=keys,
-                args=[stored, ttl_ms, lease.epoch, lease.sequence, len(tags), lease.token],
+            done = await self.pipeline.run_script(
+                self._store,
+                keys,
+                [stored, ttl_ms, lease.epoch, lease.sequence, len(tags), lease.token],
             )
         return bool(done)
 
@@ -197,4 +209,6 @@ class LeaseStore:
         if not lease.loads:
             return
         with translate_redis_errors("release a load lease"):
-            await self._release(keys=[self._scheme.load_lease(redis_key)], args=[lease.token])
+            await self.pipeline.run_script(
+                self._release, [self._scheme.load_lease(redis_key)], [lease.token]
+            )

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from cache import stats as counters
-from cache.autopipeline import AutoPipeline
 from cache.background import stop_task
 from cache.breaker import CircuitBreaker
 from cache.codec import Entry, Representation, decode, encode, etag_for
@@ -151,8 +150,9 @@ class ReadThroughCache:
         compression: the content codings stored besides identity; None for the defaults of
             :class:`cache.compression.Compression`.
 
-    Hits read through an :class:`cache.autopipeline.AutoPipeline`: the reads of one event-loop
-    iteration share one ``MGET``.
+    Reads go through the lease store's :class:`cache.autopipeline.AutoPipeline`: the reads of
+    one event-loop iteration share one ``MGET``, sent in one write with the lease scripts of
+    the misses under way.
     """
 
     def __init__(
@@ -168,7 +168,7 @@ class ReadThroughCache:
         compression: Compression | None = None,
     ) -> None:
         self._redis = redis
-        self._pipeline = AutoPipeline(redis)
+        self._pipeline = leases.pipeline
         self._compression = compression or Compression()
         self._leases = leases
         self._stats = stats
