@@ -22,6 +22,14 @@ from service.settings import Settings
 
 logger = logging.getLogger("service")
 
+#: How long uvicorn keeps an idle keep-alive connection open, in seconds. A server that closes an
+#: idle connection while a client still counts it reusable loses the request the client sends
+#: on it at that moment: the connection is closed unanswered and nothing is logged (RFC 9112,
+#: section 9.3.1). uvicorn's default, 5 s, equals httpx's ``keepalive_expiry``; 75 s (nginx's
+#: ``keepalive_timeout``) outlasts that and the 60 s idle timeouts of nginx's upstream pools
+#: and of AWS load balancers, so such clients always drop an idle connection first.
+KEEP_ALIVE_SECONDS = 75
+
 
 @contextmanager
 def _servers(settings: Settings) -> Iterator[Settings]:
@@ -89,6 +97,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
         http="httptools",
         log_level=args.log_level,
         access_log=args.access_log,
+        timeout_keep_alive=args.keep_alive_seconds,
     )
 
 
@@ -115,6 +124,13 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--import", dest="import_path", type=Path, help="import this tree first")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--keep-alive-seconds",
+        type=int,
+        default=KEEP_ALIVE_SECONDS,
+        help="how long an idle client connection stays open, seconds (default"
+        f" {KEEP_ALIVE_SECONDS}); keep it above the idle timeout of every client and proxy",
+    )
     sub.add_parser("migrate", help="upgrade the schema to the newest revision")
     seed = sub.add_parser("seed", help="add synthetic content with COPY")
     seed.add_argument("--articles", type=int, default=1000)
