@@ -168,11 +168,18 @@ def walk(
     return _script(
         r"""
 local slugs, next_line, idle_answers, ended = nil, 1, 0, false
+-- wrk calls the first thread's request() once before the run, to check what it builds; that
+-- call gets the idle request, so that no slug is lost.
+local is_checked
 function init(args)
   slugs = read_lines(SLUGS_FILE)
+  is_checked = thread_index ~= 0
 end
 function request()
-  if next_line > #slugs then return wrk.format("GET", IDLE_PATH) end
+  if not is_checked or next_line > #slugs then
+    is_checked = true
+    return wrk.format("GET", IDLE_PATH)
+  end
   local slug = slugs[next_line]
   next_line = next_line + 1
   return wrk.format("GET", PATH .. slug, HEADERS)
