@@ -153,7 +153,10 @@ class Article(Base):
         TSVECTOR, Computed(SEARCH_VECTOR_SQL, persisted=True), deferred=True
     )
 
-    tags: Mapped[list[Tag]] = relationship(secondary=article_tags, lazy="raise")
+    # Ordered as reads order an article's tags, so a write's answer lists them alike.
+    tags: Mapped[list[Tag]] = relationship(
+        secondary=article_tags, lazy="raise", order_by=lambda: Tag.slug
+    )
 
 
 class Comment(Base):

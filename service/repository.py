@@ -37,7 +37,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.util import greenlet_spawn
 
@@ -623,18 +623,145 @@ async def entity_by_key(reads: Reads, entity: Any, key: str) -> Row | None:
 # Writes -------------------------------------------------------------------------------------
 
 
-async def article_for_update(session: AsyncSession, slug: str) -> Article | None:
-    """Return the article at ``slug`` (any status), locked, with its tags loaded.
+@dataclass(frozen=True, slots=True)
+class Named:
+    """An author (``key`` its username, ``name`` its display name), category or tag, as embedded."""
+
+    id: int
+    key: str
+    name: str
+
+
+def _named(id_: int | None, key: str | None, name: str | None) -> Named | None:
+    return None if id_ is None or key is None or name is None else Named(id_, key, name)
+
+
+@dataclass(frozen=True, slots=True)
+class LockedArticle:
+    """An article locked for a write, with what its representation embeds.
+
+    Attributes:
+        article: the ORM article, its ``tags`` loaded (ordered by slug).
+        author: its author.
+        category: its category, or None.
+        comment_count: how many comments it has.
+        now: the transaction's ``now()`` (the database clock that visibility is judged by).
+    """
+
+    article: Article
+    author: Named
+    category: Named | None
+    comment_count: int
+    now: datetime
+
+
+_LOCK_ARTICLE = (
+    select(
+        Article,
+        Author.username,
+        Author.display_name,
+        Category.slug,
+        Category.name,
+        select(func.count())
+        .where(Comment.article_id == Article.id)
+        .scalar_subquery()
+        .label("comment_count"),
+        func.now().label("now"),
+    )
+    .join(Author, Author.id == Article.author_id)
+    .outerjoin(Category, Category.id == Article.category_id)
+    .where(Article.slug == bindparam("slug"))
+    .options(joinedload(Article.tags))
+    .with_for_update(of=Article)
+)
+
+
+async def article_for_update(session: AsyncSession, slug: str) -> LockedArticle | None:
+    """Return the article at ``slug`` (any status), locked, with its tags loaded: one statement.
 
     The tags must be loaded for the flush tagger to see which tag counts a change moves.
     """
-    stmt = (
-        select(Article)
-        .where(Article.slug == slug)
-        .options(selectinload(Article.tags))
-        .with_for_update(of=Article)
+    result = await session.execute(_LOCK_ARTICLE, {"slug": slug})
+    row = result.unique().first()
+    if row is None:
+        return None
+    article, username, display_name, category_slug, category_name, comments, now = row
+    return LockedArticle(
+        article,
+        Named(article.author_id, username, display_name),
+        _named(article.category_id, category_slug, category_name),
+        comments,
+        now,
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class References:
+    """What a new or changed article refers to, read in one statement.
+
+    Attributes:
+        now: the transaction's ``now()``.
+        slug_taken: whether an article (of any status) has the slug asked about.
+        author: the author asked about, or None when none has that username (or none asked).
+        category: likewise, by slug.
+        tags: the ORM tags asked about that exist, ordered by slug (the database's collation,
+            as reads order them).
+    """
+
+    now: datetime
+    slug_taken: bool
+    author: Named | None
+    category: Named | None
+    tags: list[Tag]
+
+
+_HEAD = select(func.now().label("now")).subquery("head")
+_REFERENCES = (
+    select(
+        _HEAD.c.now,
+        exists().where(Article.slug == bindparam("slug")).label("slug_taken"),
+        Author.id,
+        Author.username,
+        Author.display_name,
+        Category.id,
+        Category.slug,
+        Category.name,
+        Tag,
+    )
+    .select_from(_HEAD)
+    .outerjoin(Author, Author.username == bindparam("author"))
+    .outerjoin(Category, Category.slug == bindparam("category"))
+    .outerjoin(Tag, Tag.slug.in_(bindparam("tags", expanding=True)))
+    .order_by(Tag.slug)
+)
+
+
+async def references(
+    session: AsyncSession,
+    *,
+    slug: str | None = None,
+    author: str | None = None,
+    category: str | None = None,
+    tags: Sequence[str] = (),
+) -> References:
+    """Return whether ``slug`` is taken and the author, category and tags named: one statement.
+
+    Each argument left out is looked up as nothing (``slug_taken`` false, None, no tags).
+    """
+    rows = (
+        await session.execute(
+            _REFERENCES,
+            {"slug": slug, "author": author, "category": category, "tags": list(tags)},
+        )
+    ).all()
+    first = rows[0]
+    return References(
+        first[0],
+        bool(first[1]),
+        _named(first[2], first[3], first[4]),
+        _named(first[5], first[6], first[7]),
+        [r[8] for r in rows if r[8] is not None],
+    )
 
 
 async def find_one(session: AsyncSession, entity: Any, key: str, *, lock: bool = False) -> Any:
@@ -643,20 +770,6 @@ async def find_one(session: AsyncSession, entity: Any, key: str, *, lock: bool =
     if lock:
         stmt = stmt.with_for_update()
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def tags_by_slugs(session: AsyncSession, slugs: list[str]) -> list[Tag]:
-    """Return the tags named by ``slugs`` that exist, ordered by slug."""
-    if not slugs:
-        return []
-    return list(
-        (await session.scalars(select(Tag).where(Tag.slug.in_(slugs)).order_by(Tag.slug))).all()
-    )
-
-
-async def slug_taken(session: AsyncSession, slug: str) -> bool:
-    """Return whether an article (of any status) has ``slug``."""
-    return bool(await session.scalar(select(exists().where(Article.slug == slug))))
 
 
 async def has_articles(session: AsyncSession, author_id: int) -> bool:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from slugify import slugify
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cache import (
@@ -27,9 +27,9 @@ from cache import (
 from service import repository as repo
 from service.documents import (
     ENTITY_DOCUMENTS,
-    article_document,
     comment_document,
     dumps,
+    written_article_document,
 )
 from service.errors import (
     ConflictError,
@@ -37,7 +37,7 @@ from service.errors import (
     NotFoundError,
     PreconditionFailedError,
 )
-from service.models import Article, Author, Category, Comment, Tag
+from service.models import Article, Author, Comment, Tag
 from service.schemas import (
     NULLABLE_ARTICLE_FIELDS,
     ArticleCreate,
@@ -118,6 +118,10 @@ class ContentWriter:
     async def create_article(self, data: ArticleCreate) -> dict[str, Any]:
         """Create an article and return its representation.
 
+        Five round trips to PostgreSQL: the references (slug, author, category, tags and the
+        clock) in one statement, the article's and its tag links' inserts, and the ``BEGIN``
+        and ``COMMIT``; the answer is built from what the write holds.
+
         Raises:
             InvalidInputError: the author, category or a tag does not exist, or no slug can be
                 derived from the title.
@@ -127,8 +131,16 @@ class ContentWriter:
         if not slug:
             raise InvalidInputError("no slug can be derived from the title; give one")
         async with self.unit_of_work() as s:
-            if await repo.slug_taken(s, slug):
+            refs = await repo.references(
+                s, slug=slug, author=data.author, category=data.category, tags=data.tags
+            )
+            if refs.slug_taken:
                 raise ConflictError(f"the slug {slug!r} is taken", slug=slug)
+            author = _existing(refs.author, "author", data.author)
+            category = _optional(refs.category, data.category)
+            tags = _all_tags(refs.tags, data.tags)
+            # The transaction's now(): the value the database's own clock gives its statements.
+            published_at = data.published_at or _now_if_published(data.status, refs.now)
             article = Article(
                 slug=slug,
                 title=data.title,
@@ -136,19 +148,26 @@ class ContentWriter:
                 body=data.body,
                 body_format=data.body_format,
                 status=data.status,
-                published_at=data.published_at or _now_if_published(data.status),
-                author_id=(await self._existing(s, Author, data.author)).id,
-                category_id=await self._category_id(s, data.category),
+                published_at=published_at,
+                author_id=author.id,
+                category_id=None if category is None else category.id,
+                created_at=refs.now,
+                updated_at=refs.now,
             )
-            article.tags = await self._tags(s, data.tags)
+            article.tags = tags
             s.add(article)
             await s.flush()
-            return await self._article_document(s, slug)
+            return written_article_document(article, author, category, tags, 0)
 
     async def patch_article(
         self, slug: str, patch: ArticlePatch, if_match: str | None
     ) -> dict[str, Any]:
         """Apply a JSON merge patch to the article at ``slug`` and return its representation.
+
+        The article is locked and read with its author, category, tags and comment count in
+        one statement; the references a patch names in one more; all its changes go out in
+        one ``UPDATE`` (and the tag links' changes); the answer is built from what the write
+        holds.
 
         Raises:
             NotFoundError: no article has that slug (of any status).
@@ -161,31 +180,52 @@ class ContentWriter:
             if getattr(patch, name) is None:
                 raise InvalidInputError(f"{name} may not be null", member=name)
         async with self.unit_of_work() as s:
-            article = await repo.article_for_update(s, slug)
-            if article is None:
+            locked = await repo.article_for_update(s, slug)
+            if locked is None:
                 raise NotFoundError(f"no article {slug!r}")
+            article, author, category = locked.article, locked.author, locked.category
+            tags = list(article.tags)
             if if_match is not None:
-                current = etag_for(dumps(await self._article_document(s, slug)))
-                if not if_match_holds(if_match, current):
+                current = written_article_document(
+                    article, author, category, tags, locked.comment_count
+                )
+                if not if_match_holds(if_match, etag_for(dumps(current))):
                     raise PreconditionFailedError("the article changed since that ETag")
-            if "slug" in fields and patch.slug != slug:
-                if await repo.slug_taken(s, patch.slug or ""):
-                    raise ConflictError(f"the slug {patch.slug!r} is taken", slug=patch.slug)
-                article.slug = patch.slug or slug
+            new_slug = patch.slug if "slug" in fields and patch.slug != slug else None
+            named = {"author", "category", "tags"} & fields
+            # Looked up before any attribute changes, so that no autoflush splits the UPDATE.
+            if new_slug is not None or named:
+                refs = await repo.references(
+                    s,
+                    slug=new_slug,
+                    author=patch.author if "author" in fields else None,
+                    category=patch.category if "category" in fields else None,
+                    tags=patch.tags or [] if "tags" in fields else [],
+                )
+                if new_slug is not None and refs.slug_taken:
+                    raise ConflictError(f"the slug {new_slug!r} is taken", slug=new_slug)
+                if "author" in fields:
+                    author = _existing(refs.author, "author", patch.author or "")
+                if "category" in fields:
+                    category = _optional(refs.category, patch.category)
+                if "tags" in fields:
+                    tags = _all_tags(refs.tags, patch.tags or [])
+            if new_slug is not None:
+                article.slug = new_slug
             for name in ("title", "summary", "body", "body_format", "status", "published_at"):
                 if name in fields:
                     setattr(article, name, getattr(patch, name))
             if "status" in fields and "published_at" not in fields and article.published_at is None:
-                article.published_at = _now_if_published(article.status)
+                article.published_at = _now_if_published(article.status, locked.now)
             if "author" in fields:
-                article.author_id = (await self._existing(s, Author, patch.author or "")).id
+                article.author_id = author.id
             if "category" in fields:
-                article.category_id = await self._category_id(s, patch.category)
+                article.category_id = None if category is None else category.id
             if "tags" in fields:
-                article.tags = await self._tags(s, patch.tags or [])
-            article.updated_at = func.now()
+                article.tags = tags
+            article.updated_at = locked.now
             await s.flush()
-            return await self._article_document(s, article.slug)
+            return written_article_document(article, author, category, tags, locked.comment_count)
 
     async def delete_article(self, slug: str) -> None:
         """Delete the article at ``slug`` with its comments.
@@ -194,10 +234,10 @@ class ContentWriter:
             NotFoundError: no article has that slug.
         """
         async with self.unit_of_work() as s:
-            article = await repo.article_for_update(s, slug)
-            if article is None:
+            locked = await repo.article_for_update(s, slug)
+            if locked is None:
                 raise NotFoundError(f"no article {slug!r}")
-            await s.delete(article)
+            await s.delete(locked.article)
 
     # Comments -------------------------------------------------------------------------------
 
@@ -305,35 +345,31 @@ class ContentWriter:
 
     # Lookups of referenced rows -------------------------------------------------------------
 
-    async def _existing(self, s: AsyncSession, entity: Any, key: str) -> Any:
-        row = await repo.find_one(s, entity, key)
-        if row is None:
-            name = entity.__name__.lower()
-            raise InvalidInputError(f"{name} {key!r} does not exist", member=name)
-        return row
-
-    async def _category_id(self, s: AsyncSession, slug: str | None) -> int | None:
-        return None if slug is None else (await self._existing(s, Category, slug)).id
-
-    async def _tags(self, s: AsyncSession, slugs: list[str]) -> list[Tag]:
-        wanted = sorted(set(slugs))
-        found = await repo.tags_by_slugs(s, wanted)
-        missing = sorted(set(wanted) - {t.slug for t in found})
-        if missing:
-            raise InvalidInputError(f"unknown tags: {', '.join(missing)}", member="tags")
-        return found
-
-    async def _article_document(self, s: AsyncSession, slug: str) -> dict[str, Any]:
-        row = await repo.article_by_slug(repo.SessionReads(s), slug, only_visible=False)
-        assert row is not None  # read in the transaction that wrote or locked it
-        return article_document(row)
-
     async def _entity_document(self, s: AsyncSession, entity: Any, key: str) -> dict[str, Any]:
         row = await repo.entity_by_key(repo.SessionReads(s), entity, key)
         assert row is not None  # read in the transaction that wrote it
         return ENTITY_DOCUMENTS[entity](row)
 
 
-def _now_if_published(status: str) -> Any:
-    # The database's clock, the one that visibility is judged by.
-    return func.now() if status == "published" else None
+# Checks of the references an article write names -----------------------------------------------
+
+
+def _existing(found: repo.Named | None, kind: str, key: str) -> repo.Named:
+    if found is None:
+        raise InvalidInputError(f"{kind} {key!r} does not exist", member=kind)
+    return found
+
+
+def _optional(found: repo.Named | None, slug: str | None) -> repo.Named | None:
+    return None if slug is None else _existing(found, "category", slug)
+
+
+def _all_tags(found: list[Tag], slugs: list[str]) -> list[Tag]:
+    missing = sorted(set(slugs) - {t.slug for t in found})
+    if missing:
+        raise InvalidInputError(f"unknown tags: {', '.join(missing)}", member="tags")
+    return found
+
+
+def _now_if_published(status: str, now: datetime) -> datetime | None:
+    return now if status == "published" else None

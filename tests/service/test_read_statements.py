@@ -93,9 +93,7 @@ async def test_bad_slugs_answer_without_opening_the_database_breaker(api: Api) -
     assert (await api.client.get("/api/v1/articles/nothing")).status_code == 404
 
 
-async def test_connections_lost_under_reads_are_replaced(
-    api: Api, content: dict[str, Any]
-) -> None:
+async def test_connections_lost_under_reads_are_replaced(api: Api, content: dict[str, Any]) -> None:
     reads = repo.DriverReads(api.state.engine)
     pool: Any = api.state.engine.pool
     await asyncio.gather(*(repo.article_by_slug(reads, "hello-world") for _ in range(5)))
