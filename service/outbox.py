@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -50,6 +51,11 @@ class OutboxRelay:
         redis_breaker: tripped when an invalidation fails; None for none.
         poll_interval_seconds: how often the outbox is drained with no notification, in seconds.
         batch_size: rows per drain transaction.
+        coalesce_seconds: after a notification, how long the relay waits for more before it
+            drains, in seconds (at most ``poll_interval_seconds``). Every write through the
+            service notifies, and has already invalidated its own tags by the time the relay
+            sees it: one drain per burst of writes, not one per write (a drain is four round
+            trips to PostgreSQL and one to Redis), costs the backstop that much delay.
     """
 
     def __init__(
@@ -60,12 +66,14 @@ class OutboxRelay:
         *,
         poll_interval_seconds: float = 1.0,
         batch_size: int = 500,
+        coalesce_seconds: float = 0.05,
     ) -> None:
         self._engine = engine
         self._invalidator = invalidator
         self._breaker = redis_breaker
         self._interval = poll_interval_seconds
         self._batch = batch_size
+        self._coalesce = min(coalesce_seconds, poll_interval_seconds)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -134,7 +142,7 @@ class OutboxRelay:
                 done += len(rows)
                 self.applied += len(rows)
 
-    async def _apply(self, rows: list[Any]) -> None:
+    async def _apply(self, rows: Sequence[Any]) -> None:
         tags: set[str] = set()
         truncated = False
         for row in rows:
@@ -188,6 +196,8 @@ class OutboxRelay:
                         await asyncio.wait({waiter}, timeout=self._interval)
                     finally:
                         waiter.cancel()
+                    if self._wake.is_set() and self._coalesce > 0:
+                        await asyncio.sleep(self._coalesce)
             finally:
                 self.listening = False
                 with contextlib.suppress(Exception):

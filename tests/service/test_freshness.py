@@ -140,7 +140,12 @@ async def test_plain_sql_writes_are_invalidated_within_two_seconds(
         await run_sql(servers.database_url, "DELETE FROM articles")
         await eventually(lambda: _status_is(api, 404), 2.0)
         assert took < 2.0
-        assert (await api.stats())["outbox"]["backlog"] == 0
+
+        async def outbox_is_empty() -> bool:
+            return bool((await api.stats())["outbox"]["backlog"] == 0)
+
+        # The relay lets a burst of notifications gather before it drains, within the bound.
+        await eventually(outbox_is_empty, 2.0)
         print(f"\nplain-SQL UPDATE visible after {took * 1000:.0f} ms")
 
 
