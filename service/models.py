@@ -134,6 +134,9 @@ class Article(Base):
         Index("ix_articles_category_id_published_at", "category_id", text("published_at DESC")),
         Index("ix_articles_search_vector", "search_vector", postgresql_using="gin"),
     )
+    # Server-generated values are not fetched with RETURNING: the search vector (as large as
+    # the body) is never read through the model, and the writes set the timestamps themselves.
+    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": False}
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
