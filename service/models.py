@@ -136,7 +136,7 @@ class Article(Base):
     )
     # Server-generated values are not fetched with RETURNING: the search vector (as large as
     # the body) is never read through the model, and the writes set the timestamps themselves.
-    __mapper_args__: ClassVar[dict[str, Any]] = {"eager_defaults": False}
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012 (mypy: not a ClassVar on the base)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
