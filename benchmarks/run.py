@@ -410,7 +410,8 @@ def render(bench: Bench, results: dict[str, TargetResult], command: str) -> tupl
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- command: `{command}`",
-        f"- machine: {os.cpu_count()} cores; servers pinned to CPU 0, wrk to CPU 1",
+        f"- machine: {os.cpu_count()} cores; servers pinned to CPU 0, wrk to CPU 1; load average "
+        f"at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)",
         f"- rounds: {a.rounds} of {a.seconds} s per target, wrk -t1 -c{a.connections} "
         "(post and patch: -c1)",
         f"- data: {bench.slug_count} published articles, bodies of "
@@ -419,7 +420,9 @@ def render(bench: Bench, results: dict[str, TargetResult], command: str) -> tupl
         f"- service settings: {settings}",
         "",
         "Medians over the rounds. ratio: req/s over the anchor's; CPU ratio: CPU per request "
-        "over the anchor's. check: the share of answers that were HIT, MISS, 304 or gzip.",
+        "over the anchor's. check: the share of answers that were HIT, MISS, 304 or gzip. "
+        "On a shared machine CPU per request is the steadier figure: req/s falls whenever "
+        "another process takes CPU 0 or CPU 1.",
         "",
         markdown_table(summary),
         "",
