@@ -13,36 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from benchmarks.measure import Measurement
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """What a target is and how its answers are judged.
-
-    Attributes:
-        name: the target's name on the command line and in the tables.
-        description: one line for the results page.
-        anchor: the target whose median its ratios are taken to, or None.
-        checks: the shares shown in the check column: ``HIT`` and ``MISS`` (of ``X-Cache``),
-            ``gzip`` (of ``Content-Encoding``), or a status code.
-        p50_goal_ms: when set, the target's p50 goal in milliseconds (shown as met or not).
-        ratio_goal: when set, the minimum ratio to the anchor that is the target's goal.
-    """
-
-    name: str
-    description: str
-    anchor: str | None = None
-    checks: tuple[str, ...] = ()
-    p50_goal_ms: float | None = None
-    ratio_goal: float | None = None
-
-    def check_share(self, check: str, m: Measurement) -> float:
-        """Return the share of the run's answers that ``check`` (one of :attr:`checks`) counts."""
-        if check in ("HIT", "MISS"):
-            return m.share(m.caches, check)
-        if check == "gzip":
-            return m.share(m.encodings, check)
-        return m.share(m.statuses, check)
+from benchmarks.targets import TargetSpec
 
 
 @dataclass
@@ -103,7 +74,7 @@ def summary_rows(results: dict[str, TargetResult]) -> list[list[str]]:
             name + (" (FAILED)" if r.failure else ""), f"{rps:.0f}", _ms(p50),
             _ms(r.median(lambda m: m.p99_us)), _ms(r.median(lambda m: m.p999_us)),
             f"{cpu:.0f}", check,
-            spec.anchor if anchor is not None else "", ratio, cpu_ratio, goal,
+            spec.anchor if spec.anchor and anchor else "", ratio, cpu_ratio, goal,
         ])  # fmt: skip
     return rows
 

@@ -6,11 +6,11 @@ interleaved rounds (round 1: every target; round 2: every target; ...), so that 
 shared machine falls on all of them alike; compare the ratios of one run, not figures across
 runs. Results go to stdout and to a Markdown page (``benchmarks/results.md`` by default).
 
-Targets (see :data:`TARGETS`): ``constant``, ``redis_get`` and ``asyncpg`` are anchors driven
-by the same Zipfian script over the same slugs as ``hit_zipf``; ``hit_*`` and ``revalidate_304``
-hit a service whose article entries were all loaded first; ``miss`` sweeps a second service
-worker (its own cache prefix) that is purged before each round; ``post`` and ``patch`` write
-through the first service at one connection.
+Targets (declared in :mod:`benchmarks.targets`): ``constant``, ``redis_get`` and ``asyncpg``
+are anchors driven by the same Zipfian script over the same slugs as ``hit_zipf``; ``hit_*``
+and ``revalidate_304`` hit a service whose article entries were all loaded first; ``miss``
+sweeps a second service worker (its own cache prefix) that is purged before each round;
+``post`` and ``patch`` write through the first service at one connection.
 
 Data: ``--articles`` published articles with bodies of 2 to 8 KB, seeded with ``content-service
 seed`` when the database holds fewer. Servers come from ``DATABASE_URL`` and ``REDIS_URL``, or
@@ -48,7 +48,6 @@ from benchmarks.anchors import asyncpg_dsn
 from benchmarks.measure import MeasureError, Measurement, check_statuses, run_wrk
 from benchmarks.report import (
     TargetResult,
-    TargetSpec,
     headline_ratios,
     markdown_table,
     round_rows,
@@ -56,6 +55,7 @@ from benchmarks.report import (
     text_table,
 )
 from benchmarks.servers import Server, serve
+from benchmarks.targets import SPECS
 
 TOKEN = "bench-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -73,37 +73,6 @@ SEEDED = (
 )
 #: Settings of both service workers: entries outlive the run, so hits stay hits.
 SERVICE_SETTINGS = {"CACHE_TTL_SECONDS": "86400", "API_TOKENS": f"{TOKEN}:admin"}
-
-TARGETS = (
-    TargetSpec("constant", "Starlette answering constant bytes"),
-    TargetSpec("redis_get", "Starlette + one redis-py GET of the article's stored entry",
-               anchor="constant"),
-    TargetSpec("asyncpg", "Starlette + one asyncpg join query per request, orjson, no cache",
-               anchor="redis_get"),
-    TargetSpec("asyncpg_uniform", "asyncpg, slugs uniform (the base of miss)"),
-    TargetSpec("hit_zipf", "service GET of a cached article, Zipfian slugs",
-               anchor="redis_get", checks=("HIT",)),
-    TargetSpec("hit_uniform", "service GET of a cached article, uniform slugs",
-               anchor="redis_get", checks=("HIT",)),
-    TargetSpec("hit_gzip", "hit_zipf with Accept-Encoding: gzip", anchor="redis_get",
-               checks=("HIT", "gzip")),
-    TargetSpec("revalidate_304", "If-None-Match with the current ETag, Zipfian over a sample",
-               anchor="redis_get", checks=("304",)),
-    TargetSpec("miss", "cold sweep: every request a new slug after a purge",
-               anchor="asyncpg_uniform", checks=("MISS",), ratio_goal=0.9),
-    TargetSpec("post", "article POST, unique slugs, one connection", p50_goal_ms=3),
-    TargetSpec("patch", "article PATCH of a few articles, one connection", p50_goal_ms=3),
-)  # fmt: skip
-SPECS = {spec.name: spec for spec in TARGETS}
-
-#: Which server answers each target, and the statuses that are not errors.
-SERVER_OF = {
-    "constant": "constant", "redis_get": "redis_get", "asyncpg": "asyncpg",
-    "asyncpg_uniform": "asyncpg", "hit_zipf": "service", "hit_uniform": "service",
-    "hit_gzip": "service", "revalidate_304": "service", "miss": "service_miss",
-    "post": "service", "patch": "service",
-}  # fmt: skip
-EXPECTED = {"revalidate_304": {"304", "200"}, "post": {"201"}}
 
 
 @dataclass
@@ -313,8 +282,8 @@ def run_target(bench: Bench, name: str, round_number: int) -> Measurement:
     Raises:
         MeasureError: errors, or statuses the target must not answer.
     """
-    server = bench.servers[SERVER_OF[name]]
-    connections = 1 if name in ("post", "patch") else bench.args.connections
+    server = bench.servers[SPECS[name].server]
+    connections = SPECS[name].connections or bench.args.connections
     if name == "miss":
         purge(server)
     m = run_wrk(server, bench.files / f"{name}.lua", seconds=bench.args.seconds,
@@ -324,7 +293,7 @@ def run_target(bench: Bench, name: str, round_number: int) -> Measurement:
         bench.miss_keys += m.caches.get("MISS", 0)
         if m.requests >= bench.slug_count:
             log(f"miss: the {bench.slug_count} slugs ran out before {bench.args.seconds} s")
-    check_statuses(name, m, EXPECTED.get(name, {"200"}))
+    check_statuses(name, m, set(SPECS[name].statuses))
     return m
 
 
@@ -347,7 +316,7 @@ def database_servers(env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 def start_servers(stack: ExitStack, env: dict[str, str], targets: list[str]) -> dict[str, Server]:
     """Start the servers that ``targets`` need; the stack stops them."""
-    needed = {SERVER_OF[t] for t in targets}
+    needed = {SPECS[t].server for t in targets}
     if needed & {"redis_get"}:
         needed.add("service")  # the entries it reads are the service's
     factories: dict[str, tuple[str, dict[str, str], str]] = {
