@@ -19,6 +19,7 @@ from pathlib import Path
 
 from service import embedded
 from service.settings import Settings
+from service.tracing import install_log_record_factory
 
 logger = logging.getLogger("service")
 
@@ -155,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it unwinds through the
     # embedded servers' cleanup instead of killing the process before it.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_record_factory()
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+    )
     try:
         settings = Settings()
     except ValueError as exc:
