@@ -141,6 +141,9 @@ class OutboxRelay:
                         raise
                 done += len(rows)
                 self.applied += len(rows)
+                if skip_locked and len(rows) < self._batch:
+                    # What it skipped another drain holds; what commits later notifies again.
+                    return done
 
     async def _apply(self, rows: Sequence[Any]) -> None:
         tags: set[str] = set()
