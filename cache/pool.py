@@ -3,7 +3,7 @@
 redis-py's ``ConnectionPool`` raises ``MaxConnectionsError`` at once when every connection is
 checked out, so a burst of requests fails; its ``BlockingConnectionPool`` waits, but takes an
 ``asyncio.Condition`` and arms a timer on every checkout, which costs about a fifth of a hit's
-Redis round trip on this service's hit path (measured with ``benchmarks/hit_path.py``). This pool
+Redis round trip on this service's hit path (measured with ``benchmarks.run``). This pool
 keeps the plain pool's checkout and adds one semaphore: when a connection slot is free, taking
 it does not suspend; when none is, the caller waits at most ``timeout`` seconds.
 """
