@@ -92,6 +92,9 @@ async def _copy(
         # One outbox row per copied row would double the work; the caller purges instead.
         # Transactional: the trigger is back on when this commits or rolls back.
         await conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER cache_outbox_row"))
+        # A batch of large rows (their search vectors built on insert) may take longer than
+        # the statement timeout meant for requests.
+        await conn.execute(text("SET LOCAL statement_timeout = 0"))
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
         batch: list[tuple[Any, ...]] = []
