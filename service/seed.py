@@ -21,6 +21,8 @@ from service.keyspaces import NAMESPACES
 from service.state import AppState
 
 BATCH = 20_000
+#: how long one COPY batch may take, in seconds
+COPY_TIMEOUT_SECONDS = 600.0
 WORDS = (
     "cache", "redis", "postgres", "latency", "index", "query", "tuning", "replica", "shard",
     "lease", "token", "stale", "fresh", "ttl", "jitter", "namespace", "tag", "invalidation",
@@ -93,7 +95,7 @@ async def _copy(
         # Transactional: the trigger is back on when this commits or rolls back.
         await conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER cache_outbox_row"))
         # A batch of large rows (their search vectors built on insert) may take longer than
-        # the statement timeout meant for requests.
+        # the statement timeout meant for requests, on the server and in the client.
         await conn.execute(text("SET LOCAL statement_timeout = 0"))
         raw = (await conn.get_raw_connection()).driver_connection
         assert raw is not None
@@ -101,11 +103,15 @@ async def _copy(
         for row in rows:
             batch.append(row)
             if len(batch) >= BATCH:
-                await raw.copy_records_to_table(table, records=batch, columns=columns)
+                await raw.copy_records_to_table(
+                    table, records=batch, columns=columns, timeout=COPY_TIMEOUT_SECONDS
+                )
                 done += len(batch)
                 batch = []
         if batch:
-            await raw.copy_records_to_table(table, records=batch, columns=columns)
+            await raw.copy_records_to_table(
+                table, records=batch, columns=columns, timeout=COPY_TIMEOUT_SECONDS
+            )
             done += len(batch)
         await conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER cache_outbox_row"))
     return done
