@@ -251,16 +251,20 @@ class DriverReads:
                 else:
                     rows = await driver.fetch(compiled.sql, *args)
             except BaseException as exc:
-                if not isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError) or (
-                    driver.is_closed()
-                ):
+                lost = driver.is_closed() or not isinstance(
+                    exc, asyncpg.PostgresError | asyncpg.InterfaceError
+                )
+                if lost:
                     # Lost, timed out or cancelled mid-statement: its state is unknown, so it
                     # is closed now (outside a greenlet SQLAlchemy terminates it at once).
                     raw.invalidate(exc if isinstance(exc, Exception) else None)
                     raw.close()
-                    raise translated(exc, compiled.sql, args, invalidated=True) from exc
-                await greenlet_spawn(raw.close)
-                raise translated(exc, compiled.sql, args, invalidated=False) from exc
+                else:
+                    await greenlet_spawn(raw.close)
+                error = translated(exc, compiled.sql, args, invalidated=lost)
+                if error is exc:
+                    raise
+                raise error from exc
             await greenlet_spawn(raw.close)
             return rows
         finally:

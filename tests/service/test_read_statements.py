@@ -3,13 +3,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import DBAPIError
 
 from service import repository as repo
 from service.errors import is_unreachable
-from tests.conftest import run_sql
+from tests.conftest import _asyncpg_dsn, run_sql
 from tests.service.conftest import Api
 
 MISSES = (
@@ -118,3 +119,24 @@ async def test_connections_lost_under_reads_are_replaced(api: Api, content: dict
     # Each dead connection was dropped, not handed out again.
     for _ in range(pool.size()):
         assert await repo.article_by_slug(reads, "hello-world") is not None
+
+
+async def test_a_read_cancelled_mid_statement_leaves_no_broken_connection(
+    api: Api, content: dict[str, Any]
+) -> None:
+    reads = repo.DriverReads(api.state.engine)
+    pool: Any = api.state.engine.pool
+    locker = await asyncpg.connect(**_asyncpg_dsn(api.state.settings.database_url or ""))
+    try:
+        lock = locker.transaction()
+        await lock.start()
+        await locker.execute("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")  # reads wait
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(repo.article_by_slug(reads, "hello-world"), 0.2)
+        await lock.rollback()
+    finally:
+        await locker.close()
+    for _ in range(pool.size() + 1):
+        row = await repo.article_by_slug(reads, "hello-world")
+        assert row is not None and row["slug"] == "hello-world"
+    assert pool.checkedout() == 0
