@@ -1,7 +1,8 @@
 """Compression of an entry's bytes, once, when it is stored.
 
-gzip comes from the standard library's ``zlib``; brotli from the ``brotli`` package when it is
-installed (the project's ``brotli`` extra), else it is skipped. Levels default to the fastest
+gzip comes from ISA-L (the ``isal`` package) when it is installed, else from the standard
+library's ``zlib``; brotli from the ``brotli`` package when it is installed (the project's
+``brotli`` extra), else it is skipped. Levels default to the fastest
 settings: an entry is compressed on the miss path, where every microsecond counts against the
 load, and JSON text compresses nearly as well at those settings as at the slowest ones.
 """
@@ -18,8 +19,14 @@ try:  # an optional dependency: without it, entries carry gzip only
     import brotli as _brotli
 except ImportError:  # pragma: no cover - depends on the environment
     _brotli = None
+_deflate: ModuleType
+try:  # ISA-L's deflate: the same gzip members as zlib's, about three times as fast
+    from isal import isal_zlib as _deflate
+except ImportError:  # pragma: no cover - a platform without its wheels
+    _deflate = zlib
 
 brotli: ModuleType | None = _brotli
+deflate: ModuleType = _deflate
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +36,8 @@ class Compression:
     Attributes:
         min_bytes: bodies shorter than this many bytes are stored in identity only; 0 turns
             compression off.
-        gzip_level: zlib level, 1 (fastest) to 9.
+        gzip_level: deflate level, 1 (fastest) to 9 (ISA-L has levels 0 to 3: higher ones are
+            taken as 3).
         brotli_quality: brotli quality, 0 (fastest) to 11; brotli is used only when the
             ``brotli`` package is importable.
     """
@@ -73,7 +81,8 @@ class Compression:
                 packed: bytes = brotli.compress(body, quality=self.brotli_quality)
             else:
                 # wbits 31: a gzip member (RFC 1952), with no file name and a zero mtime.
-                compressor = zlib.compressobj(self.gzip_level, zlib.DEFLATED, 31)
+                level = self.gzip_level if deflate is zlib else min(self.gzip_level, 3)
+                compressor = deflate.compressobj(level, zlib.DEFLATED, 31)
                 packed = compressor.compress(body) + compressor.flush()
             if len(packed) < len(body):
                 out.append(Representation(coding, coded_etag(etag, coding), packed))

@@ -213,9 +213,6 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         write_sessions = async_sessionmaker(
             engine, sync_session_class=write_session, expire_on_commit=False
         )
-        # Reads are single statements: autocommit spares a BEGIN and a ROLLBACK per miss.
-        read_sessions = async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
-
         yield AppState(
             settings=settings,
             engine=engine,
@@ -224,7 +221,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             stats=stats,
             invalidator=invalidator,
             reader=ContentReader(
-                read_sessions,
+                engine,
                 cache,
                 keys,
                 negative_ttl_seconds=settings.cache_negative_ttl_seconds,

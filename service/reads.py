@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import CircuitBreaker, Loaded, Lookup, ReadThroughCache
 from service import repository as repo
@@ -66,8 +66,8 @@ class ContentReader:
     """Reads the content through the cache. Safe to share between tasks.
 
     Args:
-        engine: the engine that loads read on, or a session maker bound to it (only its
-            engine is used: each load is one statement, outside any transaction).
+        engine: the engine whose pool loads read on (each load is one statement, outside any
+            transaction).
         cache: the read-through cache.
         keys: the content namespaces.
         negative_ttl_seconds: how long a 404 is cached, in seconds.
@@ -76,16 +76,13 @@ class ContentReader:
 
     def __init__(
         self,
-        engine: AsyncEngine | async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         cache: ReadThroughCache,
         keys: ContentKeys,
         *,
         negative_ttl_seconds: float = 5.0,
         database_breaker: CircuitBreaker | None = None,
     ) -> None:
-        if isinstance(engine, async_sessionmaker):
-            engine = engine.kw["bind"]
-        assert isinstance(engine, AsyncEngine)
         self._reads = repo.DriverReads(engine)
         self._cache = cache
         self._keys = keys

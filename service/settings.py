@@ -60,7 +60,9 @@ class Settings(BaseSettings):
         ge=0,
         description="bodies of this many bytes or more are also stored compressed; 0: off",
     )
-    cache_gzip_level: int = Field(1, ge=1, le=9, description="zlib level of stored gzip bodies")
+    cache_gzip_level: int = Field(
+        1, ge=1, le=9, description="deflate level of stored gzip bodies (ISA-L: 1-3)"
+    )
     cache_brotli_quality: int = Field(
         1, ge=0, le=11, description="quality of stored brotli bodies (with the brotli extra)"
     )
