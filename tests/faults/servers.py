@@ -30,6 +30,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``process`` with SIGTERM, and SIGKILL if it has not exited within 15 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def wait_for_port(port: int, timeout_seconds: float = 10.0) -> None:
     """Wait until something accepts connections on ``port``.
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import Servers, eventually, run_sql, truncate
-from tests.faults.servers import PrivatePostgres, free_port, wait_for_port
+from tests.faults.servers import PrivatePostgres, free_port, stop_process, wait_for_port
 
 BURST = 500
 
@@ -47,12 +46,7 @@ def two_workers(
         wait_for_port(port, 30)
         yield port
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 async def test_cold_burst_across_two_workers_loads_once(

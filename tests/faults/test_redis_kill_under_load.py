@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -29,7 +28,13 @@ import httpx
 import pytest
 
 from tests.conftest import eventually, run_sql, truncate
-from tests.faults.servers import PrivatePostgres, PrivateRedis, free_port, wait_for_port
+from tests.faults.servers import (
+    PrivatePostgres,
+    PrivateRedis,
+    free_port,
+    stop_process,
+    wait_for_port,
+)
 
 READERS = 16
 ARTICLES = 20
@@ -99,12 +104,7 @@ def service_on_private_redis(
             asyncio.run(seed())
             yield Service(port, log)
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server)
 
 
 @dataclass(frozen=True)
