@@ -6,7 +6,7 @@ load on a miss with their own loader, and name the tags that make an entry wrong
 
 from cache.autopipeline import AutoPipeline
 from cache.breaker import BreakerState, CircuitBreaker
-from cache.codec import Entry, Representation, coded_etag, etag_for
+from cache.codec import Entry, Representation, coded_etag, coded_etags, etag_for
 from cache.compression import Compression
 from cache.errors import CacheError, CacheUnavailableError, CodecError
 from cache.invalidation import Invalidator
@@ -49,6 +49,7 @@ __all__ = [
     "SessionTagCollector",
     "SingleFlight",
     "coded_etag",
+    "coded_etags",
     "etag_for",
     "hit_ratio",
 ]

@@ -9,8 +9,10 @@ instead of once per request. Reads (``GET``) are folded into one ``MGET``; other
 (the lease scripts of the miss path) follow it in the same write. The idea is ioredis's
 ``enableAutoPipelining`` and Lettuce's command batching.
 
-A lone command waits for nothing: the batch is sent by a callback scheduled with
-``loop.call_soon``, which runs in the same iteration, after the callbacks already queued.
+A lone command waits for nothing but the callbacks already queued: the batch is sent by a
+callback scheduled with ``loop.call_soon``, which runs in the loop's next pass, after a poll
+for I/O that does not wait (the pass has ready callbacks) and before the callbacks of that
+poll.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ class AutoPipeline:
     Safe to share between the tasks of one event loop (and between the cache and its lease
     store, so that their commands share batches); bound to the loop of its first use.
 
-    A failure of the connection (an error, a timeout) fails every command of its batch with
-    :class:`CacheUnavailableError`, whatever the failure's type: callers fail open, never on a
-    foreign exception. An error answer to one command (``ResponseError``) fails that command
-    only. The connection of a failed batch is closed, never reused in an unknown state.
+    A failure of the connection (an error, a timeout, a cancellation at shutdown) fails every
+    command of its batch still unanswered with :class:`CacheUnavailableError`, whatever the
+    failure's type: callers fail open, never on a foreign exception. An error answer fails its
+    own command only: a read with :class:`CacheUnavailableError`, a script with redis-py's
+    ``ResponseError`` (its callers translate it). The connection of a failed batch is closed,
+    never reused in an unknown state. Reads are answered as soon as their reply is in, before
+    the replies of the scripts sent behind them.
 
     Args:
         redis: the client whose pool the batches use; owned by the caller.
@@ -112,65 +117,45 @@ class AutoPipeline:
             commands.insert(0, ("GET", reads[0][0]))
         elif reads:
             commands.insert(0, ("MGET", *(key for key, _ in reads)))
-        try:
-            replies = await self._round_trip(commands)
-        except asyncio.CancelledError:
-            for future in _futures(reads, calls):
-                future.cancel()
-            raise
-        except Exception as exc:
-            for future in _futures(reads, calls):
-                if not future.done():
-                    error = CacheUnavailableError(f"Redis failed: {exc!r}")
-                    error.__cause__ = exc
-                    future.set_exception(error)
-            return
-        if reads:
-            values = replies[0]
-            if len(reads) == 1:
-                values = [values]
-            if isinstance(values, ResponseError) or len(values) != len(reads):
-                values = [CacheUnavailableError(f"unexpected read answer {values!r:.80}")] * len(
-                    reads
-                )
-            for (_, future), value in zip(reads, values, strict=True):
-                _settle(future, value)
-            replies = replies[1:]
-        for (args, script, future), reply in zip(calls, replies, strict=True):
-            if isinstance(reply, NoScriptError) and script is not None and not future.done():
-                try:
-                    text = script.script
-                    source = text if isinstance(text, str) else bytes(text).decode()
-                    reply = await self._redis.eval(source, *args[2:])
-                except Exception as exc:
-                    reply = exc
-            _settle(future, reply)
-
-    async def _round_trip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Send ``commands`` in one write on one pooled connection; return their replies.
-
-        An error reply is returned as its ``ResponseError``; any other failure closes the
-        connection and is raised.
-        """
+        futures = [f for _, f in reads] + [f for _, _, f in calls]
+        unknown_scripts = []
         pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        except BaseException as exc:
+            _fail(futures, exc)
+            _raise_if_cancelled(exc)
+            return
         try:
             # hiredis packs a command about five times as fast as redis-py's Python packer.
             await connection.send_packed_command([pack_command(c) for c in commands])
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
-        except BaseException:
+            if reads:
+                # Reads are answered first, before the replies of the scripts behind them.
+                _settle_reads(reads, await _reply(connection))
+            for args, script, future in calls:
+                reply = await _reply(connection)
+                if isinstance(reply, NoScriptError) and script is not None:
+                    unknown_scripts.append((args, script, future))
+                else:
+                    _settle(future, reply)
+        except BaseException as exc:
             # The replies still on the wire would answer the next user: never reuse it.
             with contextlib.suppress(Exception):
                 await connection.disconnect()
-            raise
+            _fail(futures, exc)
+            _raise_if_cancelled(exc)
+            return
         finally:
             await pool.release(connection)
-        return replies
+        for args, script, future in unknown_scripts:
+            text = script.script
+            source = text if isinstance(text, str) else bytes(text).decode()
+            try:
+                _settle(future, await self._redis.eval(source, *args[2:]))
+            except ResponseError as exc:
+                _settle(future, exc)
+            except Exception as exc:
+                _fail([future], exc)
 
     async def aclose(self) -> None:
         """Send what is queued and wait for the batches under way (at shutdown)."""
@@ -179,11 +164,41 @@ class AutoPipeline:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
 
-def _futures(
-    reads: list[tuple[str, asyncio.Future[Any]]],
-    calls: list[tuple[tuple[Any, ...], Script | None, asyncio.Future[Any]]],
-) -> list[asyncio.Future[Any]]:
-    return [f for _, f in reads] + [f for _, _, f in calls]
+async def _reply(connection: Any) -> Any:
+    """Read one reply; an error reply is returned as its ``ResponseError``, not raised."""
+    try:
+        return await connection.read_response()
+    except ResponseError as exc:
+        return exc
+
+
+def _settle_reads(reads: list[tuple[str, asyncio.Future[Any]]], reply: Any) -> None:
+    """Answer each read from the ``GET`` or ``MGET`` reply; an error reply fails them all."""
+    values = [reply] if len(reads) == 1 else reply
+    if isinstance(reply, ResponseError) or not isinstance(values, list):
+        _fail([f for _, f in reads], reply)
+        return
+    if len(values) != len(reads):
+        _fail([f for _, f in reads], CacheUnavailableError(f"MGET answered {len(values)} values"))
+        return
+    for (_, future), value in zip(reads, values, strict=True):
+        _settle(future, value)
+
+
+def _fail(futures: list[asyncio.Future[Any]], cause: Any) -> None:
+    """Fail each pending future with its own :class:`CacheUnavailableError` from ``cause``."""
+    for future in futures:
+        if not future.done():
+            error = CacheUnavailableError(f"Redis failed: {cause!r}")
+            if isinstance(cause, BaseException):
+                error.__cause__ = cause
+            future.set_exception(error)
+
+
+def _raise_if_cancelled(exc: BaseException) -> None:
+    """Re-raise ``exc`` when it is a cancellation (the batch's task is being stopped)."""
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
 
 
 def _settle(future: asyncio.Future[Any], reply: Any) -> None:

@@ -56,6 +56,14 @@ def coded_etag(etag: str, coding: str) -> str:
     return f"{etag[:-1]}-{coding}{etag[-1]}"
 
 
+def coded_etags(etag: str) -> tuple[str, ...]:
+    """Return the ETags the answer tagged ``etag`` has in each content coding an entry may hold.
+
+    Any of them names the same content as ``etag`` (for ``If-Match``, say).
+    """
+    return tuple(coded_etag(etag, coding) for coding in _CODES)
+
+
 @dataclass(frozen=True, slots=True)
 class Representation:
     """The answer's bytes in one content coding.
@@ -134,7 +142,10 @@ def decode(raw: bytes) -> Entry:
     end = start + etag_len
     if len(raw) < end:
         raise CodecError("entry shorter than its ETag")
-    etag = raw[start:end].decode("ascii")
+    try:
+        etag = raw[start:end].decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise CodecError("entry ETag is not ASCII") from exc
     if not n:
         return Entry(raw[end:], etag, status, fresh_until_ms, load_ms)
     encoded = []
@@ -147,6 +158,6 @@ def decode(raw: bytes) -> Entry:
                 raise CodecError("entry shorter than its encoded representations")
             coded = raw[start : start + coded_len].decode("ascii")
             encoded.append(Representation(_CODINGS[code], coded, raw[start + coded_len : end]))
-    except (struct.error, KeyError) as exc:
+    except (struct.error, KeyError, UnicodeDecodeError) as exc:
         raise CodecError("malformed encoded representation") from exc
     return Entry(raw[end:], etag, status, fresh_until_ms, load_ms, tuple(encoded))

@@ -124,8 +124,10 @@ class LeaseStore:
         scheme: the key scheme.
         horizon_seconds: how long invalidation records are kept, in seconds; leases older than
             half of it are refused at store time.
-        pipeline: the auto-pipeline that takes leases and stores entries, shared with the
-            cache so that their commands share batches; None for one of its own.
+        pipeline: the auto-pipeline that takes leases and stores entries (and carries the
+            cache's reads: :class:`cache.readthrough.ReadThroughCache` uses it), owned by the
+            caller; None for one of the store's own. A pipeline holds no connection between
+            batches; its ``aclose`` only waits for the batches under way.
     """
 
     def __init__(

@@ -31,8 +31,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from cache import stats as counters
 from cache.background import stop_task
 from cache.breaker import CircuitBreaker
@@ -137,8 +135,8 @@ class ReadThroughCache:
     """Cache-aside reads over one Redis. Safe to share between the tasks of one event loop.
 
     Args:
-        redis: the client; owned by the caller, who should give it short socket timeouts.
-        leases: the lease store of the same scheme.
+        leases: the lease store; its auto-pipeline (and so its Redis client, which should
+            have short socket timeouts) carries the reads too.
         stats: where outcomes are counted.
         policies: the TTL, jitter and stale periods of each namespace.
         breaker: the Redis circuit breaker; None for none (every read tries Redis).
@@ -157,7 +155,6 @@ class ReadThroughCache:
 
     def __init__(
         self,
-        redis: Redis,
         leases: LeaseStore,
         stats: CacheStats,
         policies: PolicyTable,
@@ -167,7 +164,6 @@ class ReadThroughCache:
         herd_wait_ms: int = 1000,
         compression: Compression | None = None,
     ) -> None:
-        self._redis = redis
         self._pipeline = leases.pipeline
         self._compression = compression or Compression()
         self._leases = leases
@@ -258,10 +254,9 @@ class ReadThroughCache:
                 return outcome.lookup, shared
 
     async def aclose(self) -> None:
-        """Cancel the background refreshes still running; wait for reads under way."""
+        """Cancel the background refreshes still running (at shutdown)."""
         for task in list(self._refreshes.values()):
             await stop_task(task)
-        await self._pipeline.aclose()
 
     def _refresh_early(self, key: CacheKey, entry: Entry, now_ms: int) -> bool:
         beta = self._policies.for_namespace(key.namespace).early_refresh_beta

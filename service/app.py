@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from cache import (
+    AutoPipeline,
     BoundedConnectionPool,
     CachePolicy,
     CacheStats,
@@ -150,7 +151,10 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         )
         stats.start()
         stack.push_async_callback(stats.aclose)
-        leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
+        # One auto-pipeline for the reads and the lease scripts, so that they share batches.
+        pipeline = AutoPipeline(redis)
+        stack.push_async_callback(pipeline.aclose)
+        leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS, pipeline=pipeline)
         invalidator = Invalidator(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
 
         relay: OutboxRelay | None = None
@@ -192,7 +196,6 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(relay.aclose)
 
         cache = ReadThroughCache(
-            redis,
             leases,
             stats,
             policy_table(settings),
@@ -235,15 +238,29 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         )
 
 
+def freeze_startup_heap() -> None:
+    """Move what the process holds now out of the collector's sight, once per process.
+
+    What startup built lives as long as the process: a full collection no longer walks it,
+    which keeps the pauses of the hit path short. Once only, so that a process that opens
+    several apps (the tests) does not make each one's garbage permanent.
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
+_heap_frozen = False
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     """Open the state on startup and keep it on ``app.state.ctx``; close it on shutdown."""
     async with open_state(app.state.settings) as state:
         app.state.ctx = state
-        # What startup built lives as long as the process: out of the collector's sight, a
-        # full collection no longer walks it, which keeps the pauses of the hit path short.
-        gc.collect()
-        gc.freeze()
+        freeze_startup_heap()
         yield
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -62,6 +62,9 @@ def _embedded_tags(row: repo.Row) -> list[str]:
     return embedded_tags(_Embeds(row["author_id"], row["category_id"], row["tags"]))
 
 
+T = TypeVar("T")
+
+
 class ContentReader:
     """Reads the content through the cache. Safe to share between tasks.
 
@@ -89,7 +92,7 @@ class ContentReader:
         self._negative_ttl = negative_ttl_seconds
         self._breaker = database_breaker
 
-    async def _read(self, fn: Callable[[repo.Reads], Awaitable[Any]]) -> Any:
+    async def _read(self, fn: Callable[[repo.Reads], Awaitable[T]]) -> T:
         """Run ``fn`` with the loads' statement runner.
 
         Raises:

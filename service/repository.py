@@ -235,16 +235,11 @@ class DriverReads:
         try:
             raw = await self._engine.raw_connection()
             driver: Any = raw.driver_connection
-            if self._dispatch.before_cursor_execute:
-                self._dispatch.before_cursor_execute(
-                    None,
-                    None,
-                    compiled.sql,
-                    args,
-                    None,
-                    False,
-                )
             try:
+                if self._dispatch.before_cursor_execute:
+                    self._dispatch.before_cursor_execute(
+                        None, None, compiled.sql, args, None, False
+                    )
                 if one:
                     record = await driver.fetchrow(compiled.sql, *args)
                     rows = [] if record is None else [record]

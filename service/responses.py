@@ -5,6 +5,7 @@ Also the parsing that every endpoint shares: query parameters and JSON bodies.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any, TypeVar
@@ -33,24 +34,18 @@ def etag_matches(header: str, etag: str) -> bool:
     return any(c.strip().removeprefix("W/") == etag for c in header.split(","))
 
 
-#: Accept-Encoding values seen, to the codings they accept in order of preference; bounded.
-_ACCEPTED: dict[str, tuple[str, ...]] = {}
-_ACCEPTED_MAX = 256
-#: the content codings this service can answer with, in its own order of preference
 _SERVER_ORDER = {"br": 0, "gzip": 1, "identity": 2}
 
 
+@functools.lru_cache(maxsize=256)
 def accepted_codings(header: str) -> tuple[str, ...]:
     """Return the codings an ``Accept-Encoding`` value accepts, most preferred first.
 
     Preference is the client's quality value (RFC 9110 12.5.3), then the service's order
     (``br``, ``gzip``, ``identity``). ``identity`` is acceptable, last, unless refused with
     ``q=0`` (directly or through ``*``); ``*`` stands for any coding not named. Parsed once per
-    distinct header value.
+    distinct header value (the 256 most recent).
     """
-    found = _ACCEPTED.get(header)
-    if found is not None:
-        return found
     weights: dict[str, float] = {}
     for item in header.split(","):
         coding, _, params = item.strip().partition(";")
@@ -73,10 +68,7 @@ def accepted_codings(header: str) -> tuple[str, ...]:
         weight = weights.get(coding, unnamed)
         if weight > 0:
             ranked.append((-weight, order, coding))
-    found = tuple(coding for *_, coding in sorted(ranked))
-    if len(_ACCEPTED) < _ACCEPTED_MAX:
-        _ACCEPTED[header] = found
-    return found
+    return tuple(coding for *_, coding in sorted(ranked))
 
 
 def choose_representation(

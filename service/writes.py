@@ -22,6 +22,7 @@ from cache import (
     CircuitBreaker,
     Invalidator,
     SessionTagCollector,
+    coded_etags,
     etag_for,
 )
 from service import repository as repo
@@ -55,9 +56,13 @@ logger = logging.getLogger(__name__)
 
 
 def if_match_holds(header: str, etag: str) -> bool:
-    """Return whether an ``If-Match`` header admits the representation tagged ``etag``."""
-    candidates = [c.strip() for c in header.split(",")]
-    return "*" in candidates or etag in candidates
+    """Return whether an ``If-Match`` header admits the representation tagged ``etag``.
+
+    The ETag of any stored content coding of it (:func:`cache.coded_etags`) is admitted too: a
+    client that read the gzip or brotli bytes holds that one, for the same content.
+    """
+    candidates = {c.strip() for c in header.split(",")}
+    return "*" in candidates or not candidates.isdisjoint((etag, *coded_etags(etag)))
 
 
 class ContentWriter:

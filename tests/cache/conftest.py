@@ -30,4 +30,4 @@ def read_through(  # type: ignore[no-untyped-def]
     """
     stats = CacheStats(redis, scheme)
     policies = PolicyTable(policy or CachePolicy())
-    return ReadThroughCache(redis, LeaseStore(redis, scheme), stats, policies, **options), stats
+    return ReadThroughCache(LeaseStore(redis, scheme), stats, policies, **options), stats

@@ -128,3 +128,28 @@ async def test_a_cancelled_read_leaves_the_others_of_its_batch_answered(
     first.cancel()
     assert await second == b"v"
     assert first.cancelled()
+
+
+async def test_an_error_answer_to_a_lone_read_fails_it_open(
+    redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    await redis.sadd("a-set", "x")  # GET of a set answers WRONGTYPE
+    pipeline = AutoPipeline(redis)
+    with pytest.raises(CacheUnavailableError) as caught:
+        await pipeline.get("a-set")
+    assert isinstance(caught.value.__cause__, ResponseError)
+
+
+async def test_a_batch_cancelled_at_shutdown_fails_its_reads_open() -> None:
+    class _Stuck(_BrokenConnection):
+        async def read_response(self) -> object:
+            await asyncio.sleep(3600)
+            return None
+
+    pipeline = AutoPipeline(_Client(_Pool(_Stuck(OSError()))))  # type: ignore[arg-type]
+    read = pipeline.get("k")
+    await asyncio.sleep(0.01)
+    for task in list(pipeline._sending):
+        task.cancel()
+    with pytest.raises(CacheUnavailableError):
+        await read

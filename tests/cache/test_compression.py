@@ -42,3 +42,10 @@ def test_codec_round_trips_encoded_representations_and_refuses_truncation() -> N
         decode(raw[:40])
     with pytest.raises(ValueError):
         encode(Entry(BODY, etag, 200, 0, 0, (Representation("zstd", '"x"', b"z"),)))
+
+
+def test_an_entry_with_a_foreign_etag_is_refused_as_undecodable() -> None:
+    raw = bytearray(encode(Entry(b"{}", '"ab"', 200, 0)))
+    raw[17] = 0xFF  # first byte of the ETag
+    with pytest.raises(CodecError):
+        decode(bytes(raw))

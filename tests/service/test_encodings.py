@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cache.compression import brotli
-from tests.service.conftest import Api
+from tests.service.conftest import EDITOR, Api
 
 LONG_BODY = "Cache-aside reads go to Redis first and to PostgreSQL on a miss. " * 40
 PATH = "/api/v1/articles/long-read"
@@ -100,3 +100,17 @@ async def test_cache_status_and_server_timing_say_where_the_answer_came_from(
     absent = await api.client.get("/api/v1/articles/nothing-here")
     assert absent.status_code == 404
     assert absent.headers["cache-status"] == "content-service; fwd=miss; stored"
+
+
+async def test_if_match_with_the_etag_of_a_compressed_answer_is_honoured(
+    api: Api, long_article: dict[str, Any]
+) -> None:
+    zipped, _ = await raw_get(api, PATH, **{"Accept-Encoding": "gzip"})
+    r = await api.client.patch(
+        PATH, json={"title": "Longer read"}, headers={**EDITOR, "If-Match": zipped.headers["etag"]}
+    )
+    assert r.status_code == 200, r.text
+    r = await api.client.patch(
+        PATH, json={"title": "Again"}, headers={**EDITOR, "If-Match": zipped.headers["etag"]}
+    )
+    assert r.status_code == 412
