@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -120,10 +120,21 @@ async def on_http_exception(request: Request, exc: Exception) -> Response:
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
+def _is_bad_data(exc: Exception) -> bool:
+    """Whether PostgreSQL refused a value (SQLSTATE class 22, such as a NUL character)."""
+    if isinstance(exc, DataError):
+        return True
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+
+
 async def on_database_error(request: Request, exc: Exception) -> Response:
     """Answer a database failure: 409 for a constraint a race broke, else 503 with Retry-After."""
     if isinstance(exc, IntegrityError):
         return problem(409, "the write conflicts with the current data; read it and try again")
+    if _is_bad_data(exc):
+        return problem(400, "the input holds a value the database cannot store or compare")
     logger.warning("database unavailable: %r", exc)
     return problem(
         503,
