@@ -7,7 +7,9 @@ the event loop; this class collects their commands and sends them together at th
 iteration, on one connection, in one write, so that the fixed price is paid once per batch
 instead of once per request. Reads (``GET``) are folded into one ``MGET``; other commands
 (the lease scripts of the miss path) follow it in the same write. The idea is ioredis's
-``enableAutoPipelining`` and Lettuce's command batching.
+``enableAutoPipelining`` and Lettuce's command batching. Commands are packed by
+``hiredis`` (redis-py's C parser, a declared dependency), about five times as fast as
+redis-py's packer.
 
 A lone command waits for nothing but the callbacks already queued: the batch is sent by a
 callback scheduled with ``loop.call_soon``, which runs in the loop's next pass, after a poll
