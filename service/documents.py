@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from service.models import Author, Category, Tag
-from service.repository import Named, Row
+from service.repository import Named
+from service.statements import Row
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
 

@@ -39,6 +39,7 @@ from service.keyspaces import (
 )
 from service.problems import error_bytes
 from service.schemas import ArticleListParams, PageParams
+from service.statements import DriverReads, Reads, Row
 
 #: kind to (model, renderer, list namespace and tag)
 _ENTITIES = {
@@ -58,7 +59,7 @@ class _Embeds(NamedTuple):
     tags: list[dict[str, Any]]
 
 
-def _embedded_tags(row: repo.Row) -> list[str]:
+def _embedded_tags(row: Row) -> list[str]:
     return embedded_tags(_Embeds(row["author_id"], row["category_id"], row["tags"]))
 
 
@@ -86,13 +87,13 @@ class ContentReader:
         negative_ttl_seconds: float = 5.0,
         database_breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._reads = repo.DriverReads(engine)
+        self._reads = DriverReads(engine)
         self._cache = cache
         self._keys = keys
         self._negative_ttl = negative_ttl_seconds
         self._breaker = database_breaker
 
-    async def _read(self, fn: Callable[[repo.Reads], Awaitable[T]]) -> T:
+    async def _read(self, fn: Callable[[Reads], Awaitable[T]]) -> T:
         """Run ``fn`` with the loads' statement runner.
 
         Raises:
@@ -128,7 +129,7 @@ class ContentReader:
             expires_at=_timestamp(expires_at),
         )
 
-    def _absent_article(self, slug: str, scheduled: repo.Row | None) -> Loaded:
+    def _absent_article(self, slug: str, scheduled: Row | None) -> Loaded:
         """The cached 404 of ``slug``; of a ``scheduled`` row, until its ``published_at``."""
         moment = None if scheduled is None else scheduled["published_at"]
         return self._absent(ARTICLE, slug, f"no article {slug!r}", moment)

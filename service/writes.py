@@ -51,6 +51,7 @@ from service.schemas import (
     TagCreate,
     TagPatch,
 )
+from service.statements import SessionReads
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ class ContentWriter:
     # Lookups of referenced rows -------------------------------------------------------------
 
     async def _entity_document(self, s: AsyncSession, entity: Any, key: str) -> dict[str, Any]:
-        row = await repo.entity_by_key(repo.SessionReads(s), entity, key)
+        row = await repo.entity_by_key(SessionReads(s), entity, key)
         assert row is not None  # read in the transaction that wrote it
         return ENTITY_DOCUMENTS[entity](row)
 

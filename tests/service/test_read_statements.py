@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 
 from service import repository as repo
 from service.errors import is_unreachable
+from service.statements import DriverReads
 from tests.conftest import _asyncpg_dsn, run_sql
 from tests.service.conftest import Api
 
@@ -73,7 +74,7 @@ async def test_a_burst_of_misses_opens_no_connection_past_the_pool_size(api: Api
 
 
 async def test_an_argument_the_driver_rejects_is_not_an_outage(api: Api) -> None:
-    reads = repo.DriverReads(api.state.engine)
+    reads = DriverReads(api.state.engine)
     pool: Any = api.state.engine.pool
     await repo.article_by_slug(reads, "warm")
     before = pool.checkedin()
@@ -95,7 +96,7 @@ async def test_bad_slugs_answer_without_opening_the_database_breaker(api: Api) -
 
 
 async def test_connections_lost_under_reads_are_replaced(api: Api, content: dict[str, Any]) -> None:
-    reads = repo.DriverReads(api.state.engine)
+    reads = DriverReads(api.state.engine)
     pool: Any = api.state.engine.pool
     await asyncio.gather(*(repo.article_by_slug(reads, "hello-world") for _ in range(5)))
     open_before = pool.checkedin()
@@ -124,7 +125,7 @@ async def test_connections_lost_under_reads_are_replaced(api: Api, content: dict
 async def test_a_read_cancelled_mid_statement_leaves_no_broken_connection(
     api: Api, content: dict[str, Any]
 ) -> None:
-    reads = repo.DriverReads(api.state.engine)
+    reads = DriverReads(api.state.engine)
     pool: Any = api.state.engine.pool
     locker = await asyncpg.connect(**_asyncpg_dsn(api.state.settings.database_url or ""))
     try:
