@@ -73,8 +73,8 @@ def written_article_document(
 ) -> dict[str, Any]:
     """Return the representation of an article a write holds, as a read would render it.
 
-    Built from the write's own objects, with no query: the same fields and order as
-    :func:`article_document`, times in UTC (a client's offset is not kept by PostgreSQL).
+    Built from the write's own objects, with no query, as the row :func:`article_document`
+    renders; times in UTC (a client's offset is not kept by PostgreSQL).
 
     Args:
         article: the ORM ``Article``, flushed (its ``id`` set; no attribute expired).
@@ -83,22 +83,28 @@ def written_article_document(
         tags: its ORM ``Tag``s, ordered by slug in the database's collation.
         comment_count: how many comments it has.
     """
-    return {
-        "id": article.id,
-        "slug": article.slug,
-        "title": article.title,
-        "summary": article.summary,
-        "author": {"id": author.id, "username": author.key, "display_name": author.name},
-        "category": None if category is None else {"slug": category.key, "name": category.name},
-        "tags": [{"slug": t.slug, "name": t.name} for t in tags],
-        "published_at": _utc(article.published_at),
-        "updated_at": _utc(article.updated_at),
-        "body": article.body,
-        "body_format": article.body_format,
-        "status": article.status,
-        "comment_count": comment_count,
-        "created_at": _utc(article.created_at),
-    }
+    return article_document(
+        {
+            "id": article.id,
+            "slug": article.slug,
+            "title": article.title,
+            "summary": article.summary,
+            "author_id": author.id,
+            "author_username": author.key,
+            "author_display_name": author.name,
+            "category_id": None if category is None else category.id,
+            "category_slug": None if category is None else category.key,
+            "category_name": None if category is None else category.name,
+            "tags": [{"slug": t.slug, "name": t.name} for t in tags],
+            "published_at": _utc(article.published_at),
+            "updated_at": _utc(article.updated_at),
+            "body": article.body,
+            "body_format": article.body_format,
+            "status": article.status,
+            "comment_count": comment_count,
+            "created_at": _utc(article.created_at),
+        }
+    )
 
 
 #: The fields of each representation that is a plain projection of one row, in order.
