@@ -230,6 +230,10 @@ end
     )
 
 
+def _writer_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
 def post(path: str, slug_prefix: str, document: Mapping[str, object], token: str) -> str:
     """Return a script POSTing ``document`` with a new ``slug`` each time.
 
@@ -251,7 +255,7 @@ end
         PATH=path,
         HEAD=head,
         SLUG_PREFIX=slug_prefix,
-        HEADERS={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        HEADERS=_writer_headers(token),
     )
 
 
@@ -269,5 +273,5 @@ end
 """,
         PATH=path,
         SLUGS={i + 1: s for i, s in enumerate(slugs)},
-        HEADERS={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        HEADERS=_writer_headers(token),
     )

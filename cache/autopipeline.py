@@ -60,7 +60,7 @@ class AutoPipeline:
         self._redis = redis
         self._max_batch = max_batch
         self._reads: list[tuple[str, asyncio.Future[Any]]] = []
-        self._calls: list[tuple[tuple[Any, ...], Script | None, asyncio.Future[Any]]] = []
+        self._calls: list[tuple[tuple[Any, ...], Script, asyncio.Future[Any]]] = []
         self._sending: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.commands = 0
@@ -110,7 +110,7 @@ class AutoPipeline:
     async def _send(
         self,
         reads: list[tuple[str, asyncio.Future[Any]]],
-        calls: list[tuple[tuple[Any, ...], Script | None, asyncio.Future[Any]]],
+        calls: list[tuple[tuple[Any, ...], Script, asyncio.Future[Any]]],
     ) -> None:
         self.batches += 1
         self.commands += len(reads) + len(calls)
@@ -136,7 +136,7 @@ class AutoPipeline:
                 _settle_reads(reads, await _reply(connection))
             for args, script, future in calls:
                 reply = await _reply(connection)
-                if isinstance(reply, NoScriptError) and script is not None:
+                if isinstance(reply, NoScriptError):
                     unknown_scripts.append((args, script, future))
                 else:
                     _settle(future, reply)

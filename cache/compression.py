@@ -57,8 +57,6 @@ class Compression:
     @property
     def codings(self) -> tuple[str, ...]:
         """The codings bodies of at least ``min_bytes`` bytes get, best first."""
-        if not self.min_bytes:
-            return ()
         return ("br", "gzip") if brotli is not None else ("gzip",)
 
     def representations(self, body: bytes, etag: str) -> tuple[Representation, ...]:

@@ -370,23 +370,24 @@ class ReadThroughCache:
             load_ms=int(load_ms),
             encoded=self._compression.representations(loaded.body, etag) if keep_ms > 0 else (),
         )
-        missed = _lookup(entry, CacheState.MISS, now_ms, load_ms)
+        stored, vouched_until = False, -math.inf
         if keep_ms <= 0:
             with contextlib.suppress(CacheUnavailableError):
                 await self._leases.release(lease, key.redis_key)
-            return missed, -math.inf
-        sent_at = time.monotonic()
-        try:
-            stored = await self._leases.store(
-                lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
-            )
-        except CacheUnavailableError as exc:
-            logger.warning("store of %s failed: %r", key.redis_key, exc)
-            return missed, -math.inf
-        if not stored:
-            self._stats.count(key.namespace, counters.STORE_REJECTED)
-            return missed, -math.inf
-        return _lookup(entry, CacheState.MISS, now_ms, load_ms, stored=True), sent_at
+        else:
+            sent_at = time.monotonic()
+            try:
+                stored = await self._leases.store(
+                    lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
+                )
+            except CacheUnavailableError as exc:
+                logger.warning("store of %s failed: %r", key.redis_key, exc)
+            else:
+                if stored:
+                    vouched_until = sent_at
+                else:
+                    self._stats.count(key.namespace, counters.STORE_REJECTED)
+        return _lookup(entry, CacheState.MISS, now_ms, load_ms, stored=stored), vouched_until
 
 
 def _fresh_entry(raw: bytes | None) -> Entry | None:

@@ -38,7 +38,7 @@ Tags (what a write invalidates; see docs/cache-design.md for the reasoning):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,15 +117,15 @@ def listed_tags(kind: str, entity_id: int) -> tuple[str, str]:
     return entity_tag(kind, entity_id), count_tag(kind, entity_id)
 
 
-def embedded_tags(row: Any) -> list[str]:
+def embedded_tags(row: Mapping[str, Any]) -> list[str]:
     """Tags of the author, category and tags that an article row embeds.
 
-    ``row`` has ``author_id``, ``category_id`` (or None) and ``tags`` (dicts with ``id``).
+    ``row`` maps ``author_id``, ``category_id`` (or None) and ``tags`` (dicts with ``id``).
     """
-    tags = [entity_tag(AUTHOR, row.author_id)]
-    if row.category_id is not None:
-        tags.append(entity_tag(CATEGORY, row.category_id))
-    tags.extend(entity_tag(TAG, t["id"]) for t in row.tags)
+    tags = [entity_tag(AUTHOR, row["author_id"])]
+    if row["category_id"] is not None:
+        tags.append(entity_tag(CATEGORY, row["category_id"]))
+    tags.extend(entity_tag(TAG, t["id"]) for t in row["tags"])
     return tags
 
 

@@ -3,7 +3,7 @@
 Each method builds its key from validated input, and gives the cache a loader that runs one
 statement on a miss and names the tags the answer depends on (see :mod:`service.keyspaces`).
 A load's statement runs on the pooled connection's asyncpg connection, compiled once (see
-:class:`service.repository.DriverReads`); its rows are rendered to bytes with no ORM object
+:class:`service.statements.DriverReads`); its rows are rendered to bytes with no ORM object
 or SQLAlchemy ``Row`` in between.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,18 +49,6 @@ _ENTITIES = {
 
 def _timestamp(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
-
-
-class _Embeds(NamedTuple):
-    """What :func:`service.keyspaces.embedded_tags` reads of an article row."""
-
-    author_id: int
-    category_id: int | None
-    tags: list[dict[str, Any]]
-
-
-def _embedded_tags(row: Row) -> list[str]:
-    return embedded_tags(_Embeds(row["author_id"], row["category_id"], row["tags"]))
 
 
 T = TypeVar("T")
@@ -144,7 +132,7 @@ class ContentReader:
             row = await self._read(lambda s: repo.article_by_slug(s, slug))
             if row is None or not row["visible"]:
                 return self._absent_article(slug, row)
-            tags = [article_tag(row["id"]), *_embedded_tags(row)]
+            tags = [article_tag(row["id"]), *embedded_tags(row)]
             return Loaded(dumps(article_document(row)), tags)
 
         return await self._cache.get_or_load(self._keys.article.key(slug), load)
@@ -178,7 +166,7 @@ class ContentReader:
                     return self._absent(kind, name, f"no {kind} {name!r}")
                 tags.add(entity_tag(kind, entity_id))
             for row in page.rows:
-                tags.update(_embedded_tags(row))
+                tags.update(embedded_tags(row))
             items = [summary_document(r) for r in page.rows]
             body = dumps(page_document(items, query.page, query.per_page, page.total))
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))

@@ -3,7 +3,8 @@
 Reads are Core statements built once, at import, with ``bindparam`` placeholders: each public
 read is one round trip to PostgreSQL (an article with its author, category, tags and comment
 count is one statement; a page and its total are one statement), run by the runners of
-:mod:`service.statements` (on asyncpg directly for cache misses, in the session for writes).
+:mod:`service.statements` (on asyncpg directly for cache misses; ``entity_by_key`` in the
+session for writes).
 Writes change rows through the ORM models, so that their flushes are tagged for invalidation (see
 :mod:`service.keyspaces`).
 """
@@ -252,7 +253,7 @@ async def article_page(reads: Reads, f: ArticleFilter) -> Page:
     return await _page(reads, read, tuple(given), f.page, f.per_page, **given)
 
 
-def _article_read(*, only_visible: bool) -> Read:
+def _article_read() -> Read:
     comment_count = select(func.count()).where(Comment.article_id == Article.id).scalar_subquery()
     stmt = _with_joins(
         select(
@@ -264,29 +265,25 @@ def _article_read(*, only_visible: bool) -> Read:
             Article.created_at,
             visible().label("visible"),
         )
-    ).where(Article.slug == bindparam("slug"))
-    if only_visible:
-        stmt = stmt.where(Article.status == "published")
+    ).where(Article.slug == bindparam("slug"), Article.status == "published")
     return Read(stmt, "slug")
 
 
-_ARTICLE = _article_read(only_visible=True)
-_ANY_ARTICLE = _article_read(only_visible=False)
+_ARTICLE = _article_read()
 
 
-async def article_by_slug(reads: Reads, slug: str, *, only_visible: bool = True) -> Row | None:
-    """Return the article at ``slug`` as a row (summary columns plus the rest), or None.
+async def article_by_slug(reads: Reads, slug: str) -> Row | None:
+    """Return the published article at ``slug`` as a row (summary columns plus the rest).
 
-    The row's ``visible`` column says whether readers may see it now.
+    Scheduled articles are found too: the row's ``visible`` column says whether readers may
+    see it now (false: the caller answers 404 until its ``published_at``). None when no
+    published article has that slug.
 
     Args:
         reads: runs the statement.
         slug: the article's slug.
-        only_visible: when True, only published articles are found, scheduled ones included
-            (``visible`` false: the caller answers 404 until their ``published_at``); when
-            False, drafts and archived articles too.
     """
-    return await reads.first(_ARTICLE if only_visible else _ANY_ARTICLE, slug=slug)
+    return await reads.first(_ARTICLE, slug=slug)
 
 
 def _comments_read() -> Read:

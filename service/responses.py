@@ -6,8 +6,6 @@ Also the parsing that every endpoint shares: query parameters and JSON bodies.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable
-from time import perf_counter
 from typing import Any, TypeVar
 
 import orjson
@@ -177,13 +175,6 @@ class CachedResponse(Response):
             headers.append((b"content-type", _JSON_BYTES if lookup.status == 200 else _PROBLEM))
         self.raw_headers = headers
         self.background = None
-
-
-async def cached(request: Request, read: Awaitable[Lookup], max_age_cap_seconds: int) -> Response:
-    """Await ``read`` (a read through the cache) and return its :class:`CachedResponse`."""
-    started = perf_counter()
-    lookup = await read
-    return CachedResponse(request, lookup, max_age_cap_seconds, (perf_counter() - started) * 1000)
 
 
 def json_response(

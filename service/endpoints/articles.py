@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import ctx, written
-from service.responses import body, cached, no_query, query
+from service.endpoints import cached, ctx, written
+from service.responses import body, no_query, query
 from service.schemas import ArticleCreate, ArticleListParams, ArticlePatch, CommentCreate
 
 
@@ -18,11 +18,7 @@ async def article_collection(request: Request) -> Response:
         no_query(request)
         doc = await state.writer.create_article(await body(request, ArticleCreate))
         return written(doc, 201, location=f"/api/v1/articles/{doc['slug']}")
-    return await cached(
-        request,
-        state.reader.articles(query(request, ArticleListParams)),
-        state.settings.http_max_age_seconds,
-    )
+    return await cached(request, state.reader.articles(query(request, ArticleListParams)))
 
 
 async def article_item(request: Request) -> Response:
@@ -31,9 +27,7 @@ async def article_item(request: Request) -> Response:
     slug: str = request.path_params["slug"]
     if request.method == "GET" or request.method == "HEAD":
         no_query(request)
-        return await cached(
-            request, state.reader.article(slug), state.settings.http_max_age_seconds
-        )
+        return await cached(request, state.reader.article(slug))
     state.auth.require(request, "editor")
     no_query(request)
     if request.method == "PATCH":
@@ -53,7 +47,7 @@ async def article_comments(request: Request) -> Response:
         state.auth.require(request, "editor")
         doc = await state.writer.create_comment(slug, await body(request, CommentCreate))
         return written(doc, 201)
-    return await cached(request, state.reader.comments(slug), state.settings.http_max_age_seconds)
+    return await cached(request, state.reader.comments(slug))
 
 
 async def comment_item(request: Request) -> Response:

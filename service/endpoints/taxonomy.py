@@ -9,10 +9,10 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import ctx, written
+from service.endpoints import cached, ctx, written
 from service.keyspaces import AUTHOR, CATEGORY, TAG
 from service.models import Author, Category, Tag
-from service.responses import body, cached, no_query, query
+from service.responses import body, no_query, query
 from service.schemas import (
     AuthorCreate,
     AuthorPatch,
@@ -44,11 +44,7 @@ def collection_endpoint(kind: str) -> Endpoint:
             no_query(request)
             doc = await state.writer.create_entity(model, await body(request, create))  # type: ignore[arg-type]
             return written(doc, 201, location=f"{path}/{doc[model.key_name]}")
-        return await cached(
-            request,
-            state.reader.entities(kind, query(request, PageParams)),
-            state.settings.http_max_age_seconds,
-        )
+        return await cached(request, state.reader.entities(kind, query(request, PageParams)))
 
     endpoint.__name__ = f"{kind}_collection"
     endpoint.__doc__ = f"GET: a page of {kind}s. POST: create one (editor)."
@@ -64,9 +60,7 @@ def item_endpoint(kind: str) -> Endpoint:
         key: str = request.path_params["key"]
         no_query(request)
         if request.method in ("GET", "HEAD"):
-            return await cached(
-                request, state.reader.entity(kind, key), state.settings.http_max_age_seconds
-            )
+            return await cached(request, state.reader.entity(kind, key))
         state.auth.require(request, "editor")
         if request.method == "PATCH":
             patch = await body(request, patch_model)
