@@ -17,7 +17,7 @@ from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.readthrough import CacheState, Loaded, Lookup, ReadThroughCache
 from cache.singleflight import SingleFlight
-from cache.stats import CacheStats, hit_ratio
+from cache.stats import CacheStats, StatsObserver, hit_ratio
 
 __all__ = [
     "AutoPipeline",
@@ -48,6 +48,7 @@ __all__ = [
     "Representation",
     "SessionTagCollector",
     "SingleFlight",
+    "StatsObserver",
     "coded_etag",
     "coded_etags",
     "etag_for",

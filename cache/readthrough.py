@@ -289,14 +289,14 @@ class ReadThroughCache:
     async def _bypass(self, key: CacheKey, loader: Loader) -> Lookup:
         # Through the same single-flight: a Redis outage must not multiply database loads.
         self._stats.count(key.namespace, counters.BYPASS)
-        lookup, _ = await self._share(key, lambda: self._load_only(loader))
+        lookup, _ = await self._share(key, lambda: self._load_only(key, loader))
         return lookup
 
-    @staticmethod
-    async def _load_only(loader: Loader) -> _Outcome:
+    async def _load_only(self, key: CacheKey, loader: Loader) -> _Outcome:
         started = time.monotonic()
         loaded = await loader()
         load_ms = (time.monotonic() - started) * 1000
+        self._stats.record_load(key.namespace, load_ms / 1000)
         body = loaded.body
         lookup = Lookup(body, etag_for(body), loaded.status, CacheState.BYPASS, 0, (), load_ms)
         return _Outcome(lookup, started)
@@ -317,7 +317,7 @@ class ReadThroughCache:
                 )
                 if self._breaker is not None:
                     self._breaker.record_failure()
-                return await self._load_only(loader)  # an outage: no lease, no store
+                return await self._load_only(key, loader)  # an outage: no lease, no store
             entry = _fresh_entry(grant.value)
             if entry is not None:
                 if grant.lease.loads:
@@ -354,6 +354,7 @@ class ReadThroughCache:
                 await self._leases.release(lease, key.redis_key)
             raise
         load_ms = (time.monotonic() - started) * 1000
+        self._stats.record_load(key.namespace, load_ms / 1000)
         policy = self._policies.for_namespace(key.namespace)
         now_ms = _now_ms()
         fresh_ms = policy.jittered_ttl_ms(loaded.ttl_seconds)

@@ -5,6 +5,10 @@ Each process counts in memory (no I/O on the hit path) and adds its counts to on
 ``flush_interval_seconds``, and before every :meth:`CacheStats.snapshot`. A snapshot therefore
 holds every count of the calling process, and those of the other processes up to one flush
 interval old.
+
+An optional :class:`StatsObserver` sees every count once, when it leaves the process's memory
+(at each flush, whether or not Redis takes it), and every load's duration as it happens: the
+service exports both as Prometheus metrics without a cost on the hit path.
 """
 
 from __future__ import annotations
@@ -12,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
 
@@ -55,6 +59,21 @@ COUNTERS: Final = (
 )
 
 
+class StatsObserver(Protocol):
+    """Sees the counts of a :class:`CacheStats` as they are flushed, and each load's duration."""
+
+    def counted(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Take ``{(namespace, counter): n}``: counts made since the previous flush."""
+
+    def loaded(self, namespace: str, seconds: float) -> None:
+        """Take the duration of one loader call in ``namespace``, in seconds."""
+
+
+def _split(field: str) -> tuple[str, str]:
+    namespace, _, counter = field.rpartition(":")
+    return namespace, counter
+
+
 def hit_ratio(hits: int, misses: int) -> float:
     """Return ``hits / (hits + misses)``, or 0.0 when both are 0."""
     total = hits + misses
@@ -69,21 +88,40 @@ class CacheStats:
 
     Failures to reach Redis are swallowed (fail-open): the counts stay in memory and go out
     with the next flush that succeeds.
+
+    Args:
+        redis: where the counts are summed.
+        scheme: the key scheme (its ``stats`` key holds the sums).
+        flush_interval_seconds: time between two flushes, in seconds.
+        observer: sees each count once, at the flush that takes it out of memory; None for none.
     """
 
     def __init__(
-        self, redis: Redis, scheme: KeyScheme, *, flush_interval_seconds: float = 1.0
+        self,
+        redis: Redis,
+        scheme: KeyScheme,
+        *,
+        flush_interval_seconds: float = 1.0,
+        observer: StatsObserver | None = None,
     ) -> None:
         self._redis = redis
         self._key = scheme.stats
         self._interval = flush_interval_seconds
         self._pending: defaultdict[str, int] = defaultdict(int)
+        # Counts the observer has seen that Redis has not taken yet.
+        self._unsent: defaultdict[str, int] = defaultdict(int)
+        self.observer = observer
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
     def count(self, namespace: str, counter: str, n: int = 1) -> None:
         """Add ``n`` to ``counter`` of ``namespace``, in memory (no I/O)."""
         self._pending[f"{namespace}:{counter}"] += n
+
+    def record_load(self, namespace: str, seconds: float) -> None:
+        """Pass the duration of one load in ``namespace`` (seconds) to the observer, if any."""
+        if self.observer is not None:
+            self.observer.loaded(namespace, seconds)
 
     def start(self) -> None:
         """Start the background flush task on the running loop."""
@@ -105,9 +143,14 @@ class CacheStats:
             in which case the counts are kept for the next flush.
         """
         async with self._flush_lock:
-            if not self._pending:
+            fresh, self._pending = self._pending, defaultdict(int)
+            if fresh and self.observer is not None:
+                self.observer.counted({_split(field): n for field, n in fresh.items()})
+            batch, self._unsent = self._unsent, defaultdict(int)
+            for field, n in fresh.items():
+                batch[field] += n
+            if not batch:
                 return True
-            batch, self._pending = self._pending, defaultdict(int)
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for field, n in batch.items():
@@ -115,8 +158,7 @@ class CacheStats:
                     await pipe.execute()
             except REDIS_FAILURES as exc:
                 logger.warning("cache stats flush failed, keeping counts: %r", exc)
-                for field, n in batch.items():
-                    self._pending[field] += n
+                self._unsent = batch
                 return False
             return True
 
@@ -128,6 +170,7 @@ class CacheStats:
         """
         async with self._flush_lock:
             self._pending.clear()
+            self._unsent.clear()
             with translate_redis_errors("reset statistics"):
                 await self._redis.delete(self._key)
 
@@ -151,7 +194,7 @@ class CacheStats:
                 logger.warning("cache stats read failed: %r", exc)
                 complete = False
         if not complete:
-            raw = {k: str(v) for k, v in self._pending.items()}
+            raw = {k: str(v) for k, v in self._unsent.items()}
         per_ns: dict[str, dict[str, Any]] = {ns: dict.fromkeys(COUNTERS, 0) for ns in namespaces}
         for field, value in raw.items():
             name = field.decode() if isinstance(field, bytes) else field

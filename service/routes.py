@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from service.endpoints import articles, operations, taxonomy
+from service.endpoints import admin, articles, health, operations, statistics, taxonomy
 
 _READ_WRITE = ["GET", "POST"]
 _ITEM = ["GET", "PATCH", "DELETE"]
@@ -23,9 +23,9 @@ def routes() -> list[BaseRoute]:
         table.append(Route(f"{path}/{{key}}", taxonomy.item_endpoint(kind), methods=_ITEM))
     table += [
         Route("/openapi.json", operations.openapi, methods=["GET"]),
-        Route("/health/live", operations.live, methods=["GET"]),
-        Route("/health/ready", operations.ready, methods=["GET"]),
-        Route("/stats", operations.stats, methods=["GET"]),
-        Route("/admin/cache/purge", operations.purge, methods=["POST"]),
+        Route("/health/live", health.live, methods=["GET"]),
+        Route("/health/ready", health.ready, methods=["GET"]),
+        Route("/stats", statistics.stats, methods=["GET"]),
+        Route("/admin/cache/purge", admin.purge, methods=["POST"]),
     ]
     return table

@@ -1,0 +1,94 @@
+"""The statistics a dashboard polls: ``/stats``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cache.errors import REDIS_FAILURES
+from service.endpoints import ctx
+from service.endpoints.health import HEALTH_TIMEOUT_SECONDS
+from service.keyspaces import NAMESPACES
+from service.responses import json_response, no_query
+from service.state import AppState
+
+
+def db_pool_figures(state: AppState) -> dict[str, int]:
+    """Return the SQLAlchemy pool's size, checked-out, checked-in and overflow connections."""
+    pool: Any = state.engine.pool
+    return {
+        "size": pool.size(),
+        "checked_out": pool.checkedout(),
+        "checked_in": pool.checkedin(),
+        # QueuePool counts overflow from -size until the pool has made `size` connections.
+        "overflow": max(0, pool.overflow()),
+    }
+
+
+async def redis_figures(state: AppState) -> dict[str, Any]:
+    """Return Redis's memory, key count, evictions and the client pool's busy connections."""
+    pool: Any = state.redis.connection_pool
+    figures: dict[str, Any] = {
+        "used_memory_bytes": None,
+        "keys": None,
+        "evicted_keys": None,
+        "pool_in_use": pool.in_use,
+        "pool_max": pool.max_connections,
+        "available": True,
+    }
+    try:
+        async with state.redis.pipeline(transaction=False) as pipe:
+            pipe.info("memory")
+            pipe.info("stats")
+            pipe.dbsize()
+            memory, stats, keys = await pipe.execute()
+    except REDIS_FAILURES:
+        figures["available"] = False
+        return figures
+    figures.update(
+        used_memory_bytes=int(memory["used_memory"]),
+        keys=int(keys),
+        evicted_keys=int(stats["evicted_keys"]),
+    )
+    return figures
+
+
+async def stats(request: Request) -> Response:
+    """The cache, pool, Redis and warming figures of the contract's ``/stats``."""
+    state = ctx(request)
+    state.auth.require_stats(request)
+    no_query(request)
+    cache = await state.stats.snapshot(NAMESPACES)
+    cache["invalidation_failures"] = state.writer.invalidation_failures
+    return json_response(
+        {
+            "cache": cache,
+            "db_pool": db_pool_figures(state),
+            "redis": await redis_figures(state),
+            "outbox": await outbox_figures(state),
+            "breakers": {
+                b.name: {"state": b.state.value, "opened": b.opened_count}
+                for b in (state.redis_breaker, state.database_breaker)
+            },
+            "warming": {"state": "idle", "last_run": None},
+        }
+    )
+
+
+async def outbox_figures(state: AppState) -> dict[str, Any]:
+    """Return the outbox backlog (None when PostgreSQL cannot say) and this process's relay."""
+    backlog: int | None
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
+            backlog = await state.relay.backlog()
+    except Exception:
+        backlog = None
+    return {
+        "backlog": backlog,
+        "applied": state.relay.applied,
+        "failures": state.relay.failures,
+        "listening": state.relay.listening,
+    }
