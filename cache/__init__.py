@@ -17,7 +17,7 @@ from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.readthrough import CacheState, Loaded, Lookup, ReadThroughCache
 from cache.singleflight import SingleFlight
-from cache.stats import CacheStats, StatsObserver, hit_ratio
+from cache.stats import CacheStats, FlushPart, StatsObserver, hit_ratio
 
 __all__ = [
     "AutoPipeline",
@@ -34,6 +34,7 @@ __all__ = [
     "CodecError",
     "Compression",
     "Entry",
+    "FlushPart",
     "Grant",
     "Invalidator",
     "KeyScheme",

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, translate_redis_errors
@@ -57,6 +58,18 @@ COUNTERS: Final = (
     REFRESHES,
     REFRESH_FAILURES,
 )
+
+
+class FlushPart(Protocol):
+    """Something else that goes to Redis with the statistics flush, in the same round trip."""
+
+    def add_to(self, pipe: Pipeline) -> Callable[[bool], None] | None:
+        """Queue this part's commands on ``pipe`` (a non-transactional pipeline).
+
+        Returns:
+            None when nothing was queued; else a callback told whether Redis took the
+            commands (True) or failed (False), called once after the round trip.
+        """
 
 
 class StatsObserver(Protocol):
@@ -111,12 +124,17 @@ class CacheStats:
         # Counts the observer has seen that Redis has not taken yet.
         self._unsent: defaultdict[str, int] = defaultdict(int)
         self.observer = observer
+        self._parts: list[FlushPart] = []
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
 
     def count(self, namespace: str, counter: str, n: int = 1) -> None:
         """Add ``n`` to ``counter`` of ``namespace``, in memory (no I/O)."""
         self._pending[f"{namespace}:{counter}"] += n
+
+    def add_flush_part(self, part: FlushPart) -> None:
+        """Send ``part``'s commands with every flush from now on."""
+        self._parts.append(part)
 
     def record_load(self, namespace: str, seconds: float) -> None:
         """Pass the duration of one load in ``namespace`` (seconds) to the observer, if any."""
@@ -149,17 +167,27 @@ class CacheStats:
             batch, self._unsent = self._unsent, defaultdict(int)
             for field, n in fresh.items():
                 batch[field] += n
-            if not batch:
+            if not batch and not self._parts:
                 return True
+            done: list[Callable[[bool], None]] = []
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for field, n in batch.items():
                         pipe.hincrby(self._key, field, n)
-                    await pipe.execute()
+                    for part in self._parts:
+                        callback = part.add_to(pipe)
+                        if callback is not None:
+                            done.append(callback)
+                    if len(pipe):
+                        await pipe.execute()
             except REDIS_FAILURES as exc:
                 logger.warning("cache stats flush failed, keeping counts: %r", exc)
                 self._unsent = batch
+                for callback in done:
+                    callback(False)
                 return False
+            for callback in done:
+                callback(True)
             return True
 
     async def reset(self) -> None:
