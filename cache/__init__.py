@@ -9,18 +9,29 @@ from cache.breaker import BreakerState, CircuitBreaker
 from cache.codec import Entry, Representation, coded_etag, coded_etags, etag_for
 from cache.compression import Compression
 from cache.errors import CacheError, CacheUnavailableError, CodecError
+from cache.hotkeys import HotKeyTracker
 from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
 from cache.leases import Grant, Lease, LeaseStore
 from cache.orm_hooks import Change, SessionTagCollector
 from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
-from cache.readthrough import CacheState, Loaded, Lookup, ReadThroughCache
+from cache.readthrough import (
+    BatchLoader,
+    CacheState,
+    FillReport,
+    Loaded,
+    Loader,
+    Lookup,
+    ReadThroughCache,
+)
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, hit_ratio
+from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
 
 __all__ = [
     "AutoPipeline",
+    "BatchLoader",
     "BoundedConnectionPool",
     "BreakerState",
     "CacheError",
@@ -34,13 +45,17 @@ __all__ = [
     "CodecError",
     "Compression",
     "Entry",
+    "FillReport",
     "FlushPart",
     "Grant",
+    "HotKeyTracker",
     "Invalidator",
+    "JobProgress",
     "KeyScheme",
     "Lease",
     "LeaseStore",
     "Loaded",
+    "Loader",
     "Lookup",
     "Namespace",
     "PolicyTable",
@@ -50,6 +65,8 @@ __all__ = [
     "SessionTagCollector",
     "SingleFlight",
     "StatsObserver",
+    "WarmingBusyError",
+    "WarmingJobs",
     "coded_etag",
     "coded_etags",
     "etag_for",

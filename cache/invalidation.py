@@ -87,6 +87,8 @@ class Invalidator:
     async def purge(self, namespace: str | None = None) -> int:
         """Delete every entry of ``namespace``, or every key of the scheme when it is None.
 
+        Purging everything keeps the keys of :meth:`cache.keys.KeyScheme.kept_by_purge`.
+
         Purging everything also resets the statistics and changes the epoch, which revokes
         every lease taken before.
 
@@ -102,10 +104,13 @@ class Invalidator:
             else self._scheme.everything_pattern()
         )
         entry_prefix = self._scheme.entry_pattern(namespace).rstrip("*").encode()
+        kept = self._scheme.kept_by_purge()
         purged = 0
         with translate_redis_errors("purge"):
             batch: list[bytes] = []
             async for key in self._redis.scan_iter(match=pattern, count=1000):
+                if key.startswith(kept):
+                    continue
                 batch.append(key)
                 if len(batch) >= 1000:
                     purged += await self._unlink(batch, entry_prefix)

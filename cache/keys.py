@@ -10,6 +10,10 @@ Layout, for a scheme whose prefix is ``cs``:
 ``cs:seq``                  the invalidation sequence: incremented by every invalidation
 ``cs:epoch``                a random token, new whenever the keyspace was emptied
 ``cs:stats``                a hash of counters, ``{namespace}:{counter}`` to an integer
+``cs:hot:{namespace}:{n}``  sampled read counts of time bucket ``n`` (see :mod:`cache.hotkeys`)
+``cs:warm:lock``            the id of the running warming job, with its runner's lease as TTL
+``cs:warm:job:{id}``        a warming job's state, a hash (see :mod:`cache.warming`)
+``cs:warm:last``            the id of the newest warming job
 ==========================  ================================================================
 
 Identities are built from the caller's parts or query parameters in a canonical order, so that
@@ -43,10 +47,12 @@ class CacheKey:
     Attributes:
         namespace: the namespace it belongs to (the unit of statistics, policy and purge).
         redis_key: the full Redis key of the entry.
+        identity: the entry's identity within its namespace (the key's last part).
     """
 
     namespace: str
     redis_key: str
+    identity: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,14 @@ class KeyScheme:
         """Return a SCAN pattern matching every key of this scheme."""
         return f"{self.prefix}:*"
 
+    def kept_by_purge(self) -> tuple[bytes, ...]:
+        """Return the key prefixes that purging everything keeps: hot-key counts, warming jobs.
+
+        The read history is what a warming job after a purge works from, and a running job
+        must keep its lock and state.
+        """
+        return (f"{self.prefix}:hot:".encode(), f"{self.prefix}:warm:".encode())
+
     def load_lease(self, redis_key: str) -> str:
         """Return the key of the load lease of the entry at ``redis_key`` (an entry key)."""
         return f"{self.prefix}:l:{redis_key[len(self.prefix) + 3 :]}"
@@ -106,6 +120,28 @@ class KeyScheme:
     def stats(self) -> str:
         """The key of the statistics hash."""
         return f"{self.prefix}:stats"
+
+    def hot_keys(self, namespace: str, bucket: int) -> str:
+        """Return the key of the sampled read counts of ``namespace`` in time ``bucket``."""
+        return f"{self.prefix}:hot:{namespace}:{bucket}"
+
+    def hot_keys_merge(self, namespace: str) -> str:
+        """Return the scratch key where the buckets of ``namespace`` are merged for a read."""
+        return f"{self.prefix}:hot:{namespace}:merged"
+
+    @property
+    def warming_lock(self) -> str:
+        """The key naming the running warming job (one per deployment)."""
+        return f"{self.prefix}:warm:lock"
+
+    def warming_job(self, job_id: str) -> str:
+        """Return the key of the state of warming job ``job_id``."""
+        return f"{self.prefix}:warm:job:{job_id}"
+
+    @property
+    def warming_last(self) -> str:
+        """The key naming the newest warming job."""
+        return f"{self.prefix}:warm:last"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,4 +184,4 @@ class Namespace:
     def _make(self, identity: str) -> CacheKey:
         if len(identity) > MAX_IDENTITY_LENGTH:
             identity = "h-" + hashlib.blake2b(identity.encode(), digest_size=16).hexdigest()
-        return CacheKey(self.name, self.scheme.entry(self.name, identity))
+        return CacheKey(self.name, self.scheme.entry(self.name, identity), identity)

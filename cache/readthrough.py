@@ -28,7 +28,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cache import stats as counters
@@ -37,6 +37,7 @@ from cache.breaker import CircuitBreaker
 from cache.codec import Entry, Representation, decode, encode, etag_for
 from cache.compression import Compression
 from cache.errors import CacheUnavailableError, CodecError
+from cache.hotkeys import HotKeyTracker
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
 from cache.policy import PolicyTable
@@ -107,6 +108,31 @@ class Lookup:
 
 Loader = Callable[[], Awaitable[Loaded]]
 
+#: Entries stored per event-loop pass by :meth:`ReadThroughCache.fill`.
+_FILL_CHUNK = 16
+
+#: Loads many keys at once: returns the Loaded of each key it found; keys it leaves out are
+#: not stored (a warming source may name entries that no longer exist).
+BatchLoader = Callable[[Sequence[CacheKey]], Awaitable[Mapping[CacheKey, Loaded]]]
+
+
+@dataclass(frozen=True, slots=True)
+class FillReport:
+    """What :meth:`ReadThroughCache.fill` did with each key of a batch.
+
+    Attributes:
+        stored: loaded and stored.
+        skipped: already fresh for long enough, being loaded by another process, or not
+            returned by the loader.
+        rejected: loaded, but the store was refused: an invalidation raced the load.
+        errors: the load or the store failed.
+    """
+
+    stored: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    errors: int = 0
+
 
 @dataclass(frozen=True, slots=True)
 class _Outcome:
@@ -147,6 +173,7 @@ class ReadThroughCache:
             in milliseconds, before it loads by itself.
         compression: the content codings stored besides identity; None for the defaults of
             :class:`cache.compression.Compression`.
+        tracker: counts the keys read (sampled); None for no hot-key tracking.
 
     Reads go through the lease store's :class:`cache.autopipeline.AutoPipeline`: the reads of
     one event-loop iteration share one ``MGET``, sent in one write with the lease scripts of
@@ -163,7 +190,9 @@ class ReadThroughCache:
         load_lease_ms: int = 5000,
         herd_wait_ms: int = 1000,
         compression: Compression | None = None,
+        tracker: HotKeyTracker | None = None,
     ) -> None:
+        self._tracker = tracker
         self._pipeline = leases.pipeline
         self._compression = compression or Compression()
         self._leases = leases
@@ -192,6 +221,8 @@ class ReadThroughCache:
             Whatever ``loader`` raises, unless a stale entry within its stale-if-error period
             is answered instead; never a Redis error.
         """
+        if self._tracker is not None:
+            self._tracker.touch(key)
         breaker = self._breaker
         if breaker is not None and not breaker.allows():
             return await self._bypass(key, loader)
@@ -236,6 +267,90 @@ class ReadThroughCache:
         if shared:
             self._stats.count(key.namespace, counters.COALESCED)
         return lookup
+
+    async def fill(
+        self, keys: Sequence[CacheKey], loader: BatchLoader, *, fresh_for_seconds: float = 0.0
+    ) -> FillReport:
+        """Load the entries at ``keys`` that are not fresh for ``fresh_for_seconds`` more.
+
+        The warming path: one lease per key, taken for the whole batch in one auto-pipelined
+        round trip; one ``loader`` call for the keys whose lease was won; each result stored
+        as its own entry under its own lease, so that a write that raced the load makes its
+        store fail (counted as rejected) exactly as for a read's load. Nothing is counted as
+        a hit or a miss.
+
+        Args:
+            keys: the entries to fill (distinct).
+            loader: loads the keys whose lease was won, in one call.
+            fresh_for_seconds: an entry still fresh for at least this long is skipped, in
+                seconds; 0 skips every fresh entry.
+
+        Raises:
+            CacheUnavailableError: Redis failed, or its breaker is open (nothing was loaded).
+        """
+        if self._breaker is not None and not self._breaker.allows():
+            raise CacheUnavailableError("the Redis breaker is open")
+        grants = await asyncio.gather(
+            *(
+                self._leases.take(k.redis_key, load_lease_ms=self._load_lease_ms, return_value=True)
+                for k in keys
+            ),
+            return_exceptions=True,
+        )
+        to_load: list[tuple[CacheKey, Lease]] = []
+        fresh: list[tuple[CacheKey, Lease]] = []
+        failure: BaseException | None = None
+        skipped = 0
+        horizon_ms = _now_ms() + fresh_for_seconds * 1000
+        for key, grant in zip(keys, grants, strict=True):
+            if isinstance(grant, BaseException):
+                failure = grant
+            elif not grant.lease.loads:
+                skipped += 1  # another process is loading it
+            elif (entry := _fresh_entry(grant.value)) and entry.fresh_until_ms >= horizon_ms:
+                fresh.append((key, grant.lease))
+            else:
+                to_load.append((key, grant.lease))
+        if failure is not None:
+            await self._release_all(fresh + to_load)
+            raise CacheUnavailableError("a lease of a warming batch failed") from failure
+        if fresh:
+            await self._release_all(fresh)
+        skipped += len(fresh)
+        if not to_load:
+            return FillReport(skipped=skipped)
+        started = time.monotonic()
+        try:
+            results = await loader([key for key, _ in to_load])
+        except Exception as exc:
+            logger.warning("warming load of %d keys failed: %r", len(to_load), exc)
+            await self._release_all(to_load)
+            return FillReport(skipped=skipped, errors=len(to_load))
+        load_ms = (time.monotonic() - started) * 1000
+        absent = [(key, lease) for key, lease in to_load if key not in results]
+        if absent:
+            await self._release_all(absent)
+        found = [(key, lease) for key, lease in to_load if key in results]
+        outcomes: list[bool | None] = []
+        # A few stores per loop pass: compressing a whole batch at once would hold up reads.
+        for i in range(0, len(found), _FILL_CHUNK):
+            stores = await asyncio.gather(
+                *(
+                    self._store(lease, key, results[key], load_ms)
+                    for key, lease in found[i : i + _FILL_CHUNK]
+                )
+            )
+            outcomes += [outcome for _, outcome, _ in stores]
+        return FillReport(
+            stored=outcomes.count(True),
+            skipped=skipped + len(absent),
+            rejected=outcomes.count(False),
+            errors=outcomes.count(None),
+        )
+
+    async def _release_all(self, won: Sequence[tuple[CacheKey, Lease]]) -> None:
+        with contextlib.suppress(CacheUnavailableError):
+            await asyncio.gather(*(self._leases.release(lease, k.redis_key) for k, lease in won))
 
     async def _share(
         self, key: CacheKey, flight: Callable[[], Awaitable[_Outcome]]
@@ -355,6 +470,20 @@ class ReadThroughCache:
             raise
         load_ms = (time.monotonic() - started) * 1000
         self._stats.record_load(key.namespace, load_ms / 1000)
+        entry, stored, vouched_until = await self._store(lease, key, loaded, load_ms)
+        lookup = _lookup(entry, CacheState.MISS, _now_ms(), load_ms, stored=stored is True)
+        return lookup, vouched_until
+
+    async def _store(
+        self, lease: Lease, key: CacheKey, loaded: Loaded, load_ms: float
+    ) -> tuple[Entry, bool | None, float]:
+        """Store ``loaded`` at ``key`` under ``lease``; return the entry, outcome and vouch time.
+
+        The outcome is True when stored, False when the lease was revoked (an invalidation
+        raced the load: counted as ``store_rejected``), None when nothing was stored (Redis
+        failed, or the entry would already be expired). The vouch time is
+        ``time.monotonic()`` just before an accepted store was sent, else -inf.
+        """
         policy = self._policies.for_namespace(key.namespace)
         now_ms = _now_ms()
         fresh_ms = policy.jittered_ttl_ms(loaded.ttl_seconds)
@@ -371,24 +500,22 @@ class ReadThroughCache:
             load_ms=int(load_ms),
             encoded=self._compression.representations(loaded.body, etag) if keep_ms > 0 else (),
         )
-        stored, vouched_until = False, -math.inf
         if keep_ms <= 0:
             with contextlib.suppress(CacheUnavailableError):
                 await self._leases.release(lease, key.redis_key)
-        else:
-            sent_at = time.monotonic()
-            try:
-                stored = await self._leases.store(
-                    lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
-                )
-            except CacheUnavailableError as exc:
-                logger.warning("store of %s failed: %r", key.redis_key, exc)
-            else:
-                if stored:
-                    vouched_until = sent_at
-                else:
-                    self._stats.count(key.namespace, counters.STORE_REJECTED)
-        return _lookup(entry, CacheState.MISS, now_ms, load_ms, stored=stored), vouched_until
+            return entry, None, -math.inf
+        sent_at = time.monotonic()
+        try:
+            stored = await self._leases.store(
+                lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
+            )
+        except CacheUnavailableError as exc:
+            logger.warning("store of %s failed: %r", key.redis_key, exc)
+            return entry, None, -math.inf
+        if not stored:
+            self._stats.count(key.namespace, counters.STORE_REJECTED)
+            return entry, False, -math.inf
+        return entry, True, sent_at
 
 
 def _fresh_entry(raw: bytes | None) -> Entry | None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -28,12 +30,14 @@ from cache import (
     CacheUnavailableError,
     CircuitBreaker,
     Compression,
+    HotKeyTracker,
     Invalidator,
     KeyScheme,
     LeaseStore,
     PolicyTable,
     ReadThroughCache,
     SessionTagCollector,
+    WarmingJobs,
 )
 from service import embedded, repository
 from service.auth import TokenAuthority
@@ -43,9 +47,11 @@ from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
 from service.reads import ContentReader
 from service.routes import routes
+from service.schemas import WarmRequest
 from service.settings import Settings
 from service.state import AppState
 from service.tracing import RequestIdMiddleware, install_log_record_factory
+from service.warming import ContentWarming
 from service.writes import ContentWriter
 
 logger = logging.getLogger(__name__)
@@ -149,6 +155,13 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stats = CacheStats(
             redis, scheme, flush_interval_seconds=settings.stats_flush_interval_seconds
         )
+        tracker = HotKeyTracker(
+            redis,
+            scheme,
+            sample_rate=settings.cache_hot_keys_sample_rate,
+            max_keys_per_namespace=settings.cache_hot_keys_per_namespace,
+        )
+        stats.add_flush_part(tracker)
         stats.start()
         stack.push_async_callback(stats.aclose)
         # One auto-pipeline for the reads and the lease scripts, so that they share batches.
@@ -207,8 +220,38 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
                 settings.cache_gzip_level,
                 settings.cache_brotli_quality,
             ),
+            tracker=tracker if settings.cache_hot_keys_sample_rate > 0 else None,
         )
         stack.push_async_callback(cache.aclose)
+        reader = ContentReader(
+            engine,
+            cache,
+            keys,
+            negative_ttl_seconds=settings.cache_negative_ttl_seconds,
+            database_breaker=database_breaker,
+        )
+        jobs = WarmingJobs(
+            redis,
+            scheme,
+            instance=f"{socket.gethostname()}:{os.getpid()}",
+            lease_seconds=settings.warm_lease_seconds,
+        )
+        warming = ContentWarming(
+            reader,
+            cache,
+            tracker,
+            jobs,
+            batch_size=settings.warm_batch_size,
+            concurrency=settings.warm_concurrency,
+            default_limit=settings.warm_default_limit,
+        )
+        stack.push_async_callback(warming.aclose)
+        if settings.warm_on_startup:
+            await warming.try_start(WarmRequest())
+        if settings.warm_refresh_top_n:
+            warming.refresh_periodically(
+                settings.warm_refresh_top_n, settings.warm_refresh_interval_seconds
+            )
 
         # A session class per state, so that its flush listeners die with it.
         write_session = type("WriteSession", (Session,), {})
@@ -223,13 +266,8 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             keys=keys,
             stats=stats,
             invalidator=invalidator,
-            reader=ContentReader(
-                engine,
-                cache,
-                keys,
-                negative_ttl_seconds=settings.cache_negative_ttl_seconds,
-                database_breaker=database_breaker,
-            ),
+            reader=reader,
+            warming=warming,
             writer=ContentWriter(write_sessions, invalidator, redis_breaker),
             relay=relay,
             redis_breaker=redis_breaker,

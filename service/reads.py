@@ -9,13 +9,13 @@ or SQLAlchemy ``Row`` in between.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CircuitBreaker, Loaded, Lookup, ReadThroughCache
+from cache import CacheKey, CircuitBreaker, Loaded, Loader, Lookup, ReadThroughCache
 from service import repository as repo
 from service.documents import (
     ENTITY_DOCUMENTS,
@@ -45,6 +45,11 @@ from service.statements import DriverReads, Reads, Row
 _ENTITIES = {
     kind: (model, ENTITY_DOCUMENTS[model], list_tag) for model, kind, list_tag in ENTITY_KINDS
 }
+
+
+def _article_loaded(row: Row) -> Loaded:
+    tags = [article_tag(row["id"]), *embedded_tags(row)]
+    return Loaded(dumps(article_document(row)), tags)
 
 
 def _timestamp(moment: datetime | None) -> float | None:
@@ -127,18 +132,48 @@ class ContentReader:
 
         A scheduled article's 404 lives no longer than its ``published_at``.
         """
+        return await self._cache.get_or_load(*self.article_load(slug))
+
+    def article_load(self, slug: str) -> tuple[CacheKey, Loader]:
+        """Return the key and the loader of the article at ``slug`` (see :meth:`article`)."""
 
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.article_by_slug(s, slug))
             if row is None or not row["visible"]:
                 return self._absent_article(slug, row)
-            tags = [article_tag(row["id"]), *embedded_tags(row)]
-            return Loaded(dumps(article_document(row)), tags)
+            return _article_loaded(row)
 
-        return await self._cache.get_or_load(self._keys.article.key(slug), load)
+        return self._keys.article.key(slug), load
+
+    def article_key(self, slug: str) -> CacheKey:
+        """Return the key of the article at ``slug``."""
+        return self._keys.article.key(slug)
+
+    async def recent_slugs(self, limit: int) -> list[str]:
+        """Return the slugs of the ``limit`` newest visible articles, newest first.
+
+        Raises:
+            UnavailableError: the database is unreachable.
+        """
+        return await self._read(lambda s: repo.recent_article_slugs(s, limit))
+
+    async def load_articles(self, slugs: Sequence[str]) -> dict[str, Loaded]:
+        """Load the visible articles among ``slugs`` with one statement, by slug.
+
+        Slugs of no visible article are left out (the warming path stores no absence).
+
+        Raises:
+            UnavailableError: the database is unreachable.
+        """
+        rows = await self._read(lambda s: repo.articles_by_slugs(s, slugs))
+        return {row["slug"]: _article_loaded(row) for row in rows if row["visible"]}
 
     async def comments(self, slug: str) -> Lookup:
         """Return the comment threads of the visible article at ``slug``; else a 404 lookup."""
+        return await self._cache.get_or_load(*self.comments_load(slug))
+
+    def comments_load(self, slug: str) -> tuple[CacheKey, Loader]:
+        """Return the key and the loader of :meth:`comments`."""
 
         async def load() -> Loaded:
             row = await self._read(lambda s: repo.comments_of(s, slug))
@@ -146,7 +181,7 @@ class ContentReader:
                 return self._absent_article(slug, row)
             return Loaded(dumps(comment_threads(row["comments"])), [article_tag(row["id"])])
 
-        return await self._cache.get_or_load(self._keys.comments.key(slug), load)
+        return self._keys.comments.key(slug), load
 
     async def articles(self, params: ArticleListParams) -> Lookup:
         """Return a page of visible article summaries.
@@ -154,6 +189,10 @@ class ContentReader:
         A 404 lookup when ``author``, ``category`` or ``tag`` names nothing. The page lives no
         longer than the next scheduled publication.
         """
+        return await self._cache.get_or_load(*self.articles_load(params))
+
+    def articles_load(self, params: ArticleListParams) -> tuple[CacheKey, Loader]:
+        """Return the key and the loader of :meth:`articles`."""
         values = params.model_dump()
         query = repo.ArticleFilter(**values)
 
@@ -171,7 +210,7 @@ class ContentReader:
             body = dumps(page_document(items, query.page, query.per_page, page.total))
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
 
-        return await self._cache.get_or_load(self._keys.articles.key_for_params(values), load)
+        return self._keys.articles.key_for_params(values), load
 
     async def entity(self, kind: str, key: str) -> Lookup:
         """Return one author (``kind`` "author", by username), category or tag (by slug).
@@ -179,6 +218,10 @@ class ContentReader:
         A 404 lookup when nothing has that key. Its ``article_count`` lives no longer than the
         next scheduled publication.
         """
+        return await self._cache.get_or_load(*self.entity_load(kind, key))
+
+    def entity_load(self, kind: str, key: str) -> tuple[CacheKey, Loader]:
+        """Return the key and the loader of :meth:`entity`."""
         entity, render, _ = _ENTITIES[kind]
 
         async def load() -> Loaded:
@@ -192,13 +235,17 @@ class ContentReader:
             )
 
         namespace = getattr(self._keys, kind)
-        return await self._cache.get_or_load(namespace.key(key), load)
+        return namespace.key(key), load
 
     async def entities(self, kind: str, params: PageParams) -> Lookup:
         """Return a page of authors (``kind`` "author"), categories or tags.
 
         The page lives no longer than the next scheduled publication.
         """
+        return await self._cache.get_or_load(*self.entities_load(kind, params))
+
+    def entities_load(self, kind: str, params: PageParams) -> tuple[CacheKey, Loader]:
+        """Return the key and the loader of :meth:`entities`."""
         entity, render, list_tag = _ENTITIES[kind]
 
         async def load() -> Loaded:
@@ -213,4 +260,4 @@ class ContentReader:
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
 
         namespace = getattr(self._keys, list_tag)
-        return await self._cache.get_or_load(namespace.key_for_params(params.model_dump()), load)
+        return namespace.key_for_params(params.model_dump()), load

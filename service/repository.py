@@ -253,7 +253,7 @@ async def article_page(reads: Reads, f: ArticleFilter) -> Page:
     return await _page(reads, read, tuple(given), f.page, f.per_page, **given)
 
 
-def _article_read() -> Read:
+def _article_read(by_slugs: bool = False) -> Read:
     comment_count = select(func.count()).where(Comment.article_id == Article.id).scalar_subquery()
     stmt = _with_joins(
         select(
@@ -265,11 +265,36 @@ def _article_read() -> Read:
             Article.created_at,
             visible().label("visible"),
         )
-    ).where(Article.slug == bindparam("slug"), Article.status == "published")
-    return Read(stmt, "slug")
+    ).where(Article.status == "published")
+    if by_slugs:
+        # Untyped, so that asyncpg encodes the list as text[] itself (no bind processor).
+        return Read(stmt.where(Article.slug == func.any(bindparam("slugs"))), "slugs")
+    return Read(stmt.where(Article.slug == bindparam("slug")), "slug")
 
 
 _ARTICLE = _article_read()
+_ARTICLES_BY_SLUGS = _article_read(by_slugs=True)
+_RECENT_SLUGS = Read(
+    select(Article.slug)
+    .where(visible())
+    .order_by(Article.published_at.desc(), Article.id.desc())
+    .limit(bindparam("limit", type_=BigInteger)),
+    "limit",
+)
+
+
+async def articles_by_slugs(reads: Reads, slugs: Sequence[str]) -> Sequence[Row]:
+    """Return the published articles among ``slugs``, in one statement (``slug = ANY(...)``).
+
+    Rows are shaped as :func:`article_by_slug`'s, in no particular order; slugs that name no
+    published article have no row.
+    """
+    return await reads.all(_ARTICLES_BY_SLUGS, slugs=list(slugs))
+
+
+async def recent_article_slugs(reads: Reads, limit: int) -> list[str]:
+    """Return the slugs of the ``limit`` newest visible articles, newest first."""
+    return [row["slug"] for row in await reads.all(_RECENT_SLUGS, limit=limit)]
 
 
 async def article_by_slug(reads: Reads, slug: str) -> Row | None:

@@ -141,3 +141,18 @@ class PurgeRequest(_Strict):
     """The body of ``POST /admin/cache/purge``."""
 
     namespace: str
+
+
+class WarmRequest(_Strict):
+    """The body of ``POST /admin/cache/warm`` (every field optional).
+
+    ``keys`` (with ``source`` "keys") are entry identities: ``namespace:identity`` such as
+    ``article:my-slug`` or ``articles:page=2&per_page=20``, or bare identities of ``namespace``.
+    """
+
+    source: Literal["hot", "recent", "keys"] = "hot"
+    namespace: str | None = None
+    limit: int | None = Field(None, ge=1, le=100_000)
+    keys: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] | None = Field(
+        None, max_length=100_000
+    )

@@ -67,6 +67,33 @@ class Settings(BaseSettings):
         1, ge=0, le=11, description="quality of stored brotli bodies (with the brotli extra)"
     )
     stats_flush_interval_seconds: float = Field(1.0, gt=0)
+    cache_hot_keys_sample_rate: float = Field(
+        0.05, ge=0, le=1, description="fraction of reads counted for hot-key tracking; 0: off"
+    )
+    cache_hot_keys_per_namespace: int = Field(
+        1000, ge=1, description="identities tracked per namespace (per flush and per bucket)"
+    )
+    warm_batch_size: int = Field(100, ge=1, le=1000, description="keys per warming batch")
+    warm_concurrency: int = Field(
+        2, ge=1, description="warming batches at a time, each on at most one database connection"
+    )
+    warm_default_limit: int = Field(1000, ge=1, description="keys per warming job by default")
+    warm_lease_seconds: float = Field(
+        10.0, gt=0, description="a warming job whose runner is silent this long is failed"
+    )
+    warm_on_startup: bool = Field(False, description="start a warming job (hot keys) at startup")
+    warm_after_purge: bool = Field(
+        False, description="start a warming job (hot keys) after POST /admin/cache/purge all"
+    )
+    warm_after_import: bool = Field(
+        False, description="warm the newest articles and first pages after import and seed"
+    )
+    warm_refresh_top_n: int = Field(
+        0, ge=0, description="refresh this many hot keys periodically before they expire; 0: off"
+    )
+    warm_refresh_interval_seconds: float = Field(
+        60.0, gt=0, description="time between two periodic refreshes of the hot keys, seconds"
+    )
     outbox_poll_interval_seconds: float = Field(
         1.0, gt=0, description="outbox drain interval when no NOTIFY arrives, seconds"
     )

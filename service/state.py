@@ -13,6 +13,7 @@ from service.keyspaces import ContentKeys
 from service.outbox import OutboxRelay
 from service.reads import ContentReader
 from service.settings import Settings
+from service.warming import ContentWarming
 from service.writes import ContentWriter
 
 
@@ -28,6 +29,7 @@ class AppState:
     invalidator: Invalidator
     reader: ContentReader
     writer: ContentWriter
+    warming: ContentWarming
     auth: TokenAuthority
     relay: OutboxRelay
     redis_breaker: CircuitBreaker

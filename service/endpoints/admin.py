@@ -1,16 +1,20 @@
-"""Cache administration: purge (and warming jobs)."""
+"""Cache administration: purge, and warming jobs."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cache.errors import CacheUnavailableError
+from cache import CacheUnavailableError, WarmingBusyError
+from cache.warming import ACTIVE_STATES
 from service.endpoints import ctx
-from service.errors import InvalidInputError, UnavailableError
+from service.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
 from service.keyspaces import NAMESPACES
 from service.responses import body, json_response, no_query
-from service.schemas import PurgeRequest
+from service.schemas import PurgeRequest, WarmRequest
+from service.warming import parse_key
+
+WARM_PATH = "/admin/cache/warm"
 
 
 async def purge(request: Request) -> Response:
@@ -26,8 +30,66 @@ async def purge(request: Request) -> Response:
         if data.namespace == "all":
             purged = await state.invalidator.purge(None)
             await state.stats.reset()
+            if state.settings.warm_after_purge:
+                await state.warming.try_start(WarmRequest())
         else:
             purged = await state.invalidator.purge(data.namespace)
     except CacheUnavailableError as exc:
         raise UnavailableError("Redis is unavailable; nothing could be purged") from exc
     return json_response({"purged": purged})
+
+
+async def warm_start(request: Request) -> Response:
+    """Start a warming job: 202 with its id and ``Location``; 409 while another one runs."""
+    state = ctx(request)
+    state.auth.require(request, "admin")
+    no_query(request)
+    data = await body(request, WarmRequest) if await request.body() else WarmRequest()
+    if data.namespace is not None and data.namespace not in NAMESPACES:
+        known = ", ".join(NAMESPACES)
+        raise InvalidInputError(f"unknown namespace {data.namespace!r}; one of {known}")
+    if data.source == "keys":
+        if not data.keys:
+            raise InvalidInputError("source 'keys' needs a non-empty 'keys' list")
+        bad = [k for k in data.keys if parse_key(k, data.namespace) is None]
+        if bad:
+            raise InvalidInputError(
+                f"{len(bad)} keys are not namespace:identity (first: {bad[0]!r})"
+                " and no namespace was given"
+            )
+    elif data.keys:
+        raise InvalidInputError("'keys' is only read with source 'keys'")
+    try:
+        job_id = await state.warming.start(data)
+    except WarmingBusyError as exc:
+        raise ConflictError(f"warming job {exc.job_id} is running", job_id=exc.job_id) from exc
+    except CacheUnavailableError as exc:
+        raise UnavailableError("Redis is unavailable; no warming job was started") from exc
+    location = f"{WARM_PATH}/{job_id}"
+    return json_response(
+        {"job_id": job_id, "state": "queued", "location": location},
+        202,
+        headers={"Location": location},
+    )
+
+
+async def warm_job(request: Request) -> Response:
+    """GET: the job's state; DELETE: cancel it (202). 404 for an unknown job."""
+    state = ctx(request)
+    state.auth.require(request, "admin")
+    no_query(request)
+    job_id = request.path_params["job_id"]
+    try:
+        if request.method == "DELETE":
+            job = await state.warming.jobs.cancel(job_id)
+        else:
+            job = await state.warming.jobs.get(job_id)
+    except CacheUnavailableError as exc:
+        raise UnavailableError("Redis is unavailable; warming jobs cannot be read") from exc
+    if job is None:
+        raise NotFoundError(f"no warming job {job_id!r}")
+    if request.method == "DELETE":
+        if job["state"] not in ACTIVE_STATES:
+            raise ConflictError(f"warming job {job_id} is {job['state']}; nothing to cancel")
+        return json_response(job, 202)
+    return json_response(job)

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cache.errors import REDIS_FAILURES
+from cache.errors import REDIS_FAILURES, CacheUnavailableError
 from service.endpoints import ctx
 from service.endpoints.health import HEALTH_TIMEOUT_SECONDS
 from service.keyspaces import NAMESPACES
@@ -73,7 +73,7 @@ async def stats(request: Request) -> Response:
                 b.name: {"state": b.state.value, "opened": b.opened_count}
                 for b in (state.redis_breaker, state.database_breaker)
             },
-            "warming": {"state": "idle", "last_run": None},
+            "warming": await warming_figures(state),
         }
     )
 
@@ -92,3 +92,11 @@ async def outbox_figures(state: AppState) -> dict[str, Any]:
         "failures": state.relay.failures,
         "listening": state.relay.listening,
     }
+
+
+async def warming_figures(state: AppState) -> dict[str, Any]:
+    """Return the running warming job and the last one that ended ("unknown" without Redis)."""
+    try:
+        return await state.warming.jobs.summary()
+    except CacheUnavailableError:
+        return {"state": "unknown", "current": None, "last_run": None}

@@ -30,7 +30,7 @@ async def test_stats_count_exactly_the_hits_and_misses_made(
     assert stats["db_pool"]["checked_out"] == 0
     assert set(stats["redis"]) >= {"used_memory_bytes", "keys", "evicted_keys", "pool_in_use"}
     assert stats["redis"]["used_memory_bytes"] > 0
-    assert stats["warming"] == {"state": "idle", "last_run": None}
+    assert stats["warming"] == {"state": "idle", "current": None, "last_run": None}
 
 
 async def test_purge_all_resets_the_counters(api: Api, content: dict[str, Any]) -> None:

@@ -1,0 +1,337 @@
+"""Warming jobs: one at a time per deployment, with their state in Redis.
+
+A job is started by :meth:`WarmingJobs.start`, which takes the deployment's warming lock
+(``{prefix}:warm:lock``, ``SET NX PX``: its value is the job's id, its TTL the runner's lease)
+and runs the caller's work in a task of the calling process. The runner renews its lease (at
+least every third of ``lease_seconds``) and writes its progress with each renewal. The job's
+state is a hash at ``{prefix}:warm:job:{id}``, so any process of any instance answers
+:meth:`WarmingJobs.get`. A job whose runner died (the lock no longer names it while the job
+says it is running) is reported, and recorded, as ``failed`` once its lease lapses.
+
+States: ``queued`` → ``running`` → ``done``, ``failed`` or ``cancelled``. Cancelling sets a flag
+in the job's hash that the runner reads when it renews its lease, and the work stops at its next
+await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from cache.background import stop_task
+from cache.errors import REDIS_FAILURES, CacheError, translate_redis_errors
+from cache.keys import KeyScheme
+
+logger = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ACTIVE_STATES = (QUEUED, RUNNING)
+_COUNTS = ("total", "done", "skipped", "errors")
+
+# KEYS: lock, job; ARGV: job id, lease ms. 0: the lock is lost; 1: renewed; 2: cancel asked.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('HGET', KEYS[2], 'cancel_requested') == '1' then return 2 end
+return 1
+"""
+
+# KEYS: lock; ARGV: job id
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class WarmingBusyError(CacheError):
+    """A warming job is already running in the deployment; ``job_id`` names it."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"warming job {job_id} is running")
+        self.job_id = job_id
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class JobProgress:
+    """The progress of the running job, as its work reports it. Counts are in keys."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.skipped = 0
+        self.errors = 0
+        self.started = time.monotonic()
+
+    def add(self, *, done: int = 0, skipped: int = 0, errors: int = 0) -> None:
+        """Add the outcome of a batch."""
+        self.done += done
+        self.skipped += skipped
+        self.errors += errors
+
+    def fields(self) -> dict[str, int]:
+        """Return the counts as stored in the job's hash."""
+        return {
+            "total": self.total,
+            "done": self.done,
+            "skipped": self.skipped,
+            "errors": self.errors,
+        }
+
+
+#: The work of a job: fills the cache, reporting into the progress it is given.
+JobWork = Callable[[JobProgress], Awaitable[None]]
+
+
+class WarmingJobs:
+    """Starts, runs, reports and cancels warming jobs. Safe to share between tasks.
+
+    Args:
+        redis: where the lock and the jobs' state live.
+        scheme: the key scheme.
+        instance: names the runner in a job's state (e.g. ``host:pid``).
+        lease_seconds: the runner's lease, in seconds: a dead runner's job is failed this long
+            after its last renewal, at most.
+        keep_seconds: how long a job's state is kept after it was last updated, in seconds.
+        progress_interval_seconds: time between two progress writes (and lease renewals),
+            in seconds; at most a third of ``lease_seconds`` is used.
+
+    The owner calls :meth:`aclose` at shutdown; it stops this process's runner, whose job is
+    then recorded as failed.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        scheme: KeyScheme,
+        *,
+        instance: str,
+        lease_seconds: float = 10.0,
+        keep_seconds: float = 86_400.0,
+        progress_interval_seconds: float = 0.5,
+    ) -> None:
+        self._redis = redis
+        self._scheme = scheme
+        self._instance = instance
+        self._lease_ms = int(lease_seconds * 1000)
+        self._keep_seconds = int(keep_seconds)
+        self._progress_interval = progress_interval_seconds
+        self._renew = redis.register_script(_RENEW)
+        self._unlock = redis.register_script(_UNLOCK)
+        self._runner: asyncio.Task[None] | None = None
+
+    async def start(self, spec: Mapping[str, str | int], work: JobWork) -> str:
+        """Start a job described by ``spec`` (stored with its state) that runs ``work``.
+
+        Returns:
+            The new job's id.
+
+        Raises:
+            WarmingBusyError: another job runs in the deployment.
+            CacheUnavailableError: Redis failed.
+        """
+        job_id = secrets.token_hex(8)
+        lock = self._scheme.warming_lock
+        with translate_redis_errors("start a warming job"):
+            if not await self._redis.set(lock, job_id, nx=True, px=self._lease_ms):
+                running = await self._redis.get(lock)
+                raise WarmingBusyError(_text(running) if running else "unknown")
+            state: dict[Any, Any] = {
+                **{k: str(v) for k, v in spec.items()},
+                "job_id": job_id,
+                "state": QUEUED,
+                "instance": self._instance,
+                "created_at": _now_text(),
+                **dict.fromkeys(_COUNTS, "0"),
+            }
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(self._scheme.warming_job(job_id), mapping=state)
+                pipe.expire(self._scheme.warming_job(job_id), self._keep_seconds)
+                pipe.set(self._scheme.warming_last, job_id, ex=self._keep_seconds)
+                await pipe.execute()
+        self._runner = asyncio.get_running_loop().create_task(
+            self._run(job_id, work), name=f"warming-{job_id}"
+        )
+        return job_id
+
+    async def wait(self) -> None:
+        """Wait until this process's running job, if any, has ended."""
+        if self._runner is not None:
+            await asyncio.wait({self._runner})
+
+    async def get(self, job_id: str) -> dict[str, Any] | None:
+        """Return the state of ``job_id``; None when no such job is known.
+
+        A job that claims to run while the lock no longer names it is recorded as failed.
+
+        Returns:
+            ``{"job_id", "state", "total", "done", "skipped", "errors", "keys_per_second",
+            "eta_seconds", "created_at", "started_at", "finished_at", ...spec}``; times are
+            RFC 3339 strings or None, rates in keys per second, the ETA in seconds or None.
+
+        Raises:
+            CacheUnavailableError: Redis failed.
+        """
+        key = self._scheme.warming_job(job_id)
+        with translate_redis_errors("read a warming job"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hgetall(key)
+                pipe.get(self._scheme.warming_lock)
+                raw, holder = await pipe.execute()
+            if not raw:
+                return None
+            job = {k.decode(): v.decode() for k, v in raw.items()}
+            if job["state"] in ACTIVE_STATES and (holder is None or _text(holder) != job_id):
+                job.update(state=FAILED, error="the runner stopped renewing its lease")
+                job["finished_at"] = _now_text()
+                await self._redis.hset(
+                    key, mapping={k: job[k] for k in ("state", "error", "finished_at")}
+                )
+        return _typed(job)
+
+    async def current(self) -> dict[str, Any] | None:
+        """Return the running job's state, or None when none runs.
+
+        Raises:
+            CacheUnavailableError: Redis failed.
+        """
+        with translate_redis_errors("read the warming lock"):
+            holder = await self._redis.get(self._scheme.warming_lock)
+        return None if holder is None else await self.get(_text(holder))
+
+    async def last(self) -> dict[str, Any] | None:
+        """Return the newest job's state (running or not), or None.
+
+        Raises:
+            CacheUnavailableError: Redis failed.
+        """
+        with translate_redis_errors("read the last warming job"):
+            newest = await self._redis.get(self._scheme.warming_last)
+        return None if newest is None else await self.get(_text(newest))
+
+    async def summary(self) -> dict[str, Any]:
+        """Return the running job and the newest one that ended.
+
+        Returns:
+            ``{"state": "running" or "idle", "current": job or None, "last_run": job or None}``.
+
+        Raises:
+            CacheUnavailableError: Redis failed.
+        """
+        current = await self.current()
+        last = await self.last()
+        if last is not None and last["state"] in ACTIVE_STATES:
+            last = None  # the newest job is the running one; its predecessor is not kept
+        return {"state": "running" if current else "idle", "current": current, "last_run": last}
+
+    async def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Ask the runner of ``job_id`` to stop; return the job's state (None: unknown).
+
+        A job that is no longer queued or running is left as it is (see its ``state``).
+
+        Raises:
+            CacheUnavailableError: Redis failed.
+        """
+        job = await self.get(job_id)
+        if job is None or job["state"] not in ACTIVE_STATES:
+            return job
+        with translate_redis_errors("cancel a warming job"):
+            await self._redis.hset(self._scheme.warming_job(job_id), "cancel_requested", "1")
+        job["cancel_requested"] = True
+        return job
+
+    async def aclose(self) -> None:
+        """Stop this process's runner, if one runs; its job is recorded as failed."""
+        if self._runner is not None:
+            await stop_task(self._runner)
+            self._runner = None
+
+    async def _run(self, job_id: str, work: JobWork) -> None:
+        key = self._scheme.warming_job(job_id)
+        progress = JobProgress()
+        final: dict[str, str] = {}
+        worker = asyncio.current_task()
+        assert worker is not None
+        stopped_for: list[str] = []
+
+        async def renew_forever() -> None:
+            while True:
+                await asyncio.sleep(min(self._lease_ms / 3000, self._progress_interval))
+                try:
+                    verdict = await self._renew(
+                        keys=[self._scheme.warming_lock, key], args=[job_id, self._lease_ms]
+                    )
+                except REDIS_FAILURES as exc:
+                    logger.warning("warming job %s could not renew its lease: %r", job_id, exc)
+                    continue
+                if verdict != 1:
+                    stopped_for.append(CANCELLED if verdict == 2 else FAILED)
+                    worker.cancel()
+                    return
+                await self._write(key, progress.fields())
+
+        renewal = asyncio.get_running_loop().create_task(renew_forever())
+        try:
+            await self._write(key, {"state": RUNNING, "started_at": _now_text()})
+            await work(progress)
+            final = {"state": DONE}
+        except asyncio.CancelledError:
+            reason = stopped_for[0] if stopped_for else FAILED
+            final = {"state": reason}
+            if reason == FAILED:
+                final["error"] = "the runner stopped (lease lost or process shutting down)"
+        except Exception as exc:
+            logger.exception("warming job %s failed", job_id)
+            final = {"state": FAILED, "error": repr(exc)[:500]}
+        finally:
+            await stop_task(renewal)
+            final.setdefault("state", FAILED)
+            final["finished_at"] = _now_text()
+            with contextlib.suppress(*REDIS_FAILURES):
+                await self._write(key, {**progress.fields(), **final})
+                await self._unlock(keys=[self._scheme.warming_lock], args=[job_id])
+            logger.info("warming job %s %s: %s", job_id, final["state"], progress.fields())
+
+    async def _write(self, key: str, fields: Mapping[str, object]) -> None:
+        with contextlib.suppress(*REDIS_FAILURES):
+            await self._redis.hset(key, mapping={k: str(v) for k, v in fields.items()})
+
+
+def _typed(job: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = dict(job)
+    for name in _COUNTS:
+        out[name] = int(job.get(name, "0"))
+    out.pop("cancel_requested", None)
+    out["cancel_requested"] = job.get("cancel_requested") == "1"
+    for name in ("started_at", "finished_at"):
+        out.setdefault(name, None)
+    out.setdefault("error", None)
+    processed = out["done"] + out["skipped"] + out["errors"]
+    rate, eta = 0.0, None
+    if out["started_at"]:
+        end = out["finished_at"] or _now_text()
+        elapsed = (_parse(end) - _parse(out["started_at"])).total_seconds()
+        rate = processed / elapsed if elapsed > 0 else 0.0
+        if out["state"] in ACTIVE_STATES and rate > 0:
+            eta = max(0.0, (out["total"] - processed) / rate)
+    out["keys_per_second"] = round(rate, 1)
+    out["eta_seconds"] = None if eta is None else round(eta, 1)
+    return out
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,217 @@
+"""Warming jobs over the content: sources, batches, one job at a time, state for any instance."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from cache import JobProgress, KeyScheme
+from service.app import create_app
+from tests.conftest import eventually
+from tests.service.conftest import ADMIN, EDITOR, Api, make_settings
+
+
+async def _articles(api: Api, n: int) -> list[str]:
+    slugs = []
+    for i in range(n):
+        doc = await api.create(
+            "/api/v1/articles",
+            {"title": f"Warm {i}", "body": "x" * 50, "author": "ann", "status": "published"},
+        )
+        slugs.append(doc["slug"])
+    return slugs
+
+
+async def _finished(api: Api, job_id: str) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+
+    async def ended() -> bool:
+        job = (await api.client.get(f"/admin/cache/warm/{job_id}", headers=ADMIN)).json()
+        seen.append(job)
+        return job["state"] not in ("queued", "running")
+
+    await eventually(ended, timeout_seconds=20)
+    return seen[-1]
+
+
+async def test_a_keys_job_loads_each_batch_of_articles_with_one_statement(
+    api: Api, content: dict[str, Any]
+) -> None:
+    slugs = await _articles(api, 5)
+    await api.settle()
+    await api.state.invalidator.purge(None)
+    api.sql.reset()
+    r = await api.client.post(
+        "/admin/cache/warm",
+        json={"source": "keys", "keys": [f"article:{s}" for s in slugs] + ["article:nope"]},
+        headers=ADMIN,
+    )
+    assert r.status_code == 202
+    job_id = r.json()["job_id"]
+    assert r.headers["location"] == f"/admin/cache/warm/{job_id}"
+    job = await _finished(api, job_id)
+    assert job["state"] == "done"
+    assert (job["total"], job["done"], job["skipped"], job["errors"]) == (6, 5, 1, 0)
+    assert job["started_at"] and job["finished_at"] and job["source"] == "keys"
+    assert len(api.sql.statements) == 1  # one batch: one statement for six slugs
+    assert "ANY" in api.sql.statements[0].upper()
+    for slug in slugs:
+        hit = await api.client.get(f"/api/v1/articles/{slug}")
+        assert hit.headers["x-cache"] == "HIT"
+    # Warming a second time skips what is fresh, and loads nothing.
+    api.sql.reset()
+    r = await api.client.post(
+        "/admin/cache/warm",
+        json={"source": "keys", "keys": slugs, "namespace": "article"},
+        headers=ADMIN,
+    )
+    job = await _finished(api, r.json()["job_id"])
+    assert (job["done"], job["skipped"]) == (0, 5)
+    assert api.sql.statements == []
+
+
+async def test_recent_warms_the_newest_articles_and_the_first_pages(
+    api: Api, content: dict[str, Any]
+) -> None:
+    slugs = await _articles(api, 3)
+    await api.settle()
+    await api.state.invalidator.purge(None)
+    r = await api.client.post(
+        "/admin/cache/warm", json={"source": "recent", "limit": 2}, headers=ADMIN
+    )
+    job = await _finished(api, r.json()["job_id"])
+    assert job["state"] == "done" and job["errors"] == 0
+    # the two newest articles, and the first page of articles, authors, categories, tags
+    assert (job["total"], job["done"]) == (6, 6)
+    for path in (
+        f"/api/v1/articles/{slugs[-1]}",
+        f"/api/v1/articles/{slugs[-2]}",
+        "/api/v1/articles",
+        "/api/v1/authors",
+        "/api/v1/categories",
+        "/api/v1/tags",
+    ):
+        assert (await api.client.get(path)).headers["x-cache"] == "HIT", path
+    assert (await api.client.get(f"/api/v1/articles/{slugs[0]}")).headers["x-cache"] == "MISS"
+
+
+async def test_hot_warms_what_was_read_most(servers: Any, app_on: Any) -> None:
+    from tests.conftest import truncate
+
+    await truncate(servers.database_url)
+    async with app_on(
+        servers.database_url, servers.redis_url, cache_hot_keys_sample_rate=1.0
+    ) as api:
+        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        slugs = await _articles(api, 4)
+        for slug, reads in zip(slugs, (5, 3, 1, 0), strict=True):
+            for _ in range(reads):
+                await api.client.get(f"/api/v1/articles/{slug}")
+        await api.client.get("/api/v1/tags?per_page=5")
+        await api.state.stats.flush()
+        top = await api.state.warming.plan(_request(source="hot", namespace="article", limit=2))
+        assert [t.identity for t in top] == slugs[:2]
+        await api.state.invalidator.purge(None)
+        r = await api.client.post("/admin/cache/warm", json={"limit": 10}, headers=ADMIN)
+        job = await _finished(api, r.json()["job_id"])
+        assert (job["total"], job["done"], job["source"]) == (4, 4, "hot")
+        assert (await api.client.get("/api/v1/tags?per_page=5")).headers["x-cache"] == "HIT"
+        assert (await api.client.get(f"/api/v1/articles/{slugs[3]}")).headers["x-cache"] == "MISS"
+        await api.state.invalidator.purge(None)
+
+
+def _request(**fields: Any) -> Any:
+    from service.schemas import WarmRequest
+
+    return WarmRequest(**fields)
+
+
+async def test_one_job_at_a_time_any_instance_answers_and_cancel_stops_it(
+    api: Api, content: dict[str, Any], servers: Any
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(progress: JobProgress) -> None:
+        progress.total = 10
+        progress.add(done=3)
+        await release.wait()
+
+    job_id = await api.state.warming.jobs.start({"source": "keys"}, slow)
+    r = await api.client.post("/admin/cache/warm", json={}, headers=ADMIN)
+    assert r.status_code == 409
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["job_id"] == job_id
+    other = create_app(make_settings(servers, api.state.settings.cache_prefix))
+    async with (
+        other.router.lifespan_context(other),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://b") as c2,
+    ):
+
+        seen: list[dict[str, Any]] = []
+
+        async def progressed() -> bool:
+            seen.append((await c2.get(f"/admin/cache/warm/{job_id}", headers=ADMIN)).json())
+            return seen[-1]["done"] == 3 and seen[-1]["state"] == "running"
+
+        await eventually(progressed, timeout_seconds=5)
+        job = seen[-1]
+        assert job["total"] == 10 and job["keys_per_second"] >= 0
+        stats = (await c2.get("/stats")).json()["warming"]
+        assert stats["state"] == "running" and stats["current"]["job_id"] == job_id
+        r = await c2.delete(f"/admin/cache/warm/{job_id}", headers=ADMIN)
+        assert r.status_code == 202
+    job = await _finished(api, job_id)
+    assert job["state"] == "cancelled"
+    r = await api.client.delete(f"/admin/cache/warm/{job_id}", headers=ADMIN)
+    assert r.status_code == 409
+    stats = (await api.stats())["warming"]
+    assert stats["state"] == "idle" and stats["last_run"]["job_id"] == job_id
+
+
+async def test_a_job_whose_runner_died_is_failed_once_its_lease_lapses(
+    api: Api, content: dict[str, Any]
+) -> None:
+    # What a runner killed mid-job leaves: its lock (the lease) and a running job's state.
+    redis, scheme = api.state.redis, KeyScheme(api.state.settings.cache_prefix)
+    await redis.set(scheme.warming_lock, "dead0001", px=300)
+    await redis.hset(
+        scheme.warming_job("dead0001"),
+        mapping={
+            "job_id": "dead0001",
+            "state": "running",
+            "source": "hot",
+            "total": 9,
+            "done": 2,
+            "skipped": 0,
+            "errors": 0,
+            "started_at": "2026-01-01T00:00:00Z",
+        },
+    )
+    r = await api.client.get("/admin/cache/warm/dead0001", headers=ADMIN)
+    assert r.json()["state"] == "running"
+    assert (await api.client.post("/admin/cache/warm", json={}, headers=ADMIN)).status_code == 409
+    await asyncio.sleep(0.4)
+    job = (await api.client.get("/admin/cache/warm/dead0001", headers=ADMIN)).json()
+    assert (job["state"], job["done"]) == ("failed", 2)
+    assert job["error"] and job["finished_at"]
+    r = await api.client.post("/admin/cache/warm", json={}, headers=ADMIN)
+    assert r.status_code == 202
+    await _finished(api, r.json()["job_id"])
+
+
+async def test_bad_warm_requests_are_400_and_need_an_admin(api: Api) -> None:
+    for body in (
+        {"source": "keys"},
+        {"source": "keys", "keys": ["no-namespace"]},
+        {"namespace": "nope"},
+        {"source": "cold"},
+        {"limit": 0},
+        {"source": "hot", "keys": ["article:a"]},
+    ):
+        r = await api.client.post("/admin/cache/warm", json=body, headers=ADMIN)
+        assert r.status_code == 400, body
+    assert (await api.client.post("/admin/cache/warm", json={})).status_code == 401
+    assert (await api.client.post("/admin/cache/warm", json={}, headers=EDITOR)).status_code == 403
+    assert (await api.client.get("/admin/cache/warm/nope", headers=ADMIN)).status_code == 404
