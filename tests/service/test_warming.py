@@ -148,7 +148,6 @@ async def test_one_job_at_a_time_any_instance_answers_and_cancel_stops_it(
         other.router.lifespan_context(other),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://b") as c2,
     ):
-
         seen: list[dict[str, Any]] = []
 
         async def progressed() -> bool:
