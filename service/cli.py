@@ -1,8 +1,8 @@
 """The command line: ``content-service`` (or ``python -m service``).
 
-Commands: ``serve``, ``migrate``, ``seed``, ``import PATH``. Each reads the configuration from
-the environment; with neither ``DATABASE_URL`` nor ``REDIS_URL`` set, each starts the embedded
-servers under ``DATA_DIR`` first (``serve`` keeps them until it exits).
+Commands: ``serve``, ``migrate``, ``seed``, ``import PATH``, ``warm``. Each reads the
+configuration from the environment; with neither ``DATABASE_URL`` nor ``REDIS_URL`` set, each
+starts the embedded servers under ``DATA_DIR`` first (``serve`` keeps them until it exits).
 """
 
 from __future__ import annotations
@@ -16,10 +16,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from service import embedded
 from service.settings import Settings
 from service.tracing import install_log_record_factory
+
+if TYPE_CHECKING:
+    from service.schemas import WarmRequest
+    from service.state import AppState
 
 logger = logging.getLogger("service")
 
@@ -51,9 +56,12 @@ async def _migrate(settings: Settings) -> None:
 async def _import(settings: Settings, root: Path) -> None:
     from service.app import open_state
     from service.importer import import_tree
+    from service.schemas import WarmRequest
 
     async with open_state(settings) as state:
         report = await import_tree(state.writer, root)
+        if settings.warm_after_import:
+            await _warm_with_progress(state, WarmRequest(source="recent"))
     print(
         f"imported {root}: {report.created} created, {report.updated} updated, "
         f"{report.unchanged} unchanged, {len(report.skipped)} skipped"
@@ -64,6 +72,7 @@ async def _import(settings: Settings, root: Path) -> None:
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> None:
     from service.app import open_state
+    from service.schemas import WarmRequest
     from service.seed import SeedCounts, seed
 
     counts = SeedCounts(
@@ -76,7 +85,56 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
     )
     async with open_state(settings) as state:
         added = await seed(state, counts, progress=lambda t, n: print(f"{t}: {n} rows"))
-    print(f"seeded {sum(added.values())} rows")
+        print(f"seeded {sum(added.values())} rows")
+        if settings.warm_after_import:
+            await _warm_with_progress(state, WarmRequest(source="recent"))
+
+
+async def _warm(settings: Settings, args: argparse.Namespace) -> int:
+    from service.app import open_state
+    from service.schemas import WarmRequest
+
+    request = WarmRequest(
+        source=args.source, namespace=args.namespace, limit=args.limit, keys=args.keys or None
+    )
+    async with open_state(settings) as state:
+        return await _warm_with_progress(state, request)
+
+
+async def _warm_with_progress(state: AppState, request: WarmRequest) -> int:
+    """Run a warming job in this process with a progress bar; return the exit status.
+
+    1 when another job runs in the deployment, or Redis is unavailable; 0 otherwise.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from cache import CacheUnavailableError, WarmingBusyError
+
+    try:
+        job_id = await state.warming.start(request)
+    except WarmingBusyError as exc:
+        print(f"not started: warming job {exc.job_id} is running", file=sys.stderr)
+        return 1
+    except CacheUnavailableError as exc:
+        print(f"not started: Redis is unavailable ({exc})", file=sys.stderr)
+        return 1
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task(f"warming ({request.source})", total=None)
+        waiting = asyncio.ensure_future(state.warming.jobs.wait())
+        while not waiting.done():
+            await asyncio.wait({waiting}, timeout=0.2)
+            job = await state.warming.jobs.get(job_id)
+            if job is not None and job["total"]:
+                processed = job["done"] + job["skipped"] + job["errors"]
+                bar.update(task, total=job["total"], completed=processed)
+    job = await state.warming.jobs.get(job_id)
+    assert job is not None
+    print(
+        f"warming job {job_id} {job['state']}: {job['total']} keys, {job['done']} loaded,"
+        f" {job['skipped']} skipped, {job['errors']} errors, {job['keys_per_second']} keys/s"
+    )
+    return 0 if job["state"] == "done" else 1
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -116,6 +174,8 @@ def _byte_range(value: str) -> tuple[int, int]:
 
 def parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``content-service``."""
+    from service.keyspaces import NAMESPACES
+
     p = argparse.ArgumentParser(prog="content-service", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="migrate, optionally import, and serve HTTP")
@@ -147,6 +207,13 @@ def parser() -> argparse.ArgumentParser:
     )
     imp = sub.add_parser("import", help="import a tree of reStructuredText or Markdown files")
     imp.add_argument("path", type=Path)
+    warm = sub.add_parser("warm", help="load the hottest (or newest, or given) keys into Redis")
+    warm.add_argument("--source", choices=("hot", "recent", "keys"), default="hot")
+    warm.add_argument("--namespace", choices=NAMESPACES, help="only this namespace")
+    warm.add_argument("--limit", type=int, help="at most this many keys (hot, recent)")
+    warm.add_argument(
+        "--keys", nargs="+", metavar="KEY", help="namespace:identity, e.g. article:my-slug"
+    )
     return p
 
 
@@ -177,4 +244,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "import":
             asyncio.run(_migrate(ready))
             asyncio.run(_import(ready, args.path))
+        elif args.command == "warm":
+            return asyncio.run(_warm(ready, args))
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from typing import Any
 
 import httpx
@@ -214,3 +216,71 @@ async def test_bad_warm_requests_are_400_and_need_an_admin(api: Api) -> None:
     assert (await api.client.post("/admin/cache/warm", json={})).status_code == 401
     assert (await api.client.post("/admin/cache/warm", json={}, headers=EDITOR)).status_code == 403
     assert (await api.client.get("/admin/cache/warm/nope", headers=ADMIN)).status_code == 404
+
+
+async def _command(api: Api, servers: Any, *args: str, **env: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        *args,
+        env={
+            **os.environ,
+            "DATABASE_URL": servers.database_url,
+            "REDIS_URL": servers.redis_url,
+            "CACHE_PREFIX": api.state.settings.cache_prefix,
+            **env,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+    return process.returncode or 0, out.decode()
+
+
+async def test_the_warm_command_reports_a_summary_and_fills_the_cache(
+    api: Api, content: dict[str, Any], servers: Any
+) -> None:
+    slugs = await _articles(api, 3)
+    await api.settle()
+    await api.state.invalidator.purge(None)
+    status, out = await _command(
+        api, servers, "warm", "--source", "keys", "--namespace", "article", "--keys", *slugs
+    )
+    assert status == 0, out
+    assert "done: 3 keys, 3 loaded, 0 skipped, 0 errors" in out
+    for slug in slugs:
+        assert (await api.client.get(f"/api/v1/articles/{slug}")).headers["x-cache"] == "HIT"
+    # While a job runs, the command does not start a second one.
+    release = asyncio.Event()
+
+    async def hold(progress: JobProgress) -> None:
+        await release.wait()
+
+    job_id = await api.state.warming.jobs.start({"source": "hot"}, hold)
+    status, out = await _command(api, servers, "warm", "--source", "recent")
+    release.set()
+    assert status == 1 and f"warming job {job_id} is running" in out
+
+
+async def test_seed_warms_the_newest_content_when_asked(
+    api: Api, content: dict[str, Any], servers: Any
+) -> None:
+    status, out = await _command(
+        api,
+        servers,
+        "seed",
+        "--articles",
+        "30",
+        "--authors",
+        "3",
+        "--categories",
+        "2",
+        "--tags",
+        "3",
+        WARM_AFTER_IMPORT="true",
+        WARM_DEFAULT_LIMIT="10",
+    )
+    assert status == 0, out
+    assert "done: 14 keys, 14 loaded" in out  # 10 newest articles and 4 first pages
+    assert (await api.client.get("/api/v1/articles")).headers["x-cache"] == "HIT"
