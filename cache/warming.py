@@ -256,9 +256,20 @@ class WarmingJobs:
 
     async def aclose(self) -> None:
         """Stop this process's runner, if one runs; its job is recorded as failed."""
-        if self._runner is not None:
-            await stop_task(self._runner)
-            self._runner = None
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        await stop_task(runner)
+        # A runner cancelled before its first step recorded nothing: its job ends here.
+        job_id = runner.get_name().removeprefix("warming-")
+        with contextlib.suppress(*REDIS_FAILURES):
+            state = await self._redis.hget(self._scheme.warming_job(job_id), "state")
+            if state is not None and _text(state) in ACTIVE_STATES:
+                await self._write(
+                    self._scheme.warming_job(job_id),
+                    {"state": FAILED, "error": "the process shut down", "finished_at": _now_text()},
+                )
+                await self._unlock(keys=[self._scheme.warming_lock], args=[job_id])
 
     async def _run(self, job_id: str, work: JobWork) -> None:
         key = self._scheme.warming_job(job_id)
