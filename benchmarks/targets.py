@@ -19,8 +19,8 @@ class TargetSpec:
         name: the target's name on the command line and in the tables.
         description: one line for the results page.
         server: the server it loads: ``constant``, ``redis_get``, ``asyncpg``, ``service``
-            (whose article entries are all loaded first) or ``service_miss`` (purged before
-            each round).
+            (whose article entries are all loaded first), ``service_untracked`` (the same
+            entries, hot-key tracking off) or ``service_miss`` (purged before each round).
         statuses: the statuses it may answer; any other is an error.
         connections: wrk's connections, or None for the command's ``--connections``.
         anchor: the target whose median its ratios are taken to, or None.
@@ -59,6 +59,8 @@ TARGETS = (
     TargetSpec("asyncpg_uniform", "asyncpg, slugs uniform (the base of miss)", "asyncpg"),
     TargetSpec("hit_zipf", "service GET of a cached article, Zipfian slugs", "service",
                anchor="redis_get", checks=("HIT",)),
+    TargetSpec("hit_untracked", "hit_zipf on a worker with hot-key tracking off",
+               "service_untracked", anchor="redis_get", checks=("HIT",)),
     TargetSpec("hit_uniform", "service GET of a cached article, uniform slugs", "service",
                anchor="redis_get", checks=("HIT",)),
     TargetSpec("hit_gzip", "hit_zipf with Accept-Encoding: gzip", "service",
