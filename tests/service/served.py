@@ -28,10 +28,15 @@ class Served:
 def serving(
     database_url: str, redis_url: str, log: Path, *args: str, **env: str
 ) -> Iterator[Served]:
-    """Run ``serve --port P *args`` on the given servers with ``env`` added; stop it after."""
+    """Run ``serve --port P *args`` on the given servers with ``env`` added; stop it after.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` is not inherited: ``serve`` makes a folder unless ``env``
+    names one.
+    """
     port = free_port()
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     environment = {
-        **os.environ,
+        **inherited,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "CACHE_PREFIX": f"served-{port}",

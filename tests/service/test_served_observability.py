@@ -136,18 +136,22 @@ async def test_log_lines_are_json_and_the_access_log_carries_the_request_id(
     assert not any(x["logger"] == "uvicorn.access" for x in lines)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 async def test_readiness_answers_draining_after_sigterm_until_the_server_stops(
-    servers: Any, tmp_path: Path
+    servers: Any, tmp_path: Path, workers: str
 ) -> None:
     with serving(
         servers.database_url,
         servers.redis_url,
         tmp_path / "service.log",
-        "--workers", "2",
+        "--workers", workers,
         SHUTDOWN_DRAIN_SECONDS="2",
     ) as s:  # fmt: skip
         async with fresh_client(s) as client:
             assert (await client.get("/health/ready")).json()["status"] == "ok"
+            # Multiprocess mode also with one worker (whose uvicorn runs in serve's process).
+            scrape = (await client.get("/metrics")).text
+            assert 'content_db_pool_connections{pid="' in scrape
             os.kill(s.process.pid, signal.SIGTERM)
             sent = time.monotonic()
 
