@@ -20,7 +20,7 @@ from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from starlette.applications import Starlette
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from cache import (
     AutoPipeline,
@@ -40,8 +40,13 @@ from cache import (
     WarmingJobs,
 )
 from service import embedded, repository
+from service.access import AccessRecorder
 from service.auth import TokenAuthority
+from service.gauges import GaugeSampling, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
+from service.lifecycle import Lifecycle
+from service.logs import configure_logging
+from service.metrics import ServiceMetrics
 from service.migrations import upgrade
 from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
@@ -50,7 +55,7 @@ from service.routes import routes
 from service.schemas import WarmRequest
 from service.settings import Settings
 from service.state import AppState
-from service.tracing import RequestIdMiddleware, install_log_record_factory
+from service.tracing import RequestIdMiddleware
 from service.warming import ContentWarming
 from service.writes import ContentWriter
 
@@ -150,10 +155,15 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         outbox_engine = create_engine(settings, pool_size=2, max_overflow=0, pre_ping=True)
         stack.push_async_callback(outbox_engine.dispose)
 
+        metrics = ServiceMetrics.from_environment()
+        stack.callback(metrics.close)
         scheme = KeyScheme(settings.cache_prefix)
         keys = ContentKeys.from_scheme(scheme)
         stats = CacheStats(
-            redis, scheme, flush_interval_seconds=settings.stats_flush_interval_seconds
+            redis,
+            scheme,
+            flush_interval_seconds=settings.stats_flush_interval_seconds,
+            observer=metrics,
         )
         tracker = HotKeyTracker(
             redis,
@@ -191,6 +201,10 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             probe_interval_seconds=settings.breaker_probe_interval_seconds,
         )
         stack.push_async_callback(database_breaker.aclose)
+        metrics.add_sampler(worker_sampler(engine, redis, (redis_breaker, database_breaker)))
+        gauges = GaugeSampling(metrics)
+        gauges.start()
+        stack.push_async_callback(gauges.aclose)
         relay = OutboxRelay(
             outbox_engine,
             invalidator,
@@ -244,6 +258,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             batch_size=settings.warm_batch_size,
             concurrency=settings.warm_concurrency,
             default_limit=settings.warm_default_limit,
+            on_batch=metrics.count_warmed,
         )
         stack.push_async_callback(warming.aclose)
         if settings.warm_on_startup:
@@ -273,6 +288,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             redis_breaker=redis_breaker,
             database_breaker=database_breaker,
             auth=TokenAuthority(settings.tokens(), settings.stats_token),
+            metrics=metrics,
         )
 
 
@@ -295,23 +311,49 @@ _heap_frozen = False
 
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
-    """Open the state on startup and keep it on ``app.state.ctx``; close it on shutdown."""
-    async with open_state(app.state.settings) as state:
+    """Open the state on startup and keep it on ``app.state.ctx``; close it on shutdown.
+
+    Once the state is open the app reports ``serving`` and records its answers; SIGTERM (under
+    a server that handles it) makes it report ``draining`` first (see :mod:`service.lifecycle`).
+    """
+    settings: Settings = app.state.settings
+    lifecycle: Lifecycle = app.state.lifecycle
+    async with open_state(settings) as state:
         app.state.ctx = state
+        assert isinstance(app, ContentApp)
+        app.recorder = AccessRecorder(state.metrics, access_log=settings.access_log)
         freeze_startup_heap()
-        yield
+        lifecycle.drain_on_sigterm(settings.shutdown_drain_seconds)
+        lifecycle.serving()
+        try:
+            yield
+        finally:
+            lifecycle.drain()
+            lifecycle.restore_sigterm()
+            app.recorder = None
 
 
 class ContentApp(Starlette):
     """The service's Starlette app, with request ids outside every other layer.
 
     Starlette puts user middleware inside its error middleware; the request id goes outside
-    it instead, so that even an unexpected error's 500 carries ``X-Request-ID``.
+    it instead, so that even an unexpected error's 500 carries ``X-Request-ID``, and is counted.
+
+    Attributes:
+        recorder: records every answer (metrics, access log) while the lifespan runs; None
+            before and after.
     """
+
+    recorder: AccessRecorder | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         """Return Starlette's stack wrapped in :class:`service.tracing.RequestIdMiddleware`."""
-        return RequestIdMiddleware(super().build_middleware_stack())
+        return RequestIdMiddleware(super().build_middleware_stack(), self._answered)
+
+    def _answered(self, scope: Scope, status: int, seconds: float) -> None:
+        recorder = self.recorder
+        if recorder is not None:
+            recorder(scope, status, seconds)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -320,10 +362,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     Args:
         settings: the configuration; read from the environment when None.
 
+    Logging is configured here (``LOG_FORMAT``, ``LOG_LEVEL``), so that each uvicorn worker,
+    which builds its own app, logs alike.
+
     Raises:
         pydantic.ValidationError: the environment holds an invalid setting.
     """
-    install_log_record_factory()
+    settings = settings or Settings()
+    configure_logging(settings)
     app = ContentApp(routes=routes(), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.settings = settings or Settings()
+    app.state.settings = settings
+    app.state.lifecycle = Lifecycle()
     return app

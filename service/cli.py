@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service import embedded
+from service.logs import configure_logging
+from service.metrics_dir import prepare_multiprocess_dir, remove_multiprocess_dir
 from service.settings import Settings
-from service.tracing import install_log_record_factory
 
 if TYPE_CHECKING:
     from service.schemas import WarmRequest
@@ -50,7 +51,7 @@ async def _migrate(settings: Settings) -> None:
     from service.migrations import upgrade
 
     await upgrade(settings.database_url or "")
-    print("schema is at the newest revision")
+    logger.info("schema is at the newest revision")
 
 
 async def _import(settings: Settings, root: Path) -> None:
@@ -138,26 +139,36 @@ async def _warm_with_progress(state: AppState, request: WarmRequest) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
-    import uvicorn
+    # Before prometheus_client is imported here or in a worker (they inherit the environment):
+    # each worker then writes its samples where every other can read them.
+    made = prepare_multiprocess_dir()
+    try:
+        import uvicorn
 
-    asyncio.run(_migrate(settings))
-    if args.import_path is not None:
-        if args.import_path.is_dir():
-            asyncio.run(_import(settings, args.import_path))
-        else:
-            print(f"nothing to import: {args.import_path} is not a directory", file=sys.stderr)
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        loop="uvloop",
-        http="httptools",
-        log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_keep_alive=args.keep_alive_seconds,
-    )
+        asyncio.run(_migrate(settings))
+        if args.import_path is not None:
+            if args.import_path.is_dir():
+                asyncio.run(_import(settings, args.import_path))
+            else:
+                print(f"nothing to import: {args.import_path} is not a directory", file=sys.stderr)
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            loop="uvloop",
+            http="httptools",
+            # The app configures logging (create_app); uvicorn's loggers go through it, and the
+            # service's access log (ACCESS_LOG) replaces uvicorn's.
+            log_config=None,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_keep_alive=args.keep_alive_seconds,
+        )
+    finally:
+        if made is not None:
+            remove_multiprocess_dir(made)
 
 
 def _byte_range(value: str) -> tuple[int, int]:
@@ -183,8 +194,14 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--import", dest="import_path", type=Path, help="import this tree first")
-    serve.add_argument("--log-level", default="info")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="sets LOG_LEVEL (default: LOG_LEVEL, else info)",
+    )
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every answer: sets ACCESS_LOG=true"
+    )
     serve.add_argument(
         "--keep-alive-seconds",
         type=int,
@@ -223,16 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn re-raises SIGTERM after its shutdown; as SystemExit it unwinds through the
     # embedded servers' cleanup instead of killing the process before it.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    install_log_record_factory()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
-    )
+    if args.command == "serve":
+        # The workers read their settings from the environment, as they build their apps.
+        if args.log_level is not None:
+            os.environ["LOG_LEVEL"] = args.log_level
+        if args.access_log:
+            os.environ["ACCESS_LOG"] = "true"
     try:
         settings = Settings()
     except ValueError as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings)
     with _servers(settings) as ready:
         if args.command == "serve":
             _serve(ready, args)

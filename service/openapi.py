@@ -247,14 +247,29 @@ def openapi_document() -> dict[str, Any]:
             "/health/live": {"get": {"summary": "Liveness", "responses": {"200": ok}}},
             "/health/ready": {
                 "get": {
-                    "summary": "Readiness: ok, or degraded when Redis is down",
-                    "responses": {"200": ok, "503": {"description": "PostgreSQL unavailable"}},
+                    "summary": "Readiness: ok, or degraded when Redis or PostgreSQL is down",
+                    "responses": {
+                        "200": ok,
+                        "503": {"description": "starting, draining, or neither server answers"},
+                    },
                 }
             },
             "/stats": {
                 "get": {
                     "summary": "Cache, pool, Redis and warming figures",
                     "responses": {"200": _json("Stats"), "401": _problem("Stats token required")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text exposition (the sum of this instance's workers)",
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _problem("Stats token required"),
+                    },
                 }
             },
             "/admin/cache/purge": {

@@ -26,6 +26,7 @@ def routes() -> list[BaseRoute]:
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/stats", statistics.stats, methods=["GET"]),
+        Route("/metrics", statistics.metrics, methods=["GET"]),
         Route("/admin/cache/purge", admin.purge, methods=["POST"]),
         Route(admin.WARM_PATH, admin.warm_start, methods=["POST"]),
         Route(f"{admin.WARM_PATH}/{{job_id}}", admin.warm_job, methods=["GET", "DELETE"]),

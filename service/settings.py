@@ -104,6 +104,21 @@ class Settings(BaseSettings):
         0.5, gt=0, description="time between probes of an open breaker's server, seconds"
     )
 
+    log_format: Literal["json", "text"] = Field(
+        "json", description="log lines as JSON objects (one a line) or as plain text"
+    )
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="lowest level of the lines logged (uvicorn's loggers too)"
+    )
+    access_log: bool = Field(
+        False, description="log one line per answered request (method, route, status, ...)"
+    )
+    shutdown_drain_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="after SIGTERM, answer 503 on /health/ready this long before stopping, seconds",
+    )
+
     redis_max_connections: int = Field(64, ge=1)
     redis_pool_timeout_seconds: float = Field(0.5, gt=0)
     redis_socket_timeout_seconds: float = Field(0.25, gt=0)
@@ -114,6 +129,11 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(5.0, gt=0)
     db_connect_timeout_seconds: float = Field(2.0, gt=0)
     db_statement_timeout_ms: int = Field(10_000, ge=0)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("cache_prefix")
     @classmethod

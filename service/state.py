@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cache import CacheStats, CircuitBreaker, Invalidator
 from service.auth import TokenAuthority
 from service.keyspaces import ContentKeys
+from service.metrics import ServiceMetrics
 from service.outbox import OutboxRelay
 from service.reads import ContentReader
 from service.settings import Settings
@@ -34,3 +35,4 @@ class AppState:
     relay: OutboxRelay
     redis_breaker: CircuitBreaker
     database_breaker: CircuitBreaker
+    metrics: ServiceMetrics

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from contextvars import ContextVar
+from time import perf_counter
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,21 +25,33 @@ _SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _HEADER = b"x-request-id"
 
 
+AnswerObserver = Callable[[Scope, int, float], None]
+
+
 class RequestIdMiddleware:
     """Pure ASGI middleware: takes or makes the request's id and adds it to the answer.
 
+    It also tells ``observer`` of every answer, with the scope, the status and the seconds since
+    the request arrived, just before the answer's last body message goes to the server (so that
+    whatever the observer counts is visible before the client has the whole answer), in the
+    request's context. An answer that never completes (the app raised before answering, the
+    client left) is reported when the app returns, with status 500 if none was sent.
+
     Args:
         app: the application it wraps.
+        observer: told of every answer; None for none. Its exceptions propagate.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observer: AnswerObserver | None = None) -> None:
         self.app = app
+        self.observer = observer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve ``scope`` with its id set in :data:`REQUEST_ID` and sent as ``X-Request-ID``."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = perf_counter()
         request_id = None
         for name, value in scope["headers"]:
             if name == _HEADER:
@@ -46,16 +60,26 @@ class RequestIdMiddleware:
                 break
         if request_id is None:
             request_id = os.urandom(16).hex().encode("ascii")
+        observer = self.observer
+        status = 500
+        observed = observer is None
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status, observed
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", ()), (_HEADER, request_id)]
+            elif not observed and not message.get("more_body", False):
+                observed = True
+                observer(scope, status, perf_counter() - started)  # type: ignore[misc]
             await send(message)
 
         token = REQUEST_ID.set(request_id.decode("ascii"))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if not observed:
+                observer(scope, status, perf_counter() - started)  # type: ignore[misc]
             REQUEST_ID.reset(token)
 
 

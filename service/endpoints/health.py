@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from cache.errors import REDIS_FAILURES
 from service import repository
-from service.endpoints import ctx
+from service.lifecycle import Lifecycle, Phase
 from service.responses import json_response
 from service.state import AppState
 
@@ -21,7 +21,7 @@ async def live(request: Request) -> Response:
     return json_response({"status": "ok"})
 
 
-async def _database_ok(state: AppState) -> bool:
+async def _postgres_ok(state: AppState) -> bool:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
             await repository.ping(state.engine)
@@ -39,16 +39,32 @@ async def _redis_ok(state: AppState) -> bool:
     return True
 
 
+def _not_ready(status: str) -> Response:
+    return json_response({"status": status}, 503, headers={"Retry-After": "2"})
+
+
 async def ready(request: Request) -> Response:
-    """200 ``ok`` or ``degraded`` (Redis down) while PostgreSQL answers; 503 when it does not."""
-    state = ctx(request)
-    database, redis = await asyncio.gather(_database_ok(state), _redis_ok(state))
+    """Whether a load balancer should send this instance requests.
+
+    200 ``{"status": "ok" | "degraded", "redis": "ok" | "unavailable", "postgres": ...}``:
+    ``degraded`` when one of the two does not answer (hits still serve while PostgreSQL is
+    down; reads bypass the cache while Redis is down). 503 with ``status`` ``starting`` before
+    the lifespan has built everything, ``draining`` from SIGTERM on, ``unavailable`` (and both
+    fields) when neither answers. Each server gets at most ``HEALTH_TIMEOUT_SECONDS``.
+    """
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    if lifecycle.phase is Phase.STARTING:
+        return _not_ready("starting")
+    if lifecycle.phase is Phase.DRAINING:
+        return _not_ready("draining")
+    state: AppState = request.app.state.ctx
+    postgres, redis = await asyncio.gather(_postgres_ok(state), _redis_ok(state))
     doc = {
-        "status": "ok" if database and redis else "degraded",
-        "database": "ok" if database else "unavailable",
+        "status": "ok" if postgres and redis else "degraded",
         "redis": "ok" if redis else "unavailable",
+        "postgres": "ok" if postgres else "unavailable",
     }
-    if not database:
+    if not (postgres or redis):
         doc["status"] = "unavailable"
         return json_response(doc, 503, headers={"Retry-After": "2"})
     return json_response(doc)

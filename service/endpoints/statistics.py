@@ -1,4 +1,4 @@
-"""The statistics a dashboard polls: ``/stats``."""
+"""The statistics a dashboard polls (``/stats``) and Prometheus scrapes (``/metrics``)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,11 @@ from starlette.responses import Response
 from cache.errors import REDIS_FAILURES, CacheUnavailableError
 from service.endpoints import ctx
 from service.endpoints.health import HEALTH_TIMEOUT_SECONDS
+from service.gauges import db_pool_figures
 from service.keyspaces import NAMESPACES
+from service.metrics import CONTENT_TYPE
 from service.responses import json_response, no_query
 from service.state import AppState
-
-
-def db_pool_figures(state: AppState) -> dict[str, int]:
-    """Return the SQLAlchemy pool's size, checked-out, checked-in and overflow connections."""
-    pool: Any = state.engine.pool
-    return {
-        "size": pool.size(),
-        "checked_out": pool.checkedout(),
-        "checked_in": pool.checkedin(),
-        # QueuePool counts overflow from -size until the pool has made `size` connections.
-        "overflow": max(0, pool.overflow()),
-    }
 
 
 async def redis_figures(state: AppState) -> dict[str, Any]:
@@ -66,7 +56,7 @@ async def stats(request: Request) -> Response:
     return json_response(
         {
             "cache": cache,
-            "db_pool": db_pool_figures(state),
+            "db_pool": db_pool_figures(state.engine),
             "redis": await redis_figures(state),
             "outbox": await outbox_figures(state),
             "breakers": {
@@ -100,3 +90,15 @@ async def warming_figures(state: AppState) -> dict[str, Any]:
         return await state.warming.jobs.summary()
     except CacheUnavailableError:
         return {"state": "unknown", "current": None, "last_run": None}
+
+
+async def metrics(request: Request) -> Response:
+    """The Prometheus text exposition of this instance (the sum of its workers)."""
+    state = ctx(request)
+    state.auth.require_stats(request)
+    no_query(request)
+    return Response(
+        state.metrics.exposition(),
+        headers={"Cache-Control": "no-store"},
+        media_type=CONTENT_TYPE,
+    )

@@ -1,0 +1,142 @@
+"""``/metrics`` of one process: families, labels by route template, gauges, auth, promtool."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.conftest import Api
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Return the ``(labels, value)`` of every sample called ``name`` in an exposition."""
+    return [
+        (s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+def promtool_check(text: str) -> None:
+    """Run ``promtool check metrics`` on ``text``; skip when promtool is absent (unless CI)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI_REQUIRE_PROMTOOL"):
+            pytest.fail("promtool is not installed but CI_REQUIRE_PROMTOOL is set")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+async def scrape(api: Api, **headers: str) -> str:
+    r = await api.client.get("/metrics", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return r.text
+
+
+async def test_http_metrics_are_labelled_by_route_template_never_by_path(
+    api: Api, content: dict[str, Any]
+) -> None:
+    for _ in range(3):
+        assert (await api.client.get("/api/v1/articles/hello-world")).status_code == 200
+    assert (await api.client.get("/api/v1/articles/no-such-article")).status_code == 404
+    assert (await api.client.get("/no/such/path")).status_code == 404
+    assert (await api.client.delete("/health/live")).status_code == 405
+    text = await scrape(api)
+
+    counts = {
+        (labels["route"], labels["method"], labels["status"]): value
+        for labels, value in samples(text, "http_requests_total")
+    }
+    assert counts[("/api/v1/articles/{slug}", "GET", "200")] == 3
+    assert counts[("/api/v1/articles/{slug}", "GET", "404")] == 1
+    assert counts[("unmatched", "GET", "404")] == 1
+    assert counts[("/health/live", "DELETE", "405")] == 1
+    assert "hello-world" not in text and "no-such" not in text and "/no/such" not in text
+    durations = {
+        (labels["route"], labels["method"]): value
+        for labels, value in samples(text, "http_request_duration_seconds_count")
+    }
+    assert durations[("/api/v1/articles/{slug}", "GET")] == 4
+    # The scrape counts itself only once its answer has gone: the next scrape shows it.
+    assert not any(route == "/metrics" for route, _, _ in counts)
+    again = await scrape(api)
+    assert ("/metrics", "GET", "200") in {
+        (labels["route"], labels["method"], labels["status"])
+        for labels, _ in samples(again, "http_requests_total")
+    }
+
+
+async def test_cache_results_and_load_times_are_exported_at_each_flush(
+    api: Api, content: dict[str, Any]
+) -> None:
+    await api.state.invalidator.purge(None)
+    await api.state.stats.flush()
+    before = await scrape(api)
+    assert (await api.client.get("/api/v1/articles/hello-world")).headers["x-cache"] == "MISS"
+    assert (await api.client.get("/api/v1/articles/hello-world")).headers["x-cache"] == "HIT"
+    await api.state.stats.flush()
+    after = await scrape(api)
+
+    def results(text: str) -> dict[tuple[str, str], float]:
+        return {
+            (labels["namespace"], labels["result"]): value
+            for labels, value in samples(text, "content_cache_requests_total")
+        }
+
+    grown = {k: v - results(before).get(k, 0) for k, v in results(after).items()}
+    assert grown[("article", "miss")] == 1 and grown[("article", "hit")] == 1
+    loads = {
+        labels["namespace"]: value
+        for labels, value in samples(after, "content_cache_load_seconds_count")
+    }
+    assert loads["article"] >= 1
+    # The other counters of the cache go to their own family, not to the results.
+    assert {r for _, r in results(after)} <= {"hit", "miss", "stale", "bypass"}
+
+
+async def test_pool_breaker_outbox_and_warming_gauges(api: Api) -> None:
+    api.state.metrics.set_outbox_backlog(7)
+    api.state.metrics.count_warmed("done", 3)
+    api.state.metrics.count_warmed("error")
+    with pytest.raises(ValueError, match="warming result"):
+        api.state.metrics.count_warmed("lost")
+    api.state.redis_breaker.trip()
+    text = await scrape(api)
+
+    db = {labels["state"]: value for labels, value in samples(text, "content_db_pool_connections")}
+    assert set(db) == {"size", "checked_out", "checked_in", "overflow"}
+    assert db["size"] == api.state.settings.db_pool_size
+    assert db["checked_out"] == 0  # a scrape reads memory only
+    redis = {
+        labels["state"]: value for labels, value in samples(text, "content_redis_pool_connections")
+    }
+    assert redis["max"] == api.state.settings.redis_max_connections
+    breakers = {labels["backend"]: value for labels, value in samples(text, "content_breaker_open")}
+    assert breakers == {"redis": 1.0, "database": 0.0}
+    assert samples(text, "content_outbox_backlog") == [({}, 7.0)]
+    warmed = {
+        labels["result"]: value for labels, value in samples(text, "content_warming_keys_total")
+    }
+    assert warmed == {"done": 3.0, "skipped": 0.0, "error": 1.0}
+
+
+async def test_metrics_need_the_stats_token_when_one_is_set(app_on: Any, servers: Any) -> None:
+    async with app_on(servers.database_url, servers.redis_url, stats_token="s3cret") as api:
+        assert (await api.client.get("/metrics")).status_code == 401
+        await scrape(api, authorization="Bearer s3cret")
+
+
+async def test_exposition_of_one_process_passes_promtool(api: Api, content: dict[str, Any]) -> None:
+    await api.client.get("/api/v1/articles/hello-world")
+    await api.state.stats.flush()
+    promtool_check(await scrape(api))
