@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from service.endpoints import admin, articles, health, operations, statistics, taxonomy
+from service.endpoints import (
+    admin,
+    articles,
+    dashboard,
+    health,
+    operations,
+    statistics,
+    taxonomy,
+)
 
 _READ_WRITE = ["GET", "POST"]
 _ITEM = ["GET", "PATCH", "DELETE"]
@@ -26,6 +34,8 @@ def routes() -> list[BaseRoute]:
         Route("/health/live", health.live, methods=["GET"]),
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/stats", statistics.stats, methods=["GET"]),
+        Route("/dashboard", dashboard.page, methods=["GET"]),
+        Route("/dashboard/{name}", dashboard.static_file, methods=["GET"]),
         Route("/admin/cache/purge", admin.purge, methods=["POST"]),
     ]
     return table
