@@ -182,9 +182,13 @@ def test_figures_appear_and_follow_the_traffic(
         read_articles(app_url, 4 + 6 * (second // 8 % 2))
         read_pages(app_url, second)
         time.sleep(0.5)
+    ended = time.monotonic()
     wait_for(browser, lambda: number(browser, "hits-total") >= hits_before + 4 * seconds * ARTICLES)
     wait_for(browser, lambda: number(browser, "rps") > 0)
-    print(f"\nhits shown {time.monotonic() - started:.1f} s after the traffic began")
+    print(
+        f"\n{seconds} s of traffic from +0 s; every hit shown at"
+        f" +{time.monotonic() - started:.1f} s ({time.monotonic() - ended:.1f} s after it ended)"
+    )
     assert text(browser, "hit-ratio").endswith("%")
     # Both charts drew on their canvases.
     assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-hit-ratio canvas")) == 1
