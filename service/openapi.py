@@ -245,6 +245,12 @@ def openapi_document() -> dict[str, Any]:
         {
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok}}},
             "/health/live": {"get": {"summary": "Liveness", "responses": {"200": ok}}},
+            "/dashboard": {
+                "get": {
+                    "summary": "The operators' dashboard (HTML; its script polls /stats)",
+                    "responses": {"200": {"description": "OK", "content": {"text/html": {}}}},
+                }
+            },
             "/health/ready": {
                 "get": {
                     "summary": "Readiness: ok, or degraded when Redis or PostgreSQL is down",

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from service.endpoints import admin, articles, health, operations, statistics, taxonomy
+from service.endpoints import (
+    admin,
+    articles,
+    dashboard,
+    health,
+    operations,
+    statistics,
+    taxonomy,
+)
 
 _READ_WRITE = ["GET", "POST"]
 _ITEM = ["GET", "PATCH", "DELETE"]
@@ -27,6 +35,8 @@ def routes() -> list[BaseRoute]:
         Route("/health/ready", health.ready, methods=["GET"]),
         Route("/stats", statistics.stats, methods=["GET"]),
         Route("/metrics", statistics.metrics, methods=["GET"]),
+        Route("/dashboard", dashboard.page, methods=["GET"]),
+        Route("/dashboard/{name}", dashboard.static_file, methods=["GET"]),
         Route("/admin/cache/purge", admin.purge, methods=["POST"]),
         Route(admin.WARM_PATH, admin.warm_start, methods=["POST"]),
         Route(f"{admin.WARM_PATH}/{{job_id}}", admin.warm_job, methods=["GET", "DELETE"]),
