@@ -210,10 +210,12 @@ class ServiceMetrics:
         Methods outside the standard ones are counted as ``other``, so that a client cannot
         add label values at will.
         """
+        if method not in METHODS:
+            method = "other"
         key = (route, method, status)
         children = self._http.get(key)
         if children is None:
-            label = method if method in METHODS else "other"
+            label = method
             children = self._http[key] = (
                 self.http_requests.labels(route, label, str(status)),
                 self.http_duration_seconds.labels(route, label),
