@@ -44,6 +44,17 @@ if redis.call('HGET', KEYS[2], 'cancel_requested') == '1' then return 2 end
 return 1
 """
 
+# KEYS: job, lock; ARGV: job id, now. A job that says it runs while the lock does not name it
+# lost its runner: it is recorded as failed, atomically with the read.
+_READ = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if (state == 'queued' or state == 'running') and redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[2],
+             'error', 'the runner stopped renewing its lease')
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
 # KEYS: lock; ARGV: job id
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -132,6 +143,7 @@ class WarmingJobs:
         self._progress_interval = progress_interval_seconds
         self._renew = redis.register_script(_RENEW)
         self._unlock = redis.register_script(_UNLOCK)
+        self._read = redis.register_script(_READ)
         self._runner: asyncio.Task[None] | None = None
 
     async def start(self, spec: Mapping[str, str | int], work: JobWork) -> str:
@@ -186,22 +198,14 @@ class WarmingJobs:
         Raises:
             CacheUnavailableError: Redis failed.
         """
-        key = self._scheme.warming_job(job_id)
         with translate_redis_errors("read a warming job"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(key)
-                pipe.get(self._scheme.warming_lock)
-                raw, holder = await pipe.execute()
-            if not raw:
-                return None
-            job = {k.decode(): v.decode() for k, v in raw.items()}
-            if job["state"] in ACTIVE_STATES and (holder is None or _text(holder) != job_id):
-                job.update(state=FAILED, error="the runner stopped renewing its lease")
-                job["finished_at"] = _now_text()
-                await self._redis.hset(
-                    key, mapping={k: job[k] for k in ("state", "error", "finished_at")}
-                )
-        return _typed(job)
+            raw = await self._read(
+                keys=[self._scheme.warming_job(job_id), self._scheme.warming_lock],
+                args=[job_id, _now_text()],
+            )
+        if not raw:
+            return None
+        return _typed({_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)})
 
     async def current(self) -> dict[str, Any] | None:
         """Return the running job's state, or None when none runs.
@@ -232,10 +236,20 @@ class WarmingJobs:
         Raises:
             CacheUnavailableError: Redis failed.
         """
-        current = await self.current()
-        last = await self.last()
+        with translate_redis_errors("read the warming jobs"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(self._scheme.warming_lock)
+                pipe.get(self._scheme.warming_last)
+                holder, newest = await pipe.execute()
+        running, latest = (None if v is None else _text(v) for v in (holder, newest))
+        current, last = await asyncio.gather(
+            self.get(running) if running else _none(),
+            self.get(latest) if latest and latest != running else _none(),
+        )
+        if current is not None and current["state"] not in ACTIVE_STATES:
+            current = None  # it ended between the two reads
         if last is not None and last["state"] in ACTIVE_STATES:
-            last = None  # the newest job is the running one; its predecessor is not kept
+            last = None
         return {"state": "running" if current else "idle", "current": current, "last_run": last}
 
     async def cancel(self, job_id: str) -> dict[str, Any] | None:
@@ -320,6 +334,10 @@ class WarmingJobs:
     async def _write(self, key: str, fields: Mapping[str, object]) -> None:
         with contextlib.suppress(*REDIS_FAILURES):
             await self._redis.hset(key, mapping={k: str(v) for k, v in fields.items()})
+
+
+async def _none() -> None:
+    return None
 
 
 def _typed(job: dict[str, str]) -> dict[str, Any]:
