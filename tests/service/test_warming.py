@@ -284,3 +284,30 @@ async def test_seed_warms_the_newest_content_when_asked(
     assert status == 0, out
     assert "done: 14 keys, 14 loaded" in out  # 10 newest articles and 4 first pages
     assert (await api.client.get("/api/v1/articles")).headers["x-cache"] == "HIT"
+
+
+async def test_hot_keys_are_summed_over_instances(servers: Any, app_on: Any) -> None:
+    from tests.conftest import truncate
+
+    await truncate(servers.database_url)
+    async with app_on(
+        servers.database_url, servers.redis_url, cache_hot_keys_sample_rate=1.0
+    ) as api:
+        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        first, second = await _articles(api, 2)
+        other = create_app(
+            make_settings(servers, api.state.settings.cache_prefix, cache_hot_keys_sample_rate=1.0)
+        )
+        async with (
+            other.router.lifespan_context(other),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://b") as c2,
+        ):
+            for _ in range(3):
+                await api.client.get(f"/api/v1/articles/{first}")
+            for _ in range(2):
+                await api.client.get(f"/api/v1/articles/{second}")
+                await c2.get(f"/api/v1/articles/{second}")
+        await api.state.stats.flush()  # the other one flushed as it closed
+        top = await api.state.warming.plan(_request(source="hot", namespace="article"))
+        assert [t.identity for t in top] == [second, first]  # 4 reads over two, then 3
+        await api.state.invalidator.purge(None)
