@@ -12,12 +12,14 @@ from cache.errors import CacheError, CacheUnavailableError, CodecError
 from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
 from cache.leases import Grant, Lease, LeaseStore
+from cache.members import MemberRegistry, MemberReport, Members
 from cache.orm_hooks import Change, SessionTagCollector
 from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
+from cache.rates import RateBuckets, WindowFigures
 from cache.readthrough import CacheState, Loaded, Lookup, ReadThroughCache
 from cache.singleflight import SingleFlight
-from cache.stats import CacheStats, FlushPart, StatsObserver, hit_ratio
+from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading, hit_ratio
 
 __all__ = [
     "AutoPipeline",
@@ -42,14 +44,20 @@ __all__ = [
     "LeaseStore",
     "Loaded",
     "Lookup",
+    "MemberRegistry",
+    "MemberReport",
+    "Members",
     "Namespace",
     "PolicyTable",
     "PoolTimeoutError",
+    "RateBuckets",
     "ReadThroughCache",
     "Representation",
     "SessionTagCollector",
     "SingleFlight",
     "StatsObserver",
+    "StatsReading",
+    "WindowFigures",
     "coded_etag",
     "coded_etags",
     "etag_for",

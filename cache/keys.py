@@ -10,6 +10,10 @@ Layout, for a scheme whose prefix is ``cs``:
 ``cs:seq``                  the invalidation sequence: incremented by every invalidation
 ``cs:epoch``                a random token, new whenever the keyspace was emptied
 ``cs:stats``                a hash of counters, ``{namespace}:{counter}`` to an integer
+``cs:rates:{width}s``       rate buckets of ``width`` seconds, ``{start}:{state}`` to an
+                            integer (see :mod:`cache.rates`)
+``cs:members:{group}``      the live members of a group, member name to a JSON report
+                            (see :mod:`cache.members`)
 ==========================  ================================================================
 
 Identities are built from the caller's parts or query parameters in a canonical order, so that
@@ -106,6 +110,14 @@ class KeyScheme:
     def stats(self) -> str:
         """The key of the statistics hash."""
         return f"{self.prefix}:stats"
+
+    def rate_buckets(self, width_seconds: int) -> str:
+        """Return the key of the hash of rate buckets ``width_seconds`` wide."""
+        return f"{self.prefix}:rates:{width_seconds}s"
+
+    def members(self, group: str) -> str:
+        """Return the key of the hash of the live members of ``group`` and their reports."""
+        return f"{self.prefix}:members:{group}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ Every variable is documented in the README's configuration table.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +68,14 @@ class Settings(BaseSettings):
         1, ge=0, le=11, description="quality of stored brotli bodies (with the brotli extra)"
     )
     stats_flush_interval_seconds: float = Field(1.0, gt=0)
+    instance_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="this instance's name in /stats's worker lists (default: the host name)",
+    )
+    outbox_sample_interval_seconds: float = Field(
+        5.0, gt=0, description="how often each worker samples the outbox backlog, seconds"
+    )
     outbox_poll_interval_seconds: float = Field(
         1.0, gt=0, description="outbox drain interval when no NOTIFY arrives, seconds"
     )

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CacheStats, CircuitBreaker, Invalidator
+from cache import CacheStats, CircuitBreaker, Invalidator, MemberRegistry
 from service.auth import TokenAuthority
+from service.backlog import BacklogSampler
 from service.keyspaces import ContentKeys
 from service.outbox import OutboxRelay
 from service.reads import ContentReader
@@ -32,3 +33,5 @@ class AppState:
     relay: OutboxRelay
     redis_breaker: CircuitBreaker
     database_breaker: CircuitBreaker
+    workers: MemberRegistry
+    backlog: BacklogSampler

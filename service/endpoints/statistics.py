@@ -1,74 +1,74 @@
-"""The statistics a dashboard polls: ``/stats``."""
+"""The statistics a dashboard polls: ``/stats``.
+
+One poll costs no PostgreSQL query (the outbox backlog is sampled in the background, see
+:mod:`service.backlog`) and one pipelined Redis round trip of a fixed number of commands:
+this worker's unsent counts, the counters hash, the two rate-bucket hashes, the workers'
+reports, ``INFO memory``, ``INFO stats`` and ``DBSIZE``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from redis.asyncio.client import Pipeline
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cache.errors import REDIS_FAILURES
+from cache import MemberReport
 from service.endpoints import ctx
-from service.endpoints.health import HEALTH_TIMEOUT_SECONDS
 from service.keyspaces import NAMESPACES
 from service.responses import json_response, no_query
 from service.state import AppState
-
-
-def db_pool_figures(state: AppState) -> dict[str, int]:
-    """Return the SQLAlchemy pool's size, checked-out, checked-in and overflow connections."""
-    pool: Any = state.engine.pool
-    return {
-        "size": pool.size(),
-        "checked_out": pool.checkedout(),
-        "checked_in": pool.checkedin(),
-        # QueuePool counts overflow from -size until the pool has made `size` connections.
-        "overflow": max(0, pool.overflow()),
-    }
-
-
-async def redis_figures(state: AppState) -> dict[str, Any]:
-    """Return Redis's memory, key count, evictions and the client pool's busy connections."""
-    pool: Any = state.redis.connection_pool
-    figures: dict[str, Any] = {
-        "used_memory_bytes": None,
-        "keys": None,
-        "evicted_keys": None,
-        "pool_in_use": pool.in_use,
-        "pool_max": pool.max_connections,
-        "available": True,
-    }
-    try:
-        async with state.redis.pipeline(transaction=False) as pipe:
-            pipe.info("memory")
-            pipe.info("stats")
-            pipe.dbsize()
-            memory, stats, keys = await pipe.execute()
-    except REDIS_FAILURES:
-        figures["available"] = False
-        return figures
-    figures.update(
-        used_memory_bytes=int(memory["used_memory"]),
-        keys=int(keys),
-        evicted_keys=int(stats["evicted_keys"]),
-    )
-    return figures
+from service.workers import pool_lists, rfc3339
 
 
 async def stats(request: Request) -> Response:
-    """The cache, pool, Redis and warming figures of the contract's ``/stats``."""
+    """The cache, rates, pool, Redis, outbox and warming figures of the contract's ``/stats``."""
     state = ctx(request)
     state.auth.require_stats(request)
     no_query(request)
-    cache = await state.stats.snapshot(NAMESPACES)
+    workers = state.workers
+
+    def queue_reads(pipe: Pipeline) -> None:
+        workers.queue_read(pipe)
+        pipe.info("memory")
+        pipe.info("stats")
+        pipe.dbsize()
+
+    reading = await state.stats.read(NAMESPACES, queue_reads)
+    cache = reading.counters
     cache["invalidation_failures"] = state.writer.invalidation_failures
+    # This worker's own row is always fresh, and present even before its first heartbeat.
+    me = workers.report_now()
+    redis: dict[str, Any] = {
+        "used_memory_bytes": None,
+        "keys": None,
+        "evicted_keys": None,
+        "available": reading.replies is not None,
+    }
+    live: list[MemberReport] = [me]
+    if reading.replies is not None:
+        members_reply, memory, info_stats, keys = reading.replies
+        found = workers.parse(members_reply, reading.read_at)
+        live = sorted(
+            [m for m in found.live if m.member != me.member] + [me], key=lambda m: m.member
+        )
+        if found.stale:
+            await workers.prune(found.stale)
+        redis.update(
+            used_memory_bytes=int(memory["used_memory"]),
+            keys=int(keys),
+            evicted_keys=int(info_stats["evicted_keys"]),
+        )
+    db_pool, pools = pool_lists(live)
+    redis.update(pools)
     return json_response(
         {
             "cache": cache,
-            "db_pool": db_pool_figures(state),
-            "redis": await redis_figures(state),
-            "outbox": await outbox_figures(state),
+            "rates": reading.rates,
+            "db_pool": db_pool,
+            "redis": redis,
+            "outbox": outbox_figures(state),
             "breakers": {
                 b.name: {"state": b.state.value, "opened": b.opened_count}
                 for b in (state.redis_breaker, state.database_breaker)
@@ -78,16 +78,18 @@ async def stats(request: Request) -> Response:
     )
 
 
-async def outbox_figures(state: AppState) -> dict[str, Any]:
-    """Return the outbox backlog (None when PostgreSQL cannot say) and this process's relay."""
-    backlog: int | None
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            backlog = await state.relay.backlog()
-    except Exception:
-        backlog = None
+def outbox_figures(state: AppState) -> dict[str, Any]:
+    """Return the last outbox sample (None figures before the first) and this worker's relay.
+
+    ``backlog`` (rows) and ``lag_seconds`` (age of the oldest row) are as of ``sampled_at``
+    (RFC 3339), at most the sample interval old unless sampling fails (``sample_failures``).
+    """
+    sample = state.backlog.latest
     return {
-        "backlog": backlog,
+        "backlog": None if sample is None else sample.backlog,
+        "lag_seconds": None if sample is None else sample.lag_seconds,
+        "sampled_at": None if sample is None else rfc3339(sample.sampled_at),
+        "sample_failures": state.backlog.failures,
         "applied": state.relay.applied,
         "failures": state.relay.failures,
         "listening": state.relay.listening,
