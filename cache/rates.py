@@ -40,8 +40,12 @@ STATES: Final = ("hit", "miss", "stale", "bypass")
 
 
 class WindowFigures(TypedDict):
-    """The rates of one window: requests per second, hit ratio and per-state rates."""
+    """The rates of one window: requests per second, hit ratio, per-state rates, time covered.
 
+    ``seconds`` is the time the counted buckets cover (the divisor of every rate).
+    """
+
+    seconds: float
     requests_per_second: float
     hit_ratio: float
     per_second: dict[str, float]
@@ -171,6 +175,7 @@ def _window(
             per_state[state] += n
     hits, misses = per_state["hit"], per_state["miss"]
     return {
+        "seconds": covered,
         "requests_per_second": sum(per_state.values()) / covered,
         "hit_ratio": hits / (hits + misses) if hits + misses else 0.0,
         "per_second": {state: n / covered for state, n in per_state.items()},
