@@ -155,12 +155,9 @@ class RateBuckets:
 def _parse(reply: Mapping[bytes | str, bytes | str]) -> dict[tuple[int, str], int]:
     counts: dict[tuple[int, str], int] = {}
     for field, value in reply.items():
-        name = field.decode() if isinstance(field, bytes) else field
-        start, _, state = name.partition(":")
-        try:
+        start, _, state = (field.decode() if isinstance(field, bytes) else field).partition(":")
+        if start.isdigit():
             counts[int(start), state] = int(value)
-        except ValueError:
-            continue
     return counts
 
 

@@ -29,6 +29,7 @@ from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, translate_redis_errors
 from cache.keys import KeyScheme
 from cache.rates import RateBuckets, WindowFigures
+from cache.singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ COUNTERS: Final = (
 
 
 _COUNTER_SET: Final = frozenset(COUNTERS)
+_MAX_FIELD_NAMES: Final = 10_000
 #: The counters that are rates' states (see :mod:`cache.rates`), to their state names.
 _RATE_STATES: Final = {HITS: "hit", MISSES: "miss", STALE: "stale", BYPASS: "bypass"}
 
@@ -157,6 +159,8 @@ class CacheStats:
         self._flush_lock = asyncio.Lock()
         self._clock = clock
         self._rates = RateBuckets(scheme)
+        self._names: dict[bytes | str, tuple[str, str] | None] = {}
+        self._reads: SingleFlight[StatsReading] = SingleFlight()
 
     def count(self, namespace: str, counter: str, n: int = 1) -> None:
         """Add ``n`` to ``counter`` of ``namespace``, in memory (no I/O)."""
@@ -273,6 +277,7 @@ class CacheStats:
         extra: Callable[[Pipeline], None] | None = None,
         *,
         with_rates: bool = True,
+        share: str | None = None,
     ) -> StatsReading:
         """Send the pending counts, then read the counters, rates and ``extra``'s commands.
 
@@ -284,12 +289,21 @@ class CacheStats:
             extra: queues further commands on the pipeline; their replies come back in
                 :attr:`StatsReading.replies`.
             with_rates: read the rate buckets too (else the rates are zeros).
+            share: when given, concurrent calls with the same ``share`` share one round trip
+                (single-flight) and one reading, which the callers must not change: the
+                first caller's arguments are used, so they must agree. A caller that joins
+                gets a reading begun before it called: at most one round trip old.
 
         Returns:
             The reading. When Redis failed (logged, fail-open), ``counters`` holds this
             process's unsent counts with ``complete`` False, the rates are zeros, ``replies``
             is None, and the counts are kept for the next flush.
         """
+        if share is not None:
+            reading, _ = await self._reads.run(
+                share, lambda: self.read(namespaces, extra, with_rates=with_rates)
+            )
+            return reading
         now = self._clock()
         batch = self._take()
         try:
@@ -305,12 +319,11 @@ class CacheStats:
             logger.warning("cache stats read failed: %r", exc)
             self._keep(batch)
             unsent: dict[bytes | str, bytes | str] = {k: str(v) for k, v in self._unsent.items()}
-            return StatsReading(
-                _counters(unsent, namespaces, complete=False), RateBuckets.empty(), None, now
-            )
+            counters = _counters(unsent, namespaces, self._names, complete=False)
+            return StatsReading(counters, RateBuckets.empty(), None, now)
         first_extra = sent + 1 + rate_replies
         return StatsReading(
-            _counters(replies[sent], namespaces, complete=True),
+            _counters(replies[sent], namespaces, self._names, complete=True),
             self._rates.figures(replies[sent + 1 : first_extra], now)
             if with_rates
             else RateBuckets.empty(),
@@ -325,17 +338,28 @@ class CacheStats:
 
 
 def _counters(
-    raw: Mapping[bytes | str, bytes | str], namespaces: Iterable[str], *, complete: bool
+    raw: Mapping[bytes | str, bytes | str],
+    namespaces: Iterable[str],
+    names: dict[bytes | str, tuple[str, str] | None],
+    *,
+    complete: bool,
 ) -> dict[str, Any]:
     per_ns: dict[str, dict[str, Any]] = {ns: dict.fromkeys(COUNTERS, 0) for ns in namespaces}
     for field, value in raw.items():
-        name = field.decode() if isinstance(field, bytes) else field
-        ns, _, counter = name.rpartition(":")
-        if counter in _COUNTER_SET:
-            counters = per_ns.get(ns)
+        # The hash holds a bounded set of fields: each is split once per process, not per read.
+        try:
+            name = names[field]
+        except KeyError:
+            if len(names) > _MAX_FIELD_NAMES:
+                names.clear()
+            text = field.decode() if isinstance(field, bytes) else field
+            ns, _, counter = text.rpartition(":")
+            name = names[field] = (ns, counter) if counter in _COUNTER_SET else None
+        if name is not None:
+            counters = per_ns.get(name[0])
             if counters is None:
-                counters = per_ns[ns] = dict.fromkeys(COUNTERS, 0)
-            counters[counter] = int(value)
+                counters = per_ns[name[0]] = dict.fromkeys(COUNTERS, 0)
+            counters[name[1]] = int(value)
     totals: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
     for counters in per_ns.values():
         for c in COUNTERS:

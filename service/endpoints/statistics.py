@@ -31,13 +31,15 @@ async def stats(request: Request) -> Response:
 
     def queue_reads(pipe: Pipeline) -> None:
         workers.queue_read(pipe)
-        pipe.info("memory")
-        pipe.info("stats")
+        # Command names as bytes: redis-py then leaves the replies raw. Its INFO parser
+        # converts all of a section's fields, which cost a poll more than the rest together.
+        pipe.execute_command(b"INFO", b"memory")
+        pipe.execute_command(b"INFO", b"stats")
         pipe.dbsize()
 
-    reading = await state.stats.read(NAMESPACES, queue_reads)
-    cache = reading.counters
-    cache["invalidation_failures"] = state.writer.invalidation_failures
+    # Concurrent polls share one round trip, and so one reading: it is copied, not changed.
+    reading = await state.stats.read(NAMESPACES, queue_reads, share="stats")
+    cache = {**reading.counters, "invalidation_failures": state.writer.invalidation_failures}
     # This worker's own row is always fresh, and present even before its first heartbeat.
     me = workers.report_now()
     redis: dict[str, Any] = {
@@ -56,9 +58,9 @@ async def stats(request: Request) -> Response:
         if found.stale:
             await workers.prune(found.stale)
         redis.update(
-            used_memory_bytes=int(memory["used_memory"]),
+            used_memory_bytes=info_field(memory, "used_memory"),
             keys=int(keys),
-            evicted_keys=int(info_stats["evicted_keys"]),
+            evicted_keys=info_field(info_stats, "evicted_keys"),
         )
     db_pool, pools = pool_lists(live)
     redis.update(pools)
@@ -76,6 +78,20 @@ async def stats(request: Request) -> Response:
             "warming": {"state": "idle", "last_run": None},
         }
     )
+
+
+def info_field(reply: bytes | str | dict[str, Any], name: str) -> int | None:
+    """Return the integer field ``name`` of an ``INFO`` reply, raw or parsed; None if absent."""
+    if isinstance(reply, dict):
+        value = reply.get(name)
+        return None if value is None else int(value)
+    raw = reply.encode() if isinstance(reply, str) else reply
+    start = raw.find(b"\n" + name.encode() + b":")
+    if start < 0:
+        return None
+    start += len(name) + 2
+    end = raw.find(b"\r", start)
+    return int(raw[start : end if end >= 0 else None])
 
 
 def outbox_figures(state: AppState) -> dict[str, Any]:

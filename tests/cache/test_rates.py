@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import fakeredis
@@ -82,3 +83,20 @@ async def test_a_failed_flush_keeps_counts_for_a_later_bucket(scheme: KeyScheme)
     assert await stats.flush() is True
     assert await redis.hgetall(scheme.rate_buckets(1)) == {b"3002:hit": b"3"}
     await redis.aclose()
+
+
+async def test_concurrent_shared_reads_make_one_round_trip(redis: Any, scheme: KeyScheme) -> None:
+    stats = CacheStats(redis, scheme)
+    stats.count("article", "hits", 2)
+    queued: list[int] = []
+
+    def extra(pipe: Any) -> None:
+        queued.append(1)
+        pipe.dbsize()
+
+    readings = await asyncio.gather(*(stats.read(extra=extra, share="poll") for _ in range(5)))
+    assert len(queued) == 1  # one pipeline for the five
+    assert all(r is readings[0] for r in readings)
+    assert readings[0].counters["hits"] == 2 and readings[0].replies is not None
+    await stats.read(extra=extra, share="poll")
+    assert len(queued) == 2  # a later read makes its own

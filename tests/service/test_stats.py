@@ -231,6 +231,8 @@ async def test_outbox_backlog_and_lag_come_from_the_last_sample(
         state,
         _,
     ):
+        baseline = await state.backlog.sample_now()
+        assert baseline is not None
         rows = await run_sql(
             servers.database_url,
             "INSERT INTO cache_outbox (table_name, op, new_row, created_at) VALUES"
@@ -244,7 +246,8 @@ async def test_outbox_backlog_and_lag_come_from_the_last_sample(
         finally:
             delete = "DELETE FROM cache_outbox WHERE id = $1"
             await run_sql(servers.database_url, delete, rows[0]["id"])
-    assert before["backlog"] == 0  # the poll did not count: it read the earlier sample
-    assert outbox["backlog"] == 1
+    # The poll did not count the rows: it answered the sample taken before the insert.
+    assert before["backlog"] == baseline.backlog
+    assert outbox["backlog"] == baseline.backlog + 1
     assert 30 <= outbox["lag_seconds"] < 60
     assert outbox["sampled_at"] > before["sampled_at"]
