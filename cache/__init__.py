@@ -8,6 +8,7 @@ from cache.autopipeline import AutoPipeline
 from cache.breaker import BreakerState, CircuitBreaker
 from cache.codec import Entry, Representation, coded_etag, coded_etags, etag_for
 from cache.compression import Compression
+from cache.counters import hit_ratio
 from cache.errors import CacheError, CacheUnavailableError, CodecError
 from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
@@ -19,7 +20,7 @@ from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.rates import RateBuckets, WindowFigures
 from cache.readthrough import CacheState, Loaded, Lookup, ReadThroughCache
 from cache.singleflight import SingleFlight
-from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading, hit_ratio
+from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 
 __all__ = [
     "AutoPipeline",

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from cache.background import stop_task
+from cache.counters import BYPASS, HITS, MISSES, STALE, counter_figures
 from cache.errors import REDIS_FAILURES, translate_redis_errors
 from cache.keys import KeyScheme
 from cache.rates import RateBuckets, WindowFigures
@@ -33,40 +34,6 @@ from cache.singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
-HITS: Final = "hits"
-MISSES: Final = "misses"
-STALE: Final = "stale"
-BYPASS: Final = "bypass"
-COALESCED: Final = "coalesced"
-STORE_REJECTED: Final = "store_rejected"
-STALE_IF_ERROR: Final = "stale_if_error"
-LEASE_LOSSES: Final = "lease_losses"
-HERD_TIMEOUTS: Final = "herd_timeouts"
-REFRESHES: Final = "refreshes"
-REFRESH_FAILURES: Final = "refresh_failures"
-#: hits and misses: of the first GET; stale: stale entries answered (stale_if_error of them
-#: after a failed load); bypass: reads that did not use Redis; coalesced: misses answered by
-#: another caller's load (same process, or another process's stored value); lease_losses:
-#: misses that found another process's load lease; herd_timeouts: of those, loads made after
-#: the wait ran out; store_rejected: stores refused because an invalidation revoked their
-#: lease (a stale set prevented); refreshes / refresh_failures: background refreshes.
-COUNTERS: Final = (
-    HITS,
-    MISSES,
-    STALE,
-    STALE_IF_ERROR,
-    BYPASS,
-    COALESCED,
-    LEASE_LOSSES,
-    HERD_TIMEOUTS,
-    STORE_REJECTED,
-    REFRESHES,
-    REFRESH_FAILURES,
-)
-
-
-_COUNTER_SET: Final = frozenset(COUNTERS)
-_MAX_FIELD_NAMES: Final = 10_000
 #: The counters that are rates' states (see :mod:`cache.rates`), to their state names.
 _RATE_STATES: Final = {HITS: "hit", MISSES: "miss", STALE: "stale", BYPASS: "bypass"}
 
@@ -113,12 +80,6 @@ class StatsObserver(Protocol):
 def _split(field: str) -> tuple[str, str]:
     namespace, _, counter = field.rpartition(":")
     return namespace, counter
-
-
-def hit_ratio(hits: int, misses: int) -> float:
-    """Return ``hits / (hits + misses)``, or 0.0 when both are 0."""
-    total = hits + misses
-    return hits / total if total else 0.0
 
 
 class CacheStats:
@@ -319,11 +280,11 @@ class CacheStats:
             logger.warning("cache stats read failed: %r", exc)
             self._keep(batch)
             unsent: dict[bytes | str, bytes | str] = {k: str(v) for k, v in self._unsent.items()}
-            counters = _counters(unsent, namespaces, self._names, complete=False)
+            counters = counter_figures(unsent, namespaces, self._names, complete=False)
             return StatsReading(counters, RateBuckets.empty(), None, now)
         first_extra = sent + 1 + rate_replies
         return StatsReading(
-            _counters(replies[sent], namespaces, self._names, complete=True),
+            counter_figures(replies[sent], namespaces, self._names, complete=True),
             self._rates.figures(replies[sent + 1 : first_extra], now)
             if with_rates
             else RateBuckets.empty(),
@@ -335,37 +296,3 @@ class CacheStats:
         while True:
             await asyncio.sleep(self._interval)
             await self.flush()
-
-
-def _counters(
-    raw: Mapping[bytes | str, bytes | str],
-    namespaces: Iterable[str],
-    names: dict[bytes | str, tuple[str, str] | None],
-    *,
-    complete: bool,
-) -> dict[str, Any]:
-    per_ns: dict[str, dict[str, Any]] = {ns: dict.fromkeys(COUNTERS, 0) for ns in namespaces}
-    for field, value in raw.items():
-        # The hash holds a bounded set of fields: each is split once per process, not per read.
-        try:
-            name = names[field]
-        except KeyError:
-            if len(names) > _MAX_FIELD_NAMES:
-                names.clear()
-            text = field.decode() if isinstance(field, bytes) else field
-            ns, _, counter = text.rpartition(":")
-            name = names[field] = (ns, counter) if counter in _COUNTER_SET else None
-        if name is not None:
-            counters = per_ns.get(name[0])
-            if counters is None:
-                counters = per_ns[name[0]] = dict.fromkeys(COUNTERS, 0)
-            counters[name[1]] = int(value)
-    totals: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
-    for counters in per_ns.values():
-        for c in COUNTERS:
-            totals[c] += counters[c]
-        counters["hit_ratio"] = hit_ratio(counters[HITS], counters[MISSES])
-    totals["hit_ratio"] = hit_ratio(totals[HITS], totals[MISSES])
-    totals["complete"] = complete
-    totals["namespaces"] = dict(sorted(per_ns.items()))
-    return totals
