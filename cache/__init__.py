@@ -8,14 +8,17 @@ from cache.autopipeline import AutoPipeline
 from cache.breaker import BreakerState, CircuitBreaker
 from cache.codec import Entry, Representation, coded_etag, coded_etags, etag_for
 from cache.compression import Compression
+from cache.counters import hit_ratio
 from cache.errors import CacheError, CacheUnavailableError, CodecError
 from cache.hotkeys import HotKeyTracker
 from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
 from cache.leases import Grant, Lease, LeaseStore
+from cache.members import MemberRegistry, MemberReport, Members
 from cache.orm_hooks import Change, SessionTagCollector
 from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
+from cache.rates import RateBuckets, WindowFigures
 from cache.readthrough import (
     BatchLoader,
     CacheState,
@@ -26,7 +29,7 @@ from cache.readthrough import (
     ReadThroughCache,
 )
 from cache.singleflight import SingleFlight
-from cache.stats import CacheStats, FlushPart, StatsObserver, hit_ratio
+from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
 
 __all__ = [
@@ -57,16 +60,22 @@ __all__ = [
     "Loaded",
     "Loader",
     "Lookup",
+    "MemberRegistry",
+    "MemberReport",
+    "Members",
     "Namespace",
     "PolicyTable",
     "PoolTimeoutError",
+    "RateBuckets",
     "ReadThroughCache",
     "Representation",
     "SessionTagCollector",
     "SingleFlight",
     "StatsObserver",
+    "StatsReading",
     "WarmingBusyError",
     "WarmingJobs",
+    "WindowFigures",
     "coded_etag",
     "coded_etags",
     "etag_for",

@@ -14,6 +14,10 @@ Layout, for a scheme whose prefix is ``cs``:
 ``cs:warm:lock``            the id of the running warming job, with its runner's lease as TTL
 ``cs:warm:job:{id}``        a warming job's state, a hash (see :mod:`cache.warming`)
 ``cs:warm:last``            the id of the newest warming job
+``cs:rates:{width}s``       rate buckets of ``width`` seconds, ``{start}:{state}`` to an
+                            integer (see :mod:`cache.rates`)
+``cs:members:{group}``      the live members of a group, member name to a JSON report
+                            (see :mod:`cache.members`)
 ==========================  ================================================================
 
 Identities are built from the caller's parts or query parameters in a canonical order, so that
@@ -87,12 +91,15 @@ class KeyScheme:
         return f"{self.prefix}:*"
 
     def kept_by_purge(self) -> tuple[bytes, ...]:
-        """Return the key prefixes that purging everything keeps: hot-key counts, warming jobs.
+        """Return the key prefixes that purging everything keeps.
 
-        The read history is what a warming job after a purge works from, and a running job
-        must keep its lock and state.
+        Hot-key counts (what a warming job after a purge works from), warming jobs (a running
+        job keeps its lock and state), request rates and the live members' reports: none of
+        them is cached content.
         """
-        return (f"{self.prefix}:hot:".encode(), f"{self.prefix}:warm:".encode())
+        return tuple(
+            f"{self.prefix}:{kind}:".encode() for kind in ("hot", "warm", "rates", "members")
+        )
 
     def load_lease(self, redis_key: str) -> str:
         """Return the key of the load lease of the entry at ``redis_key`` (an entry key)."""
@@ -142,6 +149,14 @@ class KeyScheme:
     def warming_last(self) -> str:
         """The key naming the newest warming job."""
         return f"{self.prefix}:warm:last"
+
+    def rate_buckets(self, width_seconds: int) -> str:
+        """Return the key of the hash of rate buckets ``width_seconds`` wide."""
+        return f"{self.prefix}:rates:{width_seconds}s"
+
+    def members(self, group: str) -> str:
+        """Return the key of the hash of the live members of ``group`` and their reports."""
+        return f"{self.prefix}:members:{group}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cache import stats as counters
+from cache import counters
 from cache.background import stop_task
 from cache.breaker import CircuitBreaker
 from cache.codec import Entry, Representation, decode, encode, etag_for

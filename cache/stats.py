@@ -1,10 +1,11 @@
 """Cache statistics summed over every process that shares one Redis.
 
 Each process counts in memory (no I/O on the hit path) and adds its counts to one Redis hash
-(``{prefix}:stats``, fields ``{namespace}:{counter}``) with one pipelined round trip every
-``flush_interval_seconds``, and before every :meth:`CacheStats.snapshot`. A snapshot therefore
-holds every count of the calling process, and those of the other processes up to one flush
-interval old.
+(``{prefix}:stats``, fields ``{namespace}:{counter}``), and those of the hits, misses, stale and
+bypassed reads to rate buckets (:mod:`cache.rates`), with one pipelined round trip every
+``flush_interval_seconds``, and within the round trip of every :meth:`CacheStats.read`. A
+reading therefore holds every count of the calling process, and those of the other processes
+up to one flush interval old.
 
 An optional :class:`StatsObserver` sees every count once, when it leaves the process's memory
 (at each flush, whether or not Redis takes it), and every load's duration as it happens: the
@@ -15,49 +16,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from cache.background import stop_task
+from cache.counters import BYPASS, HITS, MISSES, STALE, counter_figures
 from cache.errors import REDIS_FAILURES, translate_redis_errors
 from cache.keys import KeyScheme
+from cache.rates import RateBuckets, WindowFigures
+from cache.singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
 
-HITS: Final = "hits"
-MISSES: Final = "misses"
-STALE: Final = "stale"
-BYPASS: Final = "bypass"
-COALESCED: Final = "coalesced"
-STORE_REJECTED: Final = "store_rejected"
-STALE_IF_ERROR: Final = "stale_if_error"
-LEASE_LOSSES: Final = "lease_losses"
-HERD_TIMEOUTS: Final = "herd_timeouts"
-REFRESHES: Final = "refreshes"
-REFRESH_FAILURES: Final = "refresh_failures"
-#: hits and misses: of the first GET; stale: stale entries answered (stale_if_error of them
-#: after a failed load); bypass: reads that did not use Redis; coalesced: misses answered by
-#: another caller's load (same process, or another process's stored value); lease_losses:
-#: misses that found another process's load lease; herd_timeouts: of those, loads made after
-#: the wait ran out; store_rejected: stores refused because an invalidation revoked their
-#: lease (a stale set prevented); refreshes / refresh_failures: background refreshes.
-COUNTERS: Final = (
-    HITS,
-    MISSES,
-    STALE,
-    STALE_IF_ERROR,
-    BYPASS,
-    COALESCED,
-    LEASE_LOSSES,
-    HERD_TIMEOUTS,
-    STORE_REJECTED,
-    REFRESHES,
-    REFRESH_FAILURES,
-)
+#: The counters that are rates' states (see :mod:`cache.rates`), to their state names.
+_RATE_STATES: Final = {HITS: "hit", MISSES: "miss", STALE: "stale", BYPASS: "bypass"}
+
+
+@dataclass(frozen=True, slots=True)
+class StatsReading:
+    """One read of the statistics, and the replies of other commands from the same round trip.
+
+    Attributes:
+        counters: as :meth:`CacheStats.snapshot` returns.
+        rates: window name (``10s``, ``1m``, ``5m``) to its figures (see :mod:`cache.rates`).
+        replies: the replies of the caller's extra commands, in order; None when Redis failed.
+        read_at: when the read was made, Unix time in seconds.
+    """
+
+    counters: dict[str, Any]
+    rates: dict[str, WindowFigures]
+    replies: list[Any] | None
+    read_at: float
 
 
 class FlushPart(Protocol):
@@ -87,12 +82,6 @@ def _split(field: str) -> tuple[str, str]:
     return namespace, counter
 
 
-def hit_ratio(hits: int, misses: int) -> float:
-    """Return ``hits / (hits + misses)``, or 0.0 when both are 0."""
-    total = hits + misses
-    return hits / total if total else 0.0
-
-
 class CacheStats:
     """Counters of cache outcomes by namespace, kept in memory and summed in Redis.
 
@@ -107,6 +96,7 @@ class CacheStats:
         scheme: the key scheme (its ``stats`` key holds the sums).
         flush_interval_seconds: time between two flushes, in seconds.
         observer: sees each count once, at the flush that takes it out of memory; None for none.
+        clock: returns the Unix time in seconds (the rate buckets' time).
     """
 
     def __init__(
@@ -116,6 +106,7 @@ class CacheStats:
         *,
         flush_interval_seconds: float = 1.0,
         observer: StatsObserver | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = redis
         self._key = scheme.stats
@@ -127,6 +118,10 @@ class CacheStats:
         self._parts: list[FlushPart] = []
         self._task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._clock = clock
+        self._rates = RateBuckets(scheme)
+        self._names: dict[bytes | str, tuple[str, str] | None] = {}
+        self._reads: SingleFlight[StatsReading] = SingleFlight()
 
     def count(self, namespace: str, counter: str, n: int = 1) -> None:
         """Add ``n`` to ``counter`` of ``namespace``, in memory (no I/O)."""
@@ -154,26 +149,22 @@ class CacheStats:
         await self.flush()
 
     async def flush(self) -> bool:
-        """Add the pending counts to Redis in one pipelined round trip.
+        """Add the pending counts (and their rate buckets) to Redis in one pipelined round trip.
+
+        The commands of every flush part go in the same round trip.
 
         Returns:
             True when Redis took them (or there was nothing to send); False when Redis failed,
             in which case the counts are kept for the next flush.
         """
         async with self._flush_lock:
-            fresh, self._pending = self._pending, defaultdict(int)
-            if fresh and self.observer is not None:
-                self.observer.counted({_split(field): n for field, n in fresh.items()})
-            batch, self._unsent = self._unsent, defaultdict(int)
-            for field, n in fresh.items():
-                batch[field] += n
+            batch = self._take()
             if not batch and not self._parts:
                 return True
             done: list[Callable[[bool], None]] = []
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for field, n in batch.items():
-                        pipe.hincrby(self._key, field, n)
+                    self._queue_counts(pipe, batch, self._clock())
                     for part in self._parts:
                         callback = part.add_to(pipe)
                         if callback is not None:
@@ -182,13 +173,39 @@ class CacheStats:
                         await pipe.execute()
             except REDIS_FAILURES as exc:
                 logger.warning("cache stats flush failed, keeping counts: %r", exc)
-                self._unsent = batch
+                self._keep(batch)
                 for callback in done:
                     callback(False)
                 return False
             for callback in done:
                 callback(True)
             return True
+
+    def _take(self) -> dict[str, int]:
+        """Return the counts to send (pending and unsent ones); the observer sees the pending."""
+        fresh, self._pending = self._pending, defaultdict(int)
+        if fresh and self.observer is not None:
+            self.observer.counted({_split(field): n for field, n in fresh.items()})
+        batch, self._unsent = self._unsent, defaultdict(int)
+        for field, n in fresh.items():
+            batch[field] += n
+        return batch
+
+    def _keep(self, batch: Mapping[str, int]) -> None:
+        for field, n in batch.items():
+            self._unsent[field] += n
+
+    def _queue_counts(self, pipe: Pipeline, batch: Mapping[str, int], now: float) -> None:
+        if not batch:
+            return
+        by_state: defaultdict[str, int] = defaultdict(int)
+        for field, n in batch.items():
+            pipe.hincrby(self._key, field, n)
+            state = _RATE_STATES.get(field[field.rfind(":") + 1 :])
+            if state is not None:
+                by_state[state] += n
+        if by_state:
+            self._rates.add_to(pipe, by_state, now)
 
     async def reset(self) -> None:
         """Forget every count, in this process and in Redis.
@@ -203,7 +220,7 @@ class CacheStats:
                 await self._redis.delete(self._key)
 
     async def snapshot(self, namespaces: Iterable[str] = ()) -> dict[str, Any]:
-        """Return the counters summed over every process.
+        """Return the counters summed over every process (pending counts sent first).
 
         Args:
             namespaces: namespaces to list even when nothing was counted in them yet.
@@ -213,29 +230,67 @@ class CacheStats:
             "namespaces": {name: {counter: int, ..., "hit_ratio": float}}}``. ``complete`` is False
             when Redis could not be read; the figures are then this process's unflushed counts only.
         """
-        complete = await self.flush()
-        raw: dict[bytes | str, bytes | str] = {}
-        if complete:
-            try:
-                raw = await self._redis.hgetall(self._key)
-            except REDIS_FAILURES as exc:
-                logger.warning("cache stats read failed: %r", exc)
-                complete = False
-        if not complete:
-            raw = {k: str(v) for k, v in self._unsent.items()}
-        per_ns: dict[str, dict[str, Any]] = {ns: dict.fromkeys(COUNTERS, 0) for ns in namespaces}
-        for field, value in raw.items():
-            name = field.decode() if isinstance(field, bytes) else field
-            ns, _, counter = name.rpartition(":")
-            if counter in COUNTERS:
-                per_ns.setdefault(ns, dict.fromkeys(COUNTERS, 0))[counter] = int(value)
-        totals: dict[str, Any] = {c: sum(v[c] for v in per_ns.values()) for c in COUNTERS}
-        for counters in per_ns.values():
-            counters["hit_ratio"] = hit_ratio(counters[HITS], counters[MISSES])
-        totals["hit_ratio"] = hit_ratio(totals[HITS], totals[MISSES])
-        totals["complete"] = complete
-        totals["namespaces"] = dict(sorted(per_ns.items()))
-        return totals
+        return (await self.read(namespaces, with_rates=False)).counters
+
+    async def read(
+        self,
+        namespaces: Iterable[str] = (),
+        extra: Callable[[Pipeline], None] | None = None,
+        *,
+        with_rates: bool = True,
+        share: str | None = None,
+    ) -> StatsReading:
+        """Send the pending counts, then read the counters, rates and ``extra``'s commands.
+
+        All in one pipelined round trip: the pending counts' commands first, so that the
+        counters read include them. Flush parts are not sent (they go with the flushes).
+
+        Args:
+            namespaces: namespaces to list even when nothing was counted in them yet.
+            extra: queues further commands on the pipeline; their replies come back in
+                :attr:`StatsReading.replies`.
+            with_rates: read the rate buckets too (else the rates are zeros).
+            share: when given, concurrent calls with the same ``share`` share one round trip
+                (single-flight) and one reading, which the callers must not change: the
+                first caller's arguments are used, so they must agree. A caller that joins
+                gets a reading begun before it called: at most one round trip old.
+
+        Returns:
+            The reading. When Redis failed (logged, fail-open), ``counters`` holds this
+            process's unsent counts with ``complete`` False, the rates are zeros, ``replies``
+            is None, and the counts are kept for the next flush.
+        """
+        if share is not None:
+            reading, _ = await self._reads.run(
+                share, lambda: self.read(namespaces, extra, with_rates=with_rates)
+            )
+            return reading
+        now = self._clock()
+        batch = self._take()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                self._queue_counts(pipe, batch, now)
+                sent = len(pipe)
+                pipe.hgetall(self._key)
+                rate_replies = self._rates.queue_read(pipe) if with_rates else 0
+                if extra is not None:
+                    extra(pipe)
+                replies = await pipe.execute()
+        except REDIS_FAILURES as exc:
+            logger.warning("cache stats read failed: %r", exc)
+            self._keep(batch)
+            unsent: dict[bytes | str, bytes | str] = {k: str(v) for k, v in self._unsent.items()}
+            counters = counter_figures(unsent, namespaces, self._names, complete=False)
+            return StatsReading(counters, RateBuckets.empty(), None, now)
+        first_extra = sent + 1 + rate_replies
+        return StatsReading(
+            counter_figures(replies[sent], namespaces, self._names, complete=True),
+            self._rates.figures(replies[sent + 1 : first_extra], now)
+            if with_rates
+            else RateBuckets.empty(),
+            replies[first_extra:],
+            now,
+        )
 
     async def _flush_forever(self) -> None:
         while True:

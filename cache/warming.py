@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, CacheError, translate_redis_errors
@@ -227,8 +228,24 @@ class WarmingJobs:
             newest = await self._redis.get(self._scheme.warming_last)
         return None if newest is None else await self.get(_text(newest))
 
-    async def summary(self) -> dict[str, Any]:
+    def queue_ids(self, pipe: Pipeline) -> None:
+        """Queue the reads of the running and the newest job's ids on ``pipe`` (two replies).
+
+        Their replies go to :meth:`summary`, so that a caller with a pipeline of its own
+        saves a round trip.
+        """
+        pipe.get(self._scheme.warming_lock)
+        pipe.get(self._scheme.warming_last)
+
+    async def summary(
+        self, running: bytes | str | None = None, newest: bytes | str | None = None
+    ) -> dict[str, Any]:
         """Return the running job and the newest one that ended.
+
+        Args:
+            running: the first reply of :meth:`queue_ids` (the running job's id, or None).
+            newest: its second reply (the newest job's id); both are read here when both
+                are None.
 
         Returns:
             ``{"state": "running" or "idle", "current": job or None, "last_run": job or None}``.
@@ -236,15 +253,16 @@ class WarmingJobs:
         Raises:
             CacheUnavailableError: Redis failed.
         """
-        with translate_redis_errors("read the warming jobs"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.get(self._scheme.warming_lock)
-                pipe.get(self._scheme.warming_last)
-                holder, newest = await pipe.execute()
-        running, latest = (None if v is None else _text(v) for v in (holder, newest))
+        if running is None and newest is None:
+            with translate_redis_errors("read the warming jobs"):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    self.queue_ids(pipe)
+                    running, newest = await pipe.execute()
+        running_id = None if running is None else _text(running)
+        newest_id = None if newest is None else _text(newest)
         current, last = await asyncio.gather(
-            self.get(running) if running else _none(),
-            self.get(latest) if latest and latest != running else _none(),
+            self.get(running_id) if running_id else _none(),
+            self.get(newest_id) if newest_id and newest_id != running_id else _none(),
         )
         if current is not None and current["state"] not in ACTIVE_STATES:
             current = None  # it ended between the two reads

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -42,6 +41,7 @@ from cache import (
 from service import embedded, repository
 from service.access import AccessRecorder
 from service.auth import TokenAuthority
+from service.backlog import BacklogSampler
 from service.gauges import GaugeSampling, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
@@ -57,6 +57,7 @@ from service.settings import Settings
 from service.state import AppState
 from service.tracing import RequestIdMiddleware
 from service.warming import ContentWarming
+from service.workers import create_worker_registry
 from service.writes import ContentWriter
 
 logger = logging.getLogger(__name__)
@@ -151,8 +152,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(redis.aclose)
 
         # The outbox relay has connections of its own: a LISTEN and its drains never wait
-        # behind requests for the pool, nor take a request's connection.
-        outbox_engine = create_engine(settings, pool_size=2, max_overflow=0, pre_ping=True)
+        # behind requests for the pool, nor take a request's connection; the third is the
+        # backlog sampler's.
+        outbox_engine = create_engine(settings, pool_size=3, max_overflow=0, pre_ping=True)
         stack.push_async_callback(outbox_engine.dispose)
 
         metrics = ServiceMetrics.from_environment()
@@ -174,6 +176,16 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stats.add_flush_part(tracker)
         stats.start()
         stack.push_async_callback(stats.aclose)
+        # Its heartbeat rides the statistics flush; it leaves before the last flush.
+        workers = create_worker_registry(
+            redis,
+            scheme,
+            engine,
+            instance=settings.instance_name,
+            flush_interval_seconds=settings.stats_flush_interval_seconds,
+        )
+        stats.add_flush_part(workers)
+        stack.push_async_callback(workers.leave)
         # One auto-pipeline for the reads and the lease scripts, so that they share batches.
         pipeline = AutoPipeline(redis)
         stack.push_async_callback(pipeline.aclose)
@@ -221,6 +233,12 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             logger.warning("outbox not drained at startup (the relay will retry): %r", exc)
         relay.start()
         stack.push_async_callback(relay.aclose)
+        backlog = BacklogSampler(
+            relay.sample, interval_seconds=settings.outbox_sample_interval_seconds
+        )
+        backlog.on_sample(lambda sample: metrics.set_outbox_backlog(sample.backlog))
+        backlog.start()
+        stack.push_async_callback(backlog.aclose)
 
         cache = ReadThroughCache(
             leases,
@@ -247,7 +265,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         jobs = WarmingJobs(
             redis,
             scheme,
-            instance=f"{socket.gethostname()}:{os.getpid()}",
+            instance=f"{settings.instance_name}:{os.getpid()}",
             lease_seconds=settings.warm_lease_seconds,
         )
         warming = ContentWarming(
@@ -287,6 +305,8 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             relay=relay,
             redis_breaker=redis_breaker,
             database_breaker=database_breaker,
+            workers=workers,
+            backlog=backlog,
             auth=TokenAuthority(settings.tokens(), settings.stats_token),
             metrics=metrics,
         )

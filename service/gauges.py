@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,23 +17,12 @@ from cache import CircuitBreaker
 from cache.background import stop_task
 from cache.breaker import BreakerState
 from service.metrics import Sampler, ServiceMetrics
+from service.workers import db_pool_figures, redis_pool_figures
 
 logger = logging.getLogger(__name__)
 
 #: time between two samples of the gauges, seconds
 SAMPLE_INTERVAL_SECONDS = 1.0
-
-
-def db_pool_figures(engine: AsyncEngine) -> dict[str, int]:
-    """Return the SQLAlchemy pool's size, checked-out, checked-in and overflow connections."""
-    pool: Any = engine.pool
-    return {
-        "size": pool.size(),
-        "checked_out": pool.checkedout(),
-        "checked_in": pool.checkedin(),
-        # QueuePool counts overflow from -size until the pool has made `size` connections.
-        "overflow": max(0, pool.overflow()),
-    }
 
 
 def worker_sampler(
@@ -44,8 +32,8 @@ def worker_sampler(
 
     def sample(metrics: ServiceMetrics) -> None:
         metrics.set_db_pool(db_pool_figures(engine))
-        pool: Any = redis.connection_pool
-        metrics.set_redis_pool(pool.in_use, pool.max_connections)
+        redis_pool = redis_pool_figures(redis)
+        metrics.set_redis_pool(redis_pool["pool_in_use"], redis_pool["pool_max"])
         for breaker in breakers:
             metrics.set_breaker_open(breaker.name, breaker.state is BreakerState.OPEN)
 

@@ -85,7 +85,10 @@ _RESULT_SCHEMAS: dict[str, Any] = {
         "properties": {"type": _STR, "title": _STR, "status": _INT, "detail": _STR},
         "required": ["type", "title", "status", "detail"],
     },
-    "Stats": {"type": "object", "required": ["cache", "db_pool", "redis", "warming"]},
+    "Stats": {
+        "type": "object",
+        "required": ["cache", "rates", "db_pool", "redis", "outbox", "warming"],
+    },
 }
 
 _CACHE_HEADERS = {
@@ -262,7 +265,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/stats": {
                 "get": {
-                    "summary": "Cache, pool, Redis and warming figures",
+                    "summary": "Cache, rates, per-worker pools, Redis, outbox and warming figures",
                     "responses": {"200": _json("Stats"), "401": _problem("Stats token required")},
                 }
             },

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -40,6 +42,27 @@ DELETE FROM cache_outbox WHERE id IN (
 
 
 _ANY = text("SELECT EXISTS (SELECT 1 FROM cache_outbox)")
+# The age is measured on the database's clock, which stamped the rows: no skew with ours.
+_SAMPLE = text(
+    "SELECT count(*) AS backlog,"
+    " coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS lag_seconds"
+    " FROM cache_outbox"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSample:
+    """The outbox at one moment.
+
+    Attributes:
+        backlog: rows waiting to be applied.
+        lag_seconds: age of the oldest of them, in seconds (0.0 when there is none).
+        sampled_at: when the sample was taken, Unix time in seconds.
+    """
+
+    backlog: int
+    lag_seconds: float
+    sampled_at: float
 
 
 class OutboxRelay:
@@ -100,6 +123,16 @@ class OutboxRelay:
         """
         async with self._engine.connect() as conn:
             return int((await conn.execute(text("SELECT count(*) FROM cache_outbox"))).scalar_one())
+
+    async def sample(self) -> OutboxSample:
+        """Return the backlog and the age of its oldest row, in one statement.
+
+        Raises:
+            Whatever the database raises.
+        """
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_SAMPLE)).one()
+        return OutboxSample(int(row.backlog), float(row.lag_seconds), time.time())
 
     async def drain(self) -> int:
         """Apply every outbox row not locked by another drain; return how many were applied.

@@ -5,6 +5,7 @@ Every variable is documented in the README's configuration table.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -93,6 +94,14 @@ class Settings(BaseSettings):
     )
     warm_refresh_interval_seconds: float = Field(
         60.0, gt=0, description="time between two periodic refreshes of the hot keys, seconds"
+    )
+    instance_name: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="this instance's name in /stats's worker lists (default: the host name)",
+    )
+    outbox_sample_interval_seconds: float = Field(
+        5.0, gt=0, description="how often each worker samples the outbox backlog, seconds"
     )
     outbox_poll_interval_seconds: float = Field(
         1.0, gt=0, description="outbox drain interval when no NOTIFY arrives, seconds"

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CacheStats, CircuitBreaker, Invalidator
+from cache import CacheStats, CircuitBreaker, Invalidator, MemberRegistry
 from service.auth import TokenAuthority
+from service.backlog import BacklogSampler
 from service.keyspaces import ContentKeys
 from service.metrics import ServiceMetrics
 from service.outbox import OutboxRelay
@@ -36,3 +37,5 @@ class AppState:
     redis_breaker: CircuitBreaker
     database_breaker: CircuitBreaker
     metrics: ServiceMetrics
+    workers: MemberRegistry
+    backlog: BacklogSampler

@@ -1,93 +1,134 @@
-"""The statistics a dashboard polls (``/stats``) and Prometheus scrapes (``/metrics``)."""
+"""The statistics a dashboard polls (``/stats``) and Prometheus scrapes (``/metrics``).
+
+One poll costs no PostgreSQL query (the outbox backlog is sampled in the background, see
+:mod:`service.backlog`) and one pipelined Redis round trip of a fixed number of commands:
+this worker's unsent counts, the counters hash, the two rate-bucket hashes, the workers'
+reports, ``INFO memory``, ``INFO stats``, ``DBSIZE`` and the ids of the running and the last
+warming job; plus one round trip to read those jobs, when there are any.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from redis.asyncio.client import Pipeline
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cache.errors import REDIS_FAILURES, CacheUnavailableError
+from cache import CacheUnavailableError, MemberReport
 from service.endpoints import ctx
-from service.endpoints.health import HEALTH_TIMEOUT_SECONDS
-from service.gauges import db_pool_figures
 from service.keyspaces import NAMESPACES
 from service.metrics import CONTENT_TYPE
 from service.responses import json_response, no_query
 from service.state import AppState
-
-
-async def redis_figures(state: AppState) -> dict[str, Any]:
-    """Return Redis's memory, key count, evictions and the client pool's busy connections."""
-    pool: Any = state.redis.connection_pool
-    figures: dict[str, Any] = {
-        "used_memory_bytes": None,
-        "keys": None,
-        "evicted_keys": None,
-        "pool_in_use": pool.in_use,
-        "pool_max": pool.max_connections,
-        "available": True,
-    }
-    try:
-        async with state.redis.pipeline(transaction=False) as pipe:
-            pipe.info("memory")
-            pipe.info("stats")
-            pipe.dbsize()
-            memory, stats, keys = await pipe.execute()
-    except REDIS_FAILURES:
-        figures["available"] = False
-        return figures
-    figures.update(
-        used_memory_bytes=int(memory["used_memory"]),
-        keys=int(keys),
-        evicted_keys=int(stats["evicted_keys"]),
-    )
-    return figures
+from service.workers import pool_lists, rfc3339
 
 
 async def stats(request: Request) -> Response:
-    """The cache, pool, Redis and warming figures of the contract's ``/stats``."""
+    """The cache, rates, pool, Redis, outbox and warming figures of the contract's ``/stats``."""
     state = ctx(request)
     state.auth.require_stats(request)
     no_query(request)
-    cache = await state.stats.snapshot(NAMESPACES)
-    cache["invalidation_failures"] = state.writer.invalidation_failures
+    workers = state.workers
+
+    def queue_reads(pipe: Pipeline) -> None:
+        workers.queue_read(pipe)
+        # Command names as bytes: redis-py then leaves the replies raw. Its INFO parser
+        # converts all of a section's fields, which cost a poll more than the rest together.
+        pipe.execute_command(b"INFO", b"memory")
+        pipe.execute_command(b"INFO", b"stats")
+        pipe.dbsize()
+        state.warming.jobs.queue_ids(pipe)
+
+    # Concurrent polls share one round trip, and so one reading: it is copied, not changed.
+    reading = await state.stats.read(NAMESPACES, queue_reads, share="stats")
+    cache = {**reading.counters, "invalidation_failures": state.writer.invalidation_failures}
+    # This worker's own row is always fresh, and present even before its first heartbeat.
+    me = workers.report_now()
+    redis: dict[str, Any] = {
+        "used_memory_bytes": None,
+        "keys": None,
+        "evicted_keys": None,
+        "available": reading.replies is not None,
+    }
+    live: list[MemberReport] = [me]
+    warming: dict[str, Any] = {"state": "unknown", "current": None, "last_run": None}
+    if reading.replies is not None:
+        members_reply, memory, info_stats, keys, running, newest = reading.replies
+        warming = await warming_figures(state, running, newest)
+        found = workers.parse(members_reply, reading.read_at)
+        live = sorted(
+            [m for m in found.live if m.member != me.member] + [me], key=lambda m: m.member
+        )
+        if found.stale:
+            await workers.prune(found.stale)
+        redis.update(
+            used_memory_bytes=info_field(memory, "used_memory"),
+            keys=int(keys),
+            evicted_keys=info_field(info_stats, "evicted_keys"),
+        )
+    db_pool, pools = pool_lists(live)
+    redis.update(pools)
     return json_response(
         {
             "cache": cache,
-            "db_pool": db_pool_figures(state.engine),
-            "redis": await redis_figures(state),
-            "outbox": await outbox_figures(state),
+            "rates": reading.rates,
+            "db_pool": db_pool,
+            "redis": redis,
+            "outbox": outbox_figures(state),
             "breakers": {
                 b.name: {"state": b.state.value, "opened": b.opened_count}
                 for b in (state.redis_breaker, state.database_breaker)
             },
-            "warming": await warming_figures(state),
+            "warming": warming,
         }
     )
 
 
-async def outbox_figures(state: AppState) -> dict[str, Any]:
-    """Return the outbox backlog (None when PostgreSQL cannot say) and this process's relay."""
-    backlog: int | None
-    try:
-        async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            backlog = await state.relay.backlog()
-    except Exception:
-        backlog = None
+def info_field(reply: bytes | str | dict[str, Any], name: str) -> int | None:
+    """Return the integer field ``name`` of an ``INFO`` reply, raw or parsed; None if absent."""
+    if isinstance(reply, dict):
+        value = reply.get(name)
+        return None if value is None else int(value)
+    raw = reply.encode() if isinstance(reply, str) else reply
+    start = raw.find(b"\n" + name.encode() + b":")
+    if start < 0:
+        return None
+    start += len(name) + 2
+    end = raw.find(b"\r", start)
+    return int(raw[start : end if end >= 0 else None])
+
+
+def outbox_figures(state: AppState) -> dict[str, Any]:
+    """Return the last outbox sample (None figures before the first) and this worker's relay.
+
+    ``backlog`` (rows) and ``lag_seconds`` (age of the oldest row) are as of ``sampled_at``
+    (RFC 3339), at most the sample interval old unless sampling fails (``sample_failures``).
+    """
+    sample = state.backlog.latest
     return {
-        "backlog": backlog,
+        "backlog": None if sample is None else sample.backlog,
+        "lag_seconds": None if sample is None else sample.lag_seconds,
+        "sampled_at": None if sample is None else rfc3339(sample.sampled_at),
+        "sample_failures": state.backlog.failures,
         "applied": state.relay.applied,
         "failures": state.relay.failures,
         "listening": state.relay.listening,
     }
 
 
-async def warming_figures(state: AppState) -> dict[str, Any]:
-    """Return the running warming job and the last one that ended ("unknown" without Redis)."""
+async def warming_figures(
+    state: AppState, running: bytes | None, newest: bytes | None
+) -> dict[str, Any]:
+    """Return the running warming job and the last one that ended ("unknown" without Redis).
+
+    Args:
+        state: the app's state.
+        running: the running job's id, as :meth:`cache.WarmingJobs.queue_ids` read it.
+        newest: the newest job's id, likewise.
+    """
     try:
-        return await state.warming.jobs.summary()
+        return await state.warming.jobs.summary(running, newest)
     except CacheUnavailableError:
         return {"state": "unknown", "current": None, "last_run": None}
 
