@@ -85,7 +85,7 @@ HEADLINE_RATIOS = (
     ("hit_zipf", "redis_get", "the service's hit over a bare GET (Zipfian)"),
     ("hit_uniform", "redis_get", "the service's hit over a bare GET (uniform)"),
     ("hit_zipf", "asyncpg", "what the cache buys over one asyncpg query"),
-    ("hit_zipf", "hit_untracked", "hot-key tracking on (default) over off (goal ≥ 0.95)"),
+    ("hit_tracked", "hit_untracked", "hot-key tracking on (default) over off (goal ≥ 0.95)"),
     ("hit_gzip", "hit_zipf", "a gzip hit over an identity hit"),
     ("revalidate_304", "hit_zipf", "a 304 over a full hit"),
     ("miss", "asyncpg_uniform", "a cold miss over one asyncpg query (goal ≥ 0.9)"),

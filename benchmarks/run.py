@@ -9,7 +9,8 @@ runs. Results go to stdout and to a Markdown page (``benchmarks/results.md`` by 
 Targets (declared in :mod:`benchmarks.targets`): ``constant``, ``redis_get`` and ``asyncpg``
 are anchors driven by the same Zipfian script over the same slugs as ``hit_zipf``; ``hit_*``
 and ``revalidate_304`` hit a service whose article entries were all loaded first
-(``hit_untracked``: a second worker on the same entries, hot-key tracking off); ``miss``
+(``hit_tracked`` and ``hit_untracked``: two more workers on the same entries, alike but
+for hot-key tracking, on and off); ``miss``
 sweeps a second service worker (its own cache prefix) that is purged before each round;
 ``post`` and ``patch`` write through the first service at one connection.
 
@@ -228,6 +229,7 @@ def write_scripts(bench: Bench, slugs: list[str], author: str) -> None:
         "asyncpg_uniform": workloads.uniform(ANCHOR_PATH, s),
         "hit_zipf": workloads.zipf(ARTICLE_PATH, s),
         "hit_uniform": workloads.uniform(ARTICLE_PATH, s),
+        "hit_tracked": workloads.zipf(ARTICLE_PATH, s),
         "hit_untracked": workloads.zipf(ARTICLE_PATH, s),
         "hit_gzip": workloads.zipf(ARTICLE_PATH, s, {"Accept-Encoding": "gzip"}),
         "revalidate_304": workloads.revalidate(ARTICLE_PATH, str(f / "etags.txt")),
@@ -319,13 +321,14 @@ def database_servers(env: dict[str, str]) -> Iterator[dict[str, str]]:
 def start_servers(stack: ExitStack, env: dict[str, str], targets: list[str]) -> dict[str, Server]:
     """Start the servers that ``targets`` need; the stack stops them."""
     needed = {SPECS[t].server for t in targets}
-    if needed & {"redis_get", "service_untracked"}:
+    if needed & {"redis_get", "service_tracked", "service_untracked"}:
         needed.add("service")  # the entries they read are the service's
     factories: dict[str, tuple[str, dict[str, str], str]] = {
         "constant": ("benchmarks.anchors:constant", env, "/a/x"),
         "redis_get": ("benchmarks.anchors:redis_get", {**env, "CACHE_PREFIX": PREFIX}, "/a/x"),
         "asyncpg": ("benchmarks.anchors:asyncpg_article", env, "/a/x"),
         "service": ("service.app:create_app", service_env(env, PREFIX), IDLE_PATH),
+        "service_tracked": ("service.app:create_app", service_env(env, PREFIX), IDLE_PATH),
         "service_untracked": (
             "service.app:create_app",
             {**service_env(env, PREFIX), "CACHE_HOT_KEYS_SAMPLE_RATE": "0"},

@@ -19,8 +19,9 @@ class TargetSpec:
         name: the target's name on the command line and in the tables.
         description: one line for the results page.
         server: the server it loads: ``constant``, ``redis_get``, ``asyncpg``, ``service``
-            (whose article entries are all loaded first), ``service_untracked`` (the same
-            entries, hot-key tracking off) or ``service_miss`` (purged before each round).
+            (whose article entries are all loaded first), ``service_tracked`` and
+            ``service_untracked`` (two more workers on the same entries, which did not load
+            them: hot-key tracking on and off) or ``service_miss`` (purged before each round).
         statuses: the statuses it may answer; any other is an error.
         connections: wrk's connections, or None for the command's ``--connections``.
         anchor: the target whose median its ratios are taken to, or None.
@@ -59,7 +60,9 @@ TARGETS = (
     TargetSpec("asyncpg_uniform", "asyncpg, slugs uniform (the base of miss)", "asyncpg"),
     TargetSpec("hit_zipf", "service GET of a cached article, Zipfian slugs", "service",
                anchor="redis_get", checks=("HIT",)),
-    TargetSpec("hit_untracked", "hit_zipf on a worker with hot-key tracking off",
+    TargetSpec("hit_tracked", "hit_zipf on a second worker (tracking on, the default)",
+               "service_tracked", anchor="redis_get", checks=("HIT",)),
+    TargetSpec("hit_untracked", "hit_zipf on a third worker with hot-key tracking off",
                "service_untracked", anchor="redis_get", checks=("HIT",)),
     TargetSpec("hit_uniform", "service GET of a cached article, uniform slugs", "service",
                anchor="redis_get", checks=("HIT",)),

@@ -31,8 +31,10 @@ Families (the contract's names; ``{...}`` are labels):
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -41,7 +43,7 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from cache.stats import BYPASS, HITS, MISSES, STALE
+from cache.counters import BYPASS, HITS, MISSES, STALE
 from service.metrics_dir import MULTIPROC_ENV
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,23 @@ _LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 Sampler = Callable[["ServiceMetrics"], None]
 
 
+class _AnswerRow:
+    """Answers of one (route, method, status) not yet published: count, seconds, per bucket."""
+
+    __slots__ = ("buckets", "count", "seconds")
+
+    def __init__(self, buckets: int) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * buckets
+
+    def reset(self) -> None:
+        """Forget what was published."""
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * len(self.buckets)
+
+
 def is_multiprocess() -> bool:
     """True when prometheus_client was imported with ``PROMETHEUS_MULTIPROC_DIR`` set."""
     return bool(getattr(prometheus_values.ValueClass, "_multiprocess", False))
@@ -81,10 +100,13 @@ def _is_running(pid: int) -> bool:
 class ServiceMetrics:
     """The metric families of one process and the text a scrape answers.
 
-    Recording is synchronous and does no I/O beyond writing a memory-mapped file (multiprocess
-    mode); label children are bound once and kept, so that an answer costs one counter
-    increment and one histogram observation. Safe to share between the tasks of one loop. Owned
-    by the lifespan state, which calls :meth:`aclose` on shutdown.
+    An answer is counted in a plain dict (a lookup, three increments and a bisection: no lock,
+    no memory-mapped write), and published to the HTTP families by :meth:`sample`, which the
+    lifespan runs every second and every scrape runs first: a scrape shows every answer of the
+    worker that serves it, and those of the other workers up to a second old. Cache counts are
+    published as :class:`cache.CacheStats` flushes them; gauges are set by the samplers. Safe
+    to share between the tasks of one loop. Owned by the lifespan state, which calls
+    :meth:`close` on shutdown.
 
     Args:
         multiprocess_dir: where the workers' sample files are (multiprocess mode); None keeps
@@ -165,6 +187,8 @@ class ServiceMetrics:
         for result in WARMING_RESULTS:
             self.warming_keys.labels(result)
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._answers: dict[tuple[str, str, int], _AnswerRow] = {}
+        self._bounds = (*_HTTP_BUCKETS, math.inf)
         self._loads: dict[str, Any] = {}
         self._samplers: list[Sampler] = []
 
@@ -205,23 +229,41 @@ class ServiceMetrics:
     # -- what the HTTP layer reports --
 
     def answered(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count one answer of ``route`` (a template) and observe its duration in seconds.
+        """Count one answer of ``route`` (a template) and its duration in seconds, in memory.
 
-        Methods outside the standard ones are counted as ``other``, so that a client cannot
-        add label values at will.
+        The counts reach the metric families at the next :meth:`sample` (every second, and
+        before every scrape this process answers). Methods outside the standard ones are
+        counted as ``other``, so that a client cannot add label values at will.
         """
-        if method not in METHODS:
-            method = "other"
-        key = (route, method, status)
-        children = self._http.get(key)
-        if children is None:
-            label = method
-            children = self._http[key] = (
-                self.http_requests.labels(route, label, str(status)),
-                self.http_duration_seconds.labels(route, label),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        row = self._answers.get((route, method, status))
+        if row is None:
+            if method not in METHODS:
+                method = "other"
+            row = self._answers.setdefault((route, method, status), _AnswerRow(len(self._bounds)))
+        row.count += 1
+        row.seconds += seconds
+        row.buckets[bisect_left(self._bounds, seconds)] += 1
+
+    def _publish_answers(self) -> None:
+        """Add the answers counted since the last call to the HTTP families."""
+        for (route, method, status), row in self._answers.items():
+            if not row.count:
+                continue
+            children = self._http.get((route, method, status))
+            if children is None:
+                children = self._http[(route, method, status)] = (
+                    self.http_requests.labels(route, method, str(status)),
+                    self.http_duration_seconds.labels(route, method),
+                )
+            counter, histogram = children
+            counter.inc(row.count)
+            # prometheus_client has no call that adds many observations at once: its
+            # histogram child keeps one value per bucket (not cumulative) and their sum.
+            histogram._sum.inc(row.seconds)
+            for value, n in zip(histogram._buckets, row.buckets, strict=True):
+                if n:
+                    value.inc(n)
+            row.reset()
 
     # -- gauges and counters fed by other parts of the service --
 
@@ -260,7 +302,8 @@ class ServiceMetrics:
         self._samplers.append(sampler)
 
     def sample(self) -> None:
-        """Run the samplers now (a failing sampler is logged and skipped)."""
+        """Publish the answers counted so far, and run the samplers (a failing one is logged)."""
+        self._publish_answers()
         for sampler in self._samplers:
             try:
                 sampler(self)
