@@ -16,6 +16,7 @@ from cache.keys import CacheKey, KeyScheme, Namespace
 from cache.leases import Grant, Lease, LeaseStore
 from cache.members import MemberRegistry, MemberReport, Members
 from cache.orm_hooks import Change, SessionTagCollector
+from cache.pacing import Pacer
 from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.rates import RateBuckets, WindowFigures
@@ -64,6 +65,7 @@ __all__ = [
     "MemberReport",
     "Members",
     "Namespace",
+    "Pacer",
     "PolicyTable",
     "PoolTimeoutError",
     "RateBuckets",

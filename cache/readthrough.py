@@ -40,6 +40,7 @@ from cache.errors import CacheUnavailableError, CodecError
 from cache.hotkeys import HotKeyTracker
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
+from cache.pacing import Pacer
 from cache.policy import PolicyTable
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats
@@ -109,7 +110,7 @@ class Lookup:
 Loader = Callable[[], Awaitable[Loaded]]
 
 #: Entries stored per event-loop pass by :meth:`ReadThroughCache.fill`.
-_FILL_CHUNK = 16
+_FILL_CHUNK = 8
 
 #: Loads many keys at once: returns the Loaded of each key it found; keys it leaves out are
 #: not stored (a warming source may name entries that no longer exist).
@@ -269,7 +270,12 @@ class ReadThroughCache:
         return lookup
 
     async def fill(
-        self, keys: Sequence[CacheKey], loader: BatchLoader, *, fresh_for_seconds: float = 0.0
+        self,
+        keys: Sequence[CacheKey],
+        loader: BatchLoader,
+        *,
+        fresh_for_seconds: float = 0.0,
+        pacer: Pacer | None = None,
     ) -> FillReport:
         """Load the entries at ``keys`` that are not fresh for ``fresh_for_seconds`` more.
 
@@ -284,6 +290,8 @@ class ReadThroughCache:
             loader: loads the keys whose lease was won, in one call.
             fresh_for_seconds: an entry still fresh for at least this long is skipped, in
                 seconds; 0 skips every fresh entry.
+            pacer: paces the stores (compressing is the costly part) so that reads keep the
+                event loop; None yields between chunks of stores only.
 
         Raises:
             CacheUnavailableError: Redis failed, or its breaker is open (nothing was loaded).
@@ -334,6 +342,8 @@ class ReadThroughCache:
         outcomes: list[bool | None] = []
         # A few stores per loop pass: compressing a whole batch at once would hold up reads.
         for i in range(0, len(found), _FILL_CHUNK):
+            if pacer is not None and i:
+                await pacer.pause()
             stores = await asyncio.gather(
                 *(
                     self._store(lease, key, results[key], load_ms)

@@ -276,6 +276,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             batch_size=settings.warm_batch_size,
             concurrency=settings.warm_concurrency,
             default_limit=settings.warm_default_limit,
+            loop_share=settings.warm_loop_share,
             on_batch=metrics.count_warmed,
         )
         stack.push_async_callback(warming.aclose)

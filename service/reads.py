@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CacheKey, CircuitBreaker, Loaded, Loader, Lookup, ReadThroughCache
+from cache import CacheKey, CircuitBreaker, Loaded, Loader, Lookup, Pacer, ReadThroughCache
 from service import repository as repo
 from service.documents import (
     ENTITY_DOCUMENTS,
@@ -45,6 +45,10 @@ from service.statements import DriverReads, Reads, Row
 _ENTITIES = {
     kind: (model, ENTITY_DOCUMENTS[model], list_tag) for model, kind, list_tag in ENTITY_KINDS
 }
+
+
+#: Rows rendered between two pauses of a paced load.
+_RENDER_CHUNK = 8
 
 
 def _article_loaded(row: Row) -> Loaded:
@@ -157,16 +161,25 @@ class ContentReader:
         """
         return await self._read(lambda s: repo.recent_article_slugs(s, limit))
 
-    async def load_articles(self, slugs: Sequence[str]) -> dict[str, Loaded]:
+    async def load_articles(
+        self, slugs: Sequence[str], pacer: Pacer | None = None
+    ) -> dict[str, Loaded]:
         """Load the visible articles among ``slugs`` with one statement, by slug.
 
-        Slugs of no visible article are left out (the warming path stores no absence).
+        Slugs of no visible article are left out (the warming path stores no absence). With
+        ``pacer``, rendering pauses every few rows so that reads keep the event loop.
 
         Raises:
             UnavailableError: the database is unreachable.
         """
         rows = await self._read(lambda s: repo.articles_by_slugs(s, slugs))
-        return {row["slug"]: _article_loaded(row) for row in rows if row["visible"]}
+        loaded: dict[str, Loaded] = {}
+        for i, row in enumerate(rows):
+            if pacer is not None and i and not i % _RENDER_CHUNK:
+                await pacer.pause()
+            if row["visible"]:
+                loaded[row["slug"]] = _article_loaded(row)
+        return loaded
 
     async def comments(self, slug: str) -> Lookup:
         """Return the comment threads of the visible article at ``slug``; else a 404 lookup."""

@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         2, ge=1, description="warming batches at a time, each on at most one database connection"
     )
     warm_default_limit: int = Field(1000, ge=1, description="keys per warming job by default")
+    warm_loop_share: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="largest share of a worker's event loop a warming job takes"
+        " while requests want it",
+    )
     warm_lease_seconds: float = Field(
         10.0, gt=0, description="a warming job whose runner is silent this long is failed"
     )

@@ -35,6 +35,7 @@ from cache import (
     JobProgress,
     Loaded,
     Loader,
+    Pacer,
     ReadThroughCache,
     WarmingBusyError,
     WarmingJobs,
@@ -79,6 +80,8 @@ class ContentWarming:
         batch_size: keys per batch (one statement per batch of articles).
         concurrency: batches at a time (each holds at most one PostgreSQL connection).
         default_limit: keys per job when the request names no ``limit``.
+        loop_share: the largest share of the event loop a job takes while requests want it
+            (see :class:`cache.Pacer`); alone, a job runs at full speed.
         on_batch: called with (result, n) for "done", "skipped" and "error" after each batch,
             e.g. to count them in metrics; None for nothing.
 
@@ -95,6 +98,7 @@ class ContentWarming:
         batch_size: int = 100,
         concurrency: int = 2,
         default_limit: int = 1000,
+        loop_share: float = 0.2,
         on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self._reader = reader
@@ -104,6 +108,7 @@ class ContentWarming:
         self._batch_size = batch_size
         self._concurrency = concurrency
         self._default_limit = default_limit
+        self._loop_share = loop_share
         self.on_batch = on_batch
         self._refresher: asyncio.Task[None] | None = None
 
@@ -229,7 +234,8 @@ class ContentWarming:
 
         async def run(batch: list[Target]) -> None:
             async with slots:
-                report, unresolved = await self._fill_batch(batch, fresh_for_seconds)
+                pacer = Pacer(self._loop_share / self._concurrency)
+                report, unresolved = await self._fill_batch(batch, fresh_for_seconds, pacer)
             done, skipped = report.stored, report.skipped + report.rejected + unresolved
             progress.add(done=done, skipped=skipped, errors=report.errors)
             if self.on_batch is not None:
@@ -240,7 +246,7 @@ class ContentWarming:
         await asyncio.gather(*(run(batch) for batch in batches))
 
     async def _fill_batch(
-        self, batch: Sequence[Target], fresh_for_seconds: float
+        self, batch: Sequence[Target], fresh_for_seconds: float, pacer: Pacer
     ) -> tuple[FillReport, int]:
         """Fill one batch (one namespace); return the report and the unresolvable count."""
         namespace = batch[0].namespace
@@ -250,11 +256,11 @@ class ContentWarming:
             }
 
             async def load_articles(keys: Sequence[CacheKey]) -> Mapping[CacheKey, Loaded]:
-                loaded = await self._reader.load_articles([slugs[k] for k in keys])
+                loaded = await self._reader.load_articles([slugs[k] for k in keys], pacer)
                 return {k: loaded[slugs[k]] for k in keys if slugs[k] in loaded}
 
             report = await self._cache.fill(
-                list(slugs), load_articles, fresh_for_seconds=fresh_for_seconds
+                list(slugs), load_articles, fresh_for_seconds=fresh_for_seconds, pacer=pacer
             )
             return report, len(batch) - len(slugs)
         loaders: dict[CacheKey, Loader] = {}
@@ -266,13 +272,14 @@ class ContentWarming:
         async def load_each(keys: Sequence[CacheKey]) -> Mapping[CacheKey, Loaded]:
             results: dict[CacheKey, Loaded] = {}
             for key in keys:  # one at a time: one connection per batch
+                await pacer.pause()
                 loaded = await loaders[key]()
                 if loaded.status == 200:
                     results[key] = loaded
             return results
 
         report = await self._cache.fill(
-            list(loaders), load_each, fresh_for_seconds=fresh_for_seconds
+            list(loaders), load_each, fresh_for_seconds=fresh_for_seconds, pacer=pacer
         )
         return report, len(batch) - len(loaders)
 

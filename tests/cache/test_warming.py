@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from cache import (
     KeyScheme,
     LeaseStore,
     Loaded,
+    Pacer,
     WarmingBusyError,
     WarmingJobs,
 )
@@ -150,3 +152,41 @@ async def test_a_job_that_raises_is_failed_with_its_error(redis: Any, scheme: Ke
     await jobs.wait()
     job = await jobs.get(job_id)
     assert job is not None and job["state"] == "failed" and "no such table" in job["error"]
+
+
+async def _busy_steps(pacer: Pacer, steps: int, step_seconds: float) -> float:
+    """Run ``steps`` busy steps of ``step_seconds`` with a pause after each; return the time."""
+    started = time.perf_counter()
+    for _ in range(steps):
+        until = time.perf_counter() + step_seconds
+        while time.perf_counter() < until:
+            pass
+        await pacer.pause()
+    return time.perf_counter() - started
+
+
+async def test_a_pacer_costs_nothing_alone_and_bounds_the_share_under_contention() -> None:
+    alone = await _busy_steps(Pacer(0.25), 50, 0.001)
+    assert alone < 0.05 * 1.5  # 50 ms of work, hardly any pause
+
+    stop = asyncio.Event()
+    competitor_ran = 0
+
+    async def competitor() -> None:  # a request handler that always wants the loop
+        nonlocal competitor_ran
+        while not stop.is_set():
+            until = time.perf_counter() + 0.0005
+            while time.perf_counter() < until:
+                pass
+            competitor_ran += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(competitor())
+    await asyncio.sleep(0)
+    pacer = Pacer(0.25)
+    contended = await _busy_steps(pacer, 50, 0.001)
+    stop.set()
+    await task
+    # The work's 50 ms are at most a quarter of the time (with a margin for the machine).
+    assert contended >= 0.05 / 0.25 * 0.8
+    assert pacer.paused_seconds > 0.1 and competitor_ran > 100
