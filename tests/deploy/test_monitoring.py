@@ -1,7 +1,8 @@
 """The monitoring files: the Grafana dashboard, its provisioning, Prometheus and compose.
 
 The dashboard's queries may only name metric families that the service exports; the list is
-the contract's (``/metrics`` families, names fixed).
+the contract's (``/metrics`` families, names fixed), and ``tests/service/test_metrics.py``
+checks that a served app exports each of them.
 """
 
 from __future__ import annotations

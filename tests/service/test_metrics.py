@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.deploy.test_monitoring import FAMILIES as GRAFANA_FAMILIES
 from tests.service.conftest import Api
 
 
@@ -140,3 +142,13 @@ async def test_exposition_of_one_process_passes_promtool(api: Api, content: dict
     await api.client.get("/api/v1/articles/hello-world")
     await api.state.stats.flush()
     promtool_check(await scrape(api))
+
+
+async def test_the_service_exports_every_family_the_grafana_dashboard_reads(api: Api) -> None:
+    scrape = await api.client.get("/metrics")
+    assert scrape.status_code == 200
+    exported = dict(re.findall(r"^# TYPE (\S+) (\S+)$", scrape.text, flags=re.M))
+    for family, kind in GRAFANA_FAMILIES.items():
+        # A counter's TYPE line names it with or without _total, by exposition version.
+        names = {family, family.removesuffix("_total")}
+        assert kind in {exported.get(name) for name in names}, (family, kind)
