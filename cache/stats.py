@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from cache.background import stop_task
+from cache.background import BackgroundTask, every
 from cache.counters import BYPASS, HITS, MISSES, STALE, counter_figures
 from cache.errors import REDIS_FAILURES, translate_redis_errors
 from cache.keys import KeyScheme
@@ -110,13 +110,14 @@ class CacheStats:
     ) -> None:
         self._redis = redis
         self._key = scheme.stats
-        self._interval = flush_interval_seconds
         self._pending: defaultdict[str, int] = defaultdict(int)
         # Counts the observer has seen that Redis has not taken yet.
         self._unsent: defaultdict[str, int] = defaultdict(int)
         self.observer = observer
         self._parts: list[FlushPart] = []
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = BackgroundTask(
+            "cache-stats-flush", every(flush_interval_seconds, self.flush, at_once=False)
+        )
         self._flush_lock = asyncio.Lock()
         self._clock = clock
         self._rates = RateBuckets(scheme)
@@ -138,14 +139,11 @@ class CacheStats:
 
     def start(self) -> None:
         """Start the background flush task on the running loop."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._flush_forever(), name="cache-stats-flush")
+        self._flusher.start()
 
     async def aclose(self) -> None:
         """Stop the background task and flush once more (fail-open)."""
-        if self._task is not None:
-            await stop_task(self._task)
-            self._task = None
+        await self._flusher.aclose()
         await self.flush()
 
     async def flush(self) -> bool:
@@ -291,8 +289,3 @@ class CacheStats:
             replies[first_extra:],
             now,
         )
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            await self.flush()

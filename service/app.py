@@ -38,11 +38,12 @@ from cache import (
     SessionTagCollector,
     WarmingJobs,
 )
+from cache.background import BackgroundTask, every
 from service import embedded, repository
 from service.access import AccessRecorder
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
-from service.gauges import GaugeSampling, worker_sampler
+from service.gauges import SAMPLE_INTERVAL_SECONDS, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
 from service.logs import configure_logging
@@ -214,7 +215,8 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         )
         stack.push_async_callback(database_breaker.aclose)
         metrics.add_sampler(worker_sampler(engine, redis, (redis_breaker, database_breaker)))
-        gauges = GaugeSampling(metrics)
+        # Publishes the answers counted in memory too: every second, and before each scrape.
+        gauges = BackgroundTask("metrics-gauges", every(SAMPLE_INTERVAL_SECONDS, metrics.sample))
         gauges.start()
         stack.push_async_callback(gauges.aclose)
         relay = OutboxRelay(

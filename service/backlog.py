@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from cache.background import stop_task
+from cache.background import BackgroundTask, every
 from service.outbox import OutboxSample
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,11 @@ class BacklogSampler:
         timeout_seconds: float = 2.0,
     ) -> None:
         self._take_sample = take_sample
-        self._interval = interval_seconds
         self._timeout = timeout_seconds
         self._callbacks: list[Callable[[OutboxSample], None]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask(
+            "outbox-backlog-sampler", every(interval_seconds, self.sample_now)
+        )
         self.latest: OutboxSample | None = None
         self.failures = 0
 
@@ -56,14 +57,11 @@ class BacklogSampler:
 
     def start(self) -> None:
         """Start sampling in the background: the first sample at once."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="outbox-backlog-sampler")
+        self._task.start()
 
     async def aclose(self) -> None:
         """Stop the background task."""
-        if self._task is not None:
-            await stop_task(self._task)
-            self._task = None
+        await self._task.aclose()
 
     async def sample_now(self) -> OutboxSample | None:
         """Take a sample now and keep it; return it, or None when it failed (fail-open)."""
@@ -81,8 +79,3 @@ class BacklogSampler:
             except Exception:
                 logger.exception("outbox sample callback failed")
         return sample
-
-    async def _run(self) -> None:
-        while True:
-            await self.sample_now()
-            await asyncio.sleep(self._interval)

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import CacheUnavailableError, CircuitBreaker, Invalidator
-from cache.background import stop_task
+from cache.background import BackgroundTask
 from service.keyspaces import NAMESPACES, tags_for_row_change
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class OutboxRelay:
         self._batch = batch_size
         self._coalesce = min(coalesce_seconds, poll_interval_seconds)
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("outbox-relay", self._run)
         self._lock = asyncio.Lock()
         self.applied = 0
         self.failures = 0
@@ -106,14 +106,11 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Start listening and draining in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._task.start()
 
     async def aclose(self) -> None:
         """Stop the background task."""
-        if self._task is not None:
-            await stop_task(self._task)
-            self._task = None
+        await self._task.aclose()
 
     async def backlog(self) -> int:
         """Return how many outbox rows wait to be applied.

@@ -40,7 +40,7 @@ from cache import (
     WarmingBusyError,
     WarmingJobs,
 )
-from cache.background import stop_task
+from cache.background import BackgroundTask, every
 from service.keyspaces import (
     ARTICLE,
     ARTICLES,
@@ -110,7 +110,7 @@ class ContentWarming:
         self._default_limit = default_limit
         self._loop_share = loop_share
         self.on_batch = on_batch
-        self._refresher: asyncio.Task[None] | None = None
+        self._refresher: BackgroundTask | None = None
 
     async def start(self, request: WarmRequest, *, fresh_for_seconds: float = 0.0) -> str:
         """Start a job for ``request``; return its id. The job plans, then fills.
@@ -157,19 +157,19 @@ class ContentWarming:
         whose turn finds a job running skips that turn. Stopped by :meth:`aclose`.
         """
 
-        async def forever() -> None:
-            while True:
-                await asyncio.sleep(interval_seconds)
-                request = WarmRequest(source="hot", limit=top_n)
-                await self.try_start(request, fresh_for_seconds=2 * interval_seconds)
+        async def refresh() -> None:
+            request = WarmRequest(source="hot", limit=top_n)
+            await self.try_start(request, fresh_for_seconds=2 * interval_seconds)
 
-        self._refresher = asyncio.get_running_loop().create_task(forever(), name="warm-refresh")
+        self._refresher = BackgroundTask(
+            "warm-refresh", every(interval_seconds, refresh, at_once=False)
+        )
+        self._refresher.start()
 
     async def aclose(self) -> None:
         """Stop the periodic refresh and this process's running job."""
         if self._refresher is not None:
-            await stop_task(self._refresher)
-            self._refresher = None
+            await self._refresher.aclose()
         await self.jobs.aclose()
 
     async def plan(self, request: WarmRequest) -> list[Target]:
