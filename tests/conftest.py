@@ -173,3 +173,16 @@ async def eventually(
         if time.monotonic() - started > timeout_seconds:
             raise AssertionError(f"not true within {timeout_seconds} s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[Any]:
+    """A private ``redis-server`` (``tests.faults.servers.PrivateRedis``), killed after."""
+    from tests.faults.servers import PrivateRedis
+
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

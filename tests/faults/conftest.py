@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import run_sql
-from tests.faults.servers import PrivatePostgres, PrivateRedis
+from tests.faults.servers import PrivatePostgres
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +30,3 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield pg
     finally:
         pg.remove()
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy.engine import make_url
 
 from service.app import create_app
 from tests.faults.servers import PrivateRedis, free_port
 from tests.service.conftest import make_settings
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 def closed_database_url(servers: Any) -> str:
