@@ -56,6 +56,26 @@ end
 return redis.call('HGETALL', KEYS[1])
 """
 
+# KEYS: lock, newest; ARGV: job key prefix, now. The running job and the newest (when it is
+# another), each read as _READ reads one.
+_SUMMARY = """
+local function read(id)
+  if not id then return {} end
+  local key = ARGV[1] .. id
+  local state = redis.call('HGET', key, 'state')
+  if (state == 'queued' or state == 'running') and redis.call('GET', KEYS[1]) ~= id then
+    redis.call('HSET', key, 'state', 'failed', 'finished_at', ARGV[2],
+               'error', 'the runner stopped renewing its lease')
+  end
+  return redis.call('HGETALL', key)
+end
+local running = redis.call('GET', KEYS[1])
+local newest = redis.call('GET', KEYS[2])
+local last = {}
+if newest and newest ~= running then last = read(newest) end
+return {read(running), last}
+"""
+
 # KEYS: lock; ARGV: job id
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -204,9 +224,7 @@ class WarmingJobs:
                 keys=[self._scheme.warming_job(job_id), self._scheme.warming_lock],
                 args=[job_id, _now_text()],
             )
-        if not raw:
-            return None
-        return _typed({_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)})
+        return _fields(raw)
 
     async def current(self) -> dict[str, Any] | None:
         """Return the running job's state, or None when none runs.
@@ -228,24 +246,28 @@ class WarmingJobs:
             newest = await self._redis.get(self._scheme.warming_last)
         return None if newest is None else await self.get(_text(newest))
 
-    def queue_ids(self, pipe: Pipeline) -> None:
-        """Queue the reads of the running and the newest job's ids on ``pipe`` (two replies).
+    def queue_summary(self, pipe: Pipeline) -> None:
+        """Queue the read of the running and the newest job on ``pipe`` (one script, one reply).
 
-        Their replies go to :meth:`summary`, so that a caller with a pipeline of its own
-        saves a round trip.
+        Its reply goes to :meth:`summary`, so that a caller with a pipeline of its own reads
+        the jobs in the same round trip. A lapsed runner's job is recorded as failed there.
         """
-        pipe.get(self._scheme.warming_lock)
-        pipe.get(self._scheme.warming_last)
+        # EVAL, not EVALSHA: a pipeline of the caller's cannot retry a NOSCRIPT reply, and
+        # Redis compiles the script once and keeps it by its digest anyway.
+        pipe.eval(
+            _SUMMARY,
+            2,
+            self._scheme.warming_lock,
+            self._scheme.warming_last,
+            self._scheme.warming_job(""),
+            _now_text(),
+        )
 
-    async def summary(
-        self, running: bytes | str | None = None, newest: bytes | str | None = None
-    ) -> dict[str, Any]:
+    async def summary(self, reply: list[Any] | None = None) -> dict[str, Any]:
         """Return the running job and the newest one that ended.
 
         Args:
-            running: the first reply of :meth:`queue_ids` (the running job's id, or None).
-            newest: its second reply (the newest job's id); both are read here when both
-                are None.
+            reply: the reply of what :meth:`queue_summary` queued; None reads it here.
 
         Returns:
             ``{"state": "running" or "idle", "current": job or None, "last_run": job or None}``.
@@ -253,19 +275,14 @@ class WarmingJobs:
         Raises:
             CacheUnavailableError: Redis failed.
         """
-        if running is None and newest is None:
+        if reply is None:
             with translate_redis_errors("read the warming jobs"):
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    self.queue_ids(pipe)
-                    running, newest = await pipe.execute()
-        running_id = None if running is None else _text(running)
-        newest_id = None if newest is None else _text(newest)
-        current, last = await asyncio.gather(
-            self.get(running_id) if running_id else _none(),
-            self.get(newest_id) if newest_id and newest_id != running_id else _none(),
-        )
+                    self.queue_summary(pipe)
+                    (reply,) = await pipe.execute()
+        current, last = (_fields(raw) for raw in reply)
         if current is not None and current["state"] not in ACTIVE_STATES:
-            current = None  # it ended between the two reads
+            current = None  # it ended while it was read
         if last is not None and last["state"] in ACTIVE_STATES:
             last = None
         return {"state": "running" if current else "idle", "current": current, "last_run": last}
@@ -354,8 +371,11 @@ class WarmingJobs:
             await self._redis.hset(key, mapping={k: str(v) for k, v in fields.items()})
 
 
-async def _none() -> None:
-    return None
+def _fields(raw: list[Any] | None) -> dict[str, Any] | None:
+    """Return a job from an ``HGETALL`` reply (a flat list); None for an empty one."""
+    if not raw:
+        return None
+    return _typed({_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)})
 
 
 def _typed(job: dict[str, str]) -> dict[str, Any]:

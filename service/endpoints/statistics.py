@@ -3,8 +3,8 @@
 One poll costs no PostgreSQL query (the outbox backlog is sampled in the background, see
 :mod:`service.backlog`) and one pipelined Redis round trip of a fixed number of commands:
 this worker's unsent counts, the counters hash, the two rate-bucket hashes, the workers'
-reports, ``INFO memory``, ``INFO stats``, ``DBSIZE`` and the ids of the running and the last
-warming job; plus one round trip to read those jobs, when there are any.
+reports, ``INFO memory``, ``INFO stats``, ``DBSIZE`` and the running and the last warming
+job (one script).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ async def stats(request: Request) -> Response:
         pipe.execute_command(b"INFO", b"memory")
         pipe.execute_command(b"INFO", b"stats")
         pipe.dbsize()
-        state.warming.jobs.queue_ids(pipe)
+        state.warming.jobs.queue_summary(pipe)
 
     # Concurrent polls share one round trip, and so one reading: it is copied, not changed.
     reading = await state.stats.read(NAMESPACES, queue_reads, share="stats")
@@ -54,8 +54,8 @@ async def stats(request: Request) -> Response:
     live: list[MemberReport] = [me]
     warming: dict[str, Any] = {"state": "unknown", "current": None, "last_run": None}
     if reading.replies is not None:
-        members_reply, memory, info_stats, keys, running, newest = reading.replies
-        warming = await warming_figures(state, running, newest)
+        members_reply, memory, info_stats, keys, jobs = reading.replies
+        warming = await warming_figures(state, jobs)
         found = workers.parse(members_reply, reading.read_at)
         live = sorted(
             [m for m in found.live if m.member != me.member] + [me], key=lambda m: m.member
@@ -117,18 +117,15 @@ def outbox_figures(state: AppState) -> dict[str, Any]:
     }
 
 
-async def warming_figures(
-    state: AppState, running: bytes | None, newest: bytes | None
-) -> dict[str, Any]:
-    """Return the running warming job and the last one that ended ("unknown" without Redis).
+async def warming_figures(state: AppState, reply: list[Any]) -> dict[str, Any]:
+    """Return the running warming job and the last one that ended, from ``reply``.
 
     Args:
         state: the app's state.
-        running: the running job's id, as :meth:`cache.WarmingJobs.queue_ids` read it.
-        newest: the newest job's id, likewise.
+        reply: the reply of :meth:`cache.WarmingJobs.queue_summary`.
     """
     try:
-        return await state.warming.jobs.summary(running, newest)
+        return await state.warming.jobs.summary(reply)
     except CacheUnavailableError:
         return {"state": "unknown", "current": None, "last_run": None}
 
