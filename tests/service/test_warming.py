@@ -311,3 +311,66 @@ async def test_hot_keys_are_summed_over_instances(servers: Any, app_on: Any) -> 
         top = await api.state.warming.plan(_request(source="hot", namespace="article"))
         assert [t.identity for t in top] == [second, first]  # 4 reads over two, then 3
         await api.state.invalidator.purge(None)
+
+
+async def _last_job(api: Api) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+
+    async def ended() -> bool:
+        seen.append((await api.stats())["warming"])
+        return seen[-1]["state"] == "idle" and seen[-1]["last_run"] is not None
+
+    await eventually(ended, timeout_seconds=20)
+    job: dict[str, Any] = seen[-1]["last_run"]
+    return job
+
+
+async def test_warm_on_startup_and_after_purge_when_asked(servers: Any, app_on: Any) -> None:
+    from tests.conftest import truncate
+
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, servers.redis_url) as api:
+        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        slugs = await _articles(api, 2)
+        await api.settle()
+    options = {"warm_on_startup": True, "warm_after_purge": True}
+    async with app_on(servers.database_url, servers.redis_url, **options) as api:
+        first = await _last_job(api)  # nothing read yet: the newest content
+        assert (first["source"], first["state"], first["done"]) == ("hot", "done", 6)
+        assert (await api.client.get(f"/api/v1/articles/{slugs[0]}")).headers["x-cache"] == "HIT"
+        r = await api.client.post("/admin/cache/purge", json={"namespace": "all"}, headers=ADMIN)
+        assert r.status_code == 200
+
+        async def another() -> bool:
+            job = (await api.stats())["warming"]["last_run"]
+            return job is not None and job["job_id"] != first["job_id"]
+
+        await eventually(another, timeout_seconds=20)
+        assert (await api.client.get("/api/v1/articles")).headers["x-cache"] == "HIT"
+        await api.state.invalidator.purge(None)
+
+
+async def test_the_hottest_keys_are_refreshed_before_they_expire(servers: Any, app_on: Any) -> None:
+    from tests.conftest import truncate
+
+    await truncate(servers.database_url)
+    options = {
+        "cache_hot_keys_sample_rate": 1.0,
+        "cache_ttls": "article=1.5",
+        "cache_jitter_ratio": 0,
+        "cache_stale_while_revalidate_seconds": 0,
+        "cache_early_refresh_beta": 0,
+        "warm_refresh_top_n": 5,
+        "warm_refresh_interval_seconds": 0.5,
+    }
+    async with app_on(servers.database_url, servers.redis_url, **options) as api:
+        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        (slug,) = await _articles(api, 1)
+        await api.settle()
+        assert (await api.client.get(f"/api/v1/articles/{slug}")).headers["x-cache"] == "MISS"
+        await api.state.stats.flush()  # the read is now among the hot keys
+        # Read again well after the TTL (1.5 s): the refresh kept the entry fresh.
+        await asyncio.sleep(3.5)
+        assert (await api.client.get(f"/api/v1/articles/{slug}")).headers["x-cache"] == "HIT"
+        assert (await api.stats())["warming"]["last_run"]["done"] >= 1
+        await api.state.invalidator.purge(None)
