@@ -237,8 +237,9 @@
     }
     const last = warming.last_run;
     setText("warming-last", last ? "Last run: " + (last.job_id || "") + " " + (last.state || "") +
-      ", " + count(last.done) + " of " + count(last.total) + " keys, " + count(last.errors) +
-      " errors" + (last.finished_at ? ", finished " + last.finished_at : "") : "No run yet.");
+      ": " + count(last.total) + " keys, " + count(last.done) + " loaded, " +
+      count(last.skipped) + " skipped (fresh), " + count(last.errors) + " errors" +
+      (last.finished_at ? ", finished " + last.finished_at : "") : "No run yet.");
   }
 
   function render(stats, rate) {
