@@ -5,6 +5,7 @@ load on a miss with their own loader, and name the tags that make an entry wrong
 """
 
 from cache.autopipeline import AutoPipeline
+from cache.background import BackgroundTask, every
 from cache.breaker import BreakerState, CircuitBreaker
 from cache.codec import Entry, Representation, coded_etag, coded_etags, etag_for
 from cache.compression import Compression
@@ -35,6 +36,7 @@ from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
 
 __all__ = [
     "AutoPipeline",
+    "BackgroundTask",
     "BatchLoader",
     "BoundedConnectionPool",
     "BreakerState",
@@ -81,5 +83,6 @@ __all__ = [
     "coded_etag",
     "coded_etags",
     "etag_for",
+    "every",
     "hit_ratio",
 ]

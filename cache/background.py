@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 async def stop_task(task: asyncio.Task[Any], *, poll_seconds: float = 0.1) -> None:
@@ -33,8 +36,8 @@ def every(
 
     Args:
         interval_seconds: the pause after each step, in seconds.
-        step: a function or a coroutine function; what escapes it ends the loop (catch and
-            log inside it what must not).
+        step: a function or a coroutine function; an exception it raises is logged, and the
+            loop goes on.
         at_once: run the first step at once (else after one interval).
     """
 
@@ -42,9 +45,12 @@ def every(
         if not at_once:
             await asyncio.sleep(interval_seconds)
         while True:
-            result = step()
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = step()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("background step %s failed", getattr(step, "__qualname__", step))
             await asyncio.sleep(interval_seconds)
 
     return run

@@ -36,6 +36,9 @@ COUNTERS: Final = (
     REFRESH_FAILURES,
 )
 
+#: The counters that say how a read was answered, to the name of that state (``hit``, ``miss``,
+#: ``stale``, ``bypass``): the states of request rates and of the Prometheus ``result`` label.
+READ_STATES: Final = {HITS: "hit", MISSES: "miss", STALE: "stale", BYPASS: "bypass"}
 _COUNTER_SET: Final = frozenset(COUNTERS)
 _MAX_FIELD_NAMES: Final = 10_000
 

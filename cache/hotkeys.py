@@ -98,7 +98,11 @@ class HotKeyTracker:
         return int(now // self._bucket_seconds)
 
     def add_to(self, pipe: Pipeline) -> Callable[[bool], None] | None:
-        """Queue this flush's samples on ``pipe`` (see :class:`cache.stats.FlushPart`)."""
+        """Queue this flush's samples on ``pipe`` (see :class:`cache.stats.FlushPart`).
+
+        Returns:
+            None: samples of a failed flush are dropped (they are an estimate).
+        """
         if not self._counts:
             return None
         counts, self._counts = self._counts, defaultdict(dict)

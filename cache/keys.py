@@ -13,7 +13,7 @@ Layout, for a scheme whose prefix is ``cs``:
 ``cs:hot:{namespace}:{n}``  sampled read counts of time bucket ``n`` (see :mod:`cache.hotkeys`)
 ``cs:warm:lock``            the id of the running warming job, with its runner's lease as TTL
 ``cs:warm:job:{id}``        a warming job's state, a hash (see :mod:`cache.warming`)
-``cs:warm:last``            the id of the newest warming job
+``cs:warm:last``            the id of the newest warming job that ended
 ``cs:rates:{width}s``       rate buckets of ``width`` seconds, ``{start}:{state}`` to an
                             integer (see :mod:`cache.rates`)
 ``cs:members:{group}``      the live members of a group, member name to a JSON report
@@ -147,7 +147,7 @@ class KeyScheme:
 
     @property
     def warming_last(self) -> str:
-        """The key naming the newest warming job."""
+        """The key naming the newest warming job that ended."""
         return f"{self.prefix}:warm:last"
 
     def rate_buckets(self, width_seconds: int) -> str:

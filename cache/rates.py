@@ -33,10 +33,11 @@ from typing import Any, Final, TypedDict
 
 from redis.asyncio.client import Pipeline
 
+from cache.counters import READ_STATES
 from cache.keys import KeyScheme
 
 #: The states a rate is kept for, in the order of the answers.
-STATES: Final = ("hit", "miss", "stale", "bypass")
+STATES: Final = tuple(READ_STATES.values())
 
 
 class WindowFigures(TypedDict):

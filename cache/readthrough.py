@@ -293,6 +293,10 @@ class ReadThroughCache:
             pacer: paces the stores (compressing is the costly part) so that reads keep the
                 event loop; None yields between chunks of stores only.
 
+        Returns:
+            What became of the keys. A loader that raises is logged and its keys counted as
+            errors (their leases released); a store that fails counts as an error too.
+
         Raises:
             CacheUnavailableError: Redis failed, or its breaker is open (nothing was loaded).
         """
@@ -327,6 +331,21 @@ class ReadThroughCache:
         skipped += len(fresh)
         if not to_load:
             return FillReport(skipped=skipped)
+        try:
+            return await self._fill_won(to_load, loader, skipped, pacer)
+        except BaseException:
+            # Cancelled (the job was): free the leases, or readers of these keys would wait
+            # for a load that is not coming. A lease whose store ran is already gone.
+            await self._release_all(to_load)
+            raise
+
+    async def _fill_won(
+        self,
+        to_load: Sequence[tuple[CacheKey, Lease]],
+        loader: BatchLoader,
+        skipped: int,
+        pacer: Pacer | None,
+    ) -> FillReport:
         started = time.monotonic()
         try:
             results = await loader([key for key, _ in to_load])

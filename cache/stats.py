@@ -20,22 +20,19 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from cache.background import BackgroundTask, every
-from cache.counters import BYPASS, HITS, MISSES, STALE, counter_figures
+from cache.counters import READ_STATES, counter_figures
 from cache.errors import REDIS_FAILURES, translate_redis_errors
 from cache.keys import KeyScheme
 from cache.rates import RateBuckets, WindowFigures
 from cache.singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
-
-#: The counters that are rates' states (see :mod:`cache.rates`), to their state names.
-_RATE_STATES: Final = {HITS: "hit", MISSES: "miss", STALE: "stale", BYPASS: "bypass"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +59,9 @@ class FlushPart(Protocol):
         """Queue this part's commands on ``pipe`` (a non-transactional pipeline).
 
         Returns:
-            None when nothing was queued; else a callback told whether Redis took the
-            commands (True) or failed (False), called once after the round trip.
+            A callback told whether Redis took the flush's commands (True) or not (False),
+            called once after the round trip; None when the part needs no word of it (it
+            queued nothing, or drops what it queued if the flush fails).
         """
 
 
@@ -160,24 +158,34 @@ class CacheStats:
             if not batch and not self._parts:
                 return True
             done: list[Callable[[bool], None]] = []
+            replies: list[Any] = []
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     self._queue_counts(pipe, batch, self._clock())
+                    sent = len(pipe)
                     for part in self._parts:
                         callback = part.add_to(pipe)
                         if callback is not None:
                             done.append(callback)
                     if len(pipe):
-                        await pipe.execute()
+                        # An error reply to one command must not make the others, which Redis
+                        # applied, count as unsent (and be added twice).
+                        replies = await pipe.execute(raise_on_error=False)
             except REDIS_FAILURES as exc:
                 logger.warning("cache stats flush failed, keeping counts: %r", exc)
                 self._keep(batch)
                 for callback in done:
                     callback(False)
                 return False
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if errors:
+                logger.warning("cache stats flush: %d commands failed: %r", len(errors), errors[0])
+            counted = not any(isinstance(r, Exception) for r in replies[:sent])
+            if not counted:
+                self._keep(batch)
             for callback in done:
-                callback(True)
-            return True
+                callback(not errors)
+            return counted
 
     def _take(self) -> dict[str, int]:
         """Return the counts to send (pending and unsent ones); the observer sees the pending."""
@@ -199,7 +207,7 @@ class CacheStats:
         by_state: defaultdict[str, int] = defaultdict(int)
         for field, n in batch.items():
             pipe.hincrby(self._key, field, n)
-            state = _RATE_STATES.get(field[field.rfind(":") + 1 :])
+            state = READ_STATES.get(field[field.rfind(":") + 1 :])
             if state is not None:
                 by_state[state] += n
         if by_state:
@@ -256,7 +264,8 @@ class CacheStats:
         Returns:
             The reading. When Redis failed (logged, fail-open), ``counters`` holds this
             process's unsent counts with ``complete`` False, the rates are zeros, ``replies``
-            is None, and the counts are kept for the next flush.
+            is None, and the counts are kept for the next flush. An error reply to one of
+            ``extra``'s commands is in its place in ``replies`` (an exception object).
         """
         if share is not None:
             reading, _ = await self._reads.run(
@@ -265,6 +274,7 @@ class CacheStats:
             return reading
         now = self._clock()
         batch = self._take()
+        replies: list[Any] = []
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 self._queue_counts(pipe, batch, now)
@@ -273,10 +283,17 @@ class CacheStats:
                 rate_replies = self._rates.queue_read(pipe) if with_rates else 0
                 if extra is not None:
                     extra(pipe)
-                replies = await pipe.execute()
+                # Error replies come back in place: the counts that Redis applied must not be
+                # kept to be sent again because another command failed.
+                replies = await pipe.execute(raise_on_error=False)
+            if any(isinstance(r, Exception) for r in replies[: sent + 1 + rate_replies]):
+                if any(isinstance(r, Exception) for r in replies[:sent]):
+                    self._keep(batch)
+                raise next(r for r in replies if isinstance(r, Exception))
         except REDIS_FAILURES as exc:
             logger.warning("cache stats read failed: %r", exc)
-            self._keep(batch)
+            if not replies:
+                self._keep(batch)
             unsent: dict[bytes | str, bytes | str] = {k: str(v) for k, v in self._unsent.items()}
             counters = counter_figures(unsent, namespaces, self._names, complete=False)
             return StatsReading(counters, RateBuckets.empty(), None, now)

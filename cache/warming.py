@@ -45,20 +45,11 @@ if redis.call('HGET', KEYS[2], 'cancel_requested') == '1' then return 2 end
 return 1
 """
 
-# KEYS: job, lock; ARGV: job id, now. A job that says it runs while the lock does not name it
-# lost its runner: it is recorded as failed, atomically with the read.
-_READ = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if (state == 'queued' or state == 'running') and redis.call('GET', KEYS[2]) ~= ARGV[1] then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', ARGV[2],
-             'error', 'the runner stopped renewing its lease')
-end
-return redis.call('HGETALL', KEYS[1])
-"""
-
-# KEYS: lock, newest; ARGV: job key prefix, now. The running job and the newest (when it is
-# another), each read as _READ reads one.
-_SUMMARY = """
+# A job that says it runs while the lock does not name it lost its runner: it is recorded as
+# failed (and as the newest that ended), atomically with its read. KEYS[1]: the lock, KEYS[2]:
+# the id of the newest ended job; ARGV[1]: the job keys' prefix, ARGV[2]: now, ARGV[3]: how
+# long a job is kept, seconds.
+_LAPSE = """
 local function read(id)
   if not id then return {} end
   local key = ARGV[1] .. id
@@ -66,20 +57,50 @@ local function read(id)
   if (state == 'queued' or state == 'running') and redis.call('GET', KEYS[1]) ~= id then
     redis.call('HSET', key, 'state', 'failed', 'finished_at', ARGV[2],
                'error', 'the runner stopped renewing its lease')
+    redis.call('EXPIRE', key, ARGV[3])
+    redis.call('SET', KEYS[2], id, 'EX', ARGV[3])
   end
   return redis.call('HGETALL', key)
 end
-local running = redis.call('GET', KEYS[1])
-local newest = redis.call('GET', KEYS[2])
-local last = {}
-if newest and newest ~= running then last = read(newest) end
-return {read(running), last}
 """
 
-# KEYS: lock; ARGV: job id
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# ARGV[4]: the job's id. Its state.
+_READ = _LAPSE + "return read(ARGV[4])"
+
+# The running job and the newest that ended (when it is another): {running, ended}.
+_SUMMARY = (
+    _LAPSE
+    + """
+local running = redis.call('GET', KEYS[1])
+local current = read(running)
+local ended = redis.call('GET', KEYS[2])
+local last = {}
+if ended and ended ~= running then last = read(ended) end
+return {current, last}
+"""
+)
+
+# KEYS: job; ARGV: field, value, ... Written only while the job is queued or running, so that
+# nothing overwrites the end a reader recorded for a lapsed runner. 1 when written.
+_UPDATE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'queued' and state ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# KEYS: job, lock, newest ended; ARGV: job id, seconds kept, field, value, ... The job's end:
+# written while it is active, kept for ARGV[2] seconds from now; the lock released if it is
+# the job's.
+_FINISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'queued' or state == 'running' then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
 """
 
 
@@ -138,12 +159,12 @@ class WarmingJobs:
         instance: names the runner in a job's state (e.g. ``host:pid``).
         lease_seconds: the runner's lease, in seconds: a dead runner's job is failed this long
             after its last renewal, at most.
-        keep_seconds: how long a job's state is kept after it was last updated, in seconds.
+        keep_seconds: how long a job's state is kept after it ended, in seconds.
         progress_interval_seconds: time between two progress writes (and lease renewals),
             in seconds; at most a third of ``lease_seconds`` is used.
 
-    The owner calls :meth:`aclose` at shutdown; it stops this process's runner, whose job is
-    then recorded as failed.
+    The owner calls :meth:`aclose` at shutdown; it stops this process's runners, whose jobs
+    are then recorded as failed.
     """
 
     def __init__(
@@ -163,26 +184,31 @@ class WarmingJobs:
         self._keep_seconds = int(keep_seconds)
         self._progress_interval = progress_interval_seconds
         self._renew = redis.register_script(_RENEW)
-        self._unlock = redis.register_script(_UNLOCK)
         self._read = redis.register_script(_READ)
-        self._runner: asyncio.Task[None] | None = None
+        self._update = redis.register_script(_UPDATE)
+        self._finish = redis.register_script(_FINISH)
+        self._runners: dict[str, asyncio.Task[None]] = {}
 
     async def start(self, spec: Mapping[str, str | int], work: JobWork) -> str:
-        """Start a job described by ``spec`` (stored with its state) that runs ``work``.
+        """Start a job that runs ``work`` in a task of this process; return its id.
 
-        Returns:
-            The new job's id.
+        Args:
+            spec: what the job is, stored with its state and answered with it (e.g.
+                ``{"source": "hot", "limit": 1000}``; ``limit`` is answered as an integer).
+            work: fills the cache and reports into the :class:`JobProgress` it is given; it
+                is cancelled when the job is cancelled or its lease is lost.
 
         Raises:
             WarmingBusyError: another job runs in the deployment.
-            CacheUnavailableError: Redis failed.
+            CacheUnavailableError: Redis failed (no job was started).
         """
         job_id = secrets.token_hex(8)
         lock = self._scheme.warming_lock
         with translate_redis_errors("start a warming job"):
-            if not await self._redis.set(lock, job_id, nx=True, px=self._lease_ms):
+            while not await self._redis.set(lock, job_id, nx=True, px=self._lease_ms):
                 running = await self._redis.get(lock)
-                raise WarmingBusyError(_text(running) if running else "unknown")
+                if running is not None:  # else it lapsed since: try again
+                    raise WarmingBusyError(_text(running))
             state: dict[Any, Any] = {
                 **{k: str(v) for k, v in spec.items()},
                 "job_id": job_id,
@@ -191,20 +217,26 @@ class WarmingJobs:
                 "created_at": _now_text(),
                 **dict.fromkeys(_COUNTS, "0"),
             }
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self._scheme.warming_job(job_id), mapping=state)
-                pipe.expire(self._scheme.warming_job(job_id), self._keep_seconds)
-                pipe.set(self._scheme.warming_last, job_id, ex=self._keep_seconds)
-                await pipe.execute()
-        self._runner = asyncio.get_running_loop().create_task(
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.hset(self._scheme.warming_job(job_id), mapping=state)
+                    pipe.expire(self._scheme.warming_job(job_id), self._keep_seconds)
+                    await pipe.execute()
+            except BaseException:
+                with contextlib.suppress(*REDIS_FAILURES):
+                    await self._end(job_id, {"state": FAILED, "error": "could not start"})
+                raise
+        runner = asyncio.get_running_loop().create_task(
             self._run(job_id, work), name=f"warming-{job_id}"
         )
+        self._runners[job_id] = runner
+        runner.add_done_callback(lambda _: self._runners.pop(job_id, None))
         return job_id
 
     async def wait(self) -> None:
-        """Wait until this process's running job, if any, has ended."""
-        if self._runner is not None:
-            await asyncio.wait({self._runner})
+        """Wait until the jobs this process runs have ended."""
+        if self._runners:
+            await asyncio.wait(set(self._runners.values()))
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         """Return the state of ``job_id``; None when no such job is known.
@@ -212,56 +244,27 @@ class WarmingJobs:
         A job that claims to run while the lock no longer names it is recorded as failed.
 
         Returns:
-            ``{"job_id", "state", "total", "done", "skipped", "errors", "keys_per_second",
-            "eta_seconds", "created_at", "started_at", "finished_at", ...spec}``; times are
-            RFC 3339 strings or None, rates in keys per second, the ETA in seconds or None.
+            ``{"job_id", "state", "source", "total", "done", "skipped", "errors",
+            "keys_per_second", "eta_seconds", "created_at", "started_at", "finished_at",
+            "error", "cancel_requested", ...spec}``; times are RFC 3339 strings or None, the
+            rate in keys per second, the ETA in seconds or None, ``error`` a text or None.
 
         Raises:
             CacheUnavailableError: Redis failed.
         """
         with translate_redis_errors("read a warming job"):
-            raw = await self._read(
-                keys=[self._scheme.warming_job(job_id), self._scheme.warming_lock],
-                args=[job_id, _now_text()],
-            )
+            raw = await self._read(keys=self._lapse_keys(), args=[*self._lapse_args(), job_id])
         return _fields(raw)
 
-    async def current(self) -> dict[str, Any] | None:
-        """Return the running job's state, or None when none runs.
-
-        Raises:
-            CacheUnavailableError: Redis failed.
-        """
-        with translate_redis_errors("read the warming lock"):
-            holder = await self._redis.get(self._scheme.warming_lock)
-        return None if holder is None else await self.get(_text(holder))
-
-    async def last(self) -> dict[str, Any] | None:
-        """Return the newest job's state (running or not), or None.
-
-        Raises:
-            CacheUnavailableError: Redis failed.
-        """
-        with translate_redis_errors("read the last warming job"):
-            newest = await self._redis.get(self._scheme.warming_last)
-        return None if newest is None else await self.get(_text(newest))
-
     def queue_summary(self, pipe: Pipeline) -> None:
-        """Queue the read of the running and the newest job on ``pipe`` (one script, one reply).
+        """Queue the read of the running job and the newest that ended on ``pipe`` (one reply).
 
         Its reply goes to :meth:`summary`, so that a caller with a pipeline of its own reads
         the jobs in the same round trip. A lapsed runner's job is recorded as failed there.
         """
         # EVAL, not EVALSHA: a pipeline of the caller's cannot retry a NOSCRIPT reply, and
         # Redis compiles the script once and keeps it by its digest anyway.
-        pipe.eval(
-            _SUMMARY,
-            2,
-            self._scheme.warming_lock,
-            self._scheme.warming_last,
-            self._scheme.warming_job(""),
-            _now_text(),
-        )
+        pipe.eval(_SUMMARY, 2, *self._lapse_keys(), *self._lapse_args())
 
     async def summary(self, reply: list[Any] | None = None) -> dict[str, Any]:
         """Return the running job and the newest one that ended.
@@ -270,7 +273,8 @@ class WarmingJobs:
             reply: the reply of what :meth:`queue_summary` queued; None reads it here.
 
         Returns:
-            ``{"state": "running" or "idle", "current": job or None, "last_run": job or None}``.
+            ``{"state": "running" or "idle", "current": job or None, "last_run": job or None}``,
+            each job as :meth:`get` answers it.
 
         Raises:
             CacheUnavailableError: Redis failed.
@@ -283,14 +287,18 @@ class WarmingJobs:
         current, last = (_fields(raw) for raw in reply)
         if current is not None and current["state"] not in ACTIVE_STATES:
             current = None  # it ended while it was read
-        if last is not None and last["state"] in ACTIVE_STATES:
-            last = None
         return {"state": "running" if current else "idle", "current": current, "last_run": last}
+
+    @staticmethod
+    def is_active(job: Mapping[str, Any]) -> bool:
+        """Whether ``job`` (as :meth:`get` answers it) is queued or running."""
+        return job["state"] in ACTIVE_STATES
 
     async def cancel(self, job_id: str) -> dict[str, Any] | None:
         """Ask the runner of ``job_id`` to stop; return the job's state (None: unknown).
 
-        A job that is no longer queued or running is left as it is (see its ``state``).
+        A job that is no longer queued or running is left as it is (see its ``state``); the
+        runner stops at its next lease renewal, and records the job as cancelled.
 
         Raises:
             CacheUnavailableError: Redis failed.
@@ -299,31 +307,52 @@ class WarmingJobs:
         if job is None or job["state"] not in ACTIVE_STATES:
             return job
         with translate_redis_errors("cancel a warming job"):
-            await self._redis.hset(self._scheme.warming_job(job_id), "cancel_requested", "1")
+            await self._update(
+                keys=[self._scheme.warming_job(job_id)], args=["cancel_requested", "1"]
+            )
         job["cancel_requested"] = True
         return job
 
     async def aclose(self) -> None:
-        """Stop this process's runner, if one runs; its job is recorded as failed."""
-        if self._runner is None:
-            return
-        runner, self._runner = self._runner, None
-        await stop_task(runner)
-        # A runner cancelled before its first step recorded nothing: its job ends here.
-        job_id = runner.get_name().removeprefix("warming-")
+        """Stop this process's runners; their jobs are recorded as failed."""
+        for job_id, runner in list(self._runners.items()):
+            await stop_task(runner)
+            # A runner stopped before its first step recorded nothing: its job ends here.
+            with contextlib.suppress(*REDIS_FAILURES):
+                await self._end(job_id, {"state": FAILED, "error": "the process shut down"})
+        self._runners.clear()
+
+    def _lapse_keys(self) -> list[str]:
+        return [self._scheme.warming_lock, self._scheme.warming_last]
+
+    def _lapse_args(self) -> list[str | int]:
+        return [self._scheme.warming_job(""), _now_text(), self._keep_seconds]
+
+    async def _end(self, job_id: str, fields: Mapping[str, object]) -> None:
+        """Record the end of ``job_id`` (if it is still active) and release its lock.
+
+        Raises:
+            Redis errors.
+        """
+        pairs = [str(x) for kv in {**fields, "finished_at": _now_text()}.items() for x in kv]
+        await self._finish(
+            keys=[
+                self._scheme.warming_job(job_id),
+                self._scheme.warming_lock,
+                self._scheme.warming_last,
+            ],
+            args=[job_id, self._keep_seconds, *pairs],
+        )
+
+    async def _write(self, job_id: str, fields: Mapping[str, object]) -> None:
+        """Write ``fields`` while the job is active (fail-open: a failed write is skipped)."""
+        pairs = [str(x) for kv in fields.items() for x in kv]
         with contextlib.suppress(*REDIS_FAILURES):
-            state = await self._redis.hget(self._scheme.warming_job(job_id), "state")
-            if state is not None and _text(state) in ACTIVE_STATES:
-                await self._write(
-                    self._scheme.warming_job(job_id),
-                    {"state": FAILED, "error": "the process shut down", "finished_at": _now_text()},
-                )
-                await self._unlock(keys=[self._scheme.warming_lock], args=[job_id])
+            await self._update(keys=[self._scheme.warming_job(job_id)], args=pairs)
 
     async def _run(self, job_id: str, work: JobWork) -> None:
-        key = self._scheme.warming_job(job_id)
         progress = JobProgress()
-        final: dict[str, str] = {}
+        final: dict[str, object] = {}
         worker = asyncio.current_task()
         assert worker is not None
         stopped_for: list[str] = []
@@ -333,7 +362,8 @@ class WarmingJobs:
                 await asyncio.sleep(min(self._lease_ms / 3000, self._progress_interval))
                 try:
                     verdict = await self._renew(
-                        keys=[self._scheme.warming_lock, key], args=[job_id, self._lease_ms]
+                        keys=[self._scheme.warming_lock, self._scheme.warming_job(job_id)],
+                        args=[job_id, self._lease_ms],
                     )
                 except REDIS_FAILURES as exc:
                     logger.warning("warming job %s could not renew its lease: %r", job_id, exc)
@@ -342,11 +372,11 @@ class WarmingJobs:
                     stopped_for.append(CANCELLED if verdict == 2 else FAILED)
                     worker.cancel()
                     return
-                await self._write(key, progress.fields())
+                await self._write(job_id, progress.fields())
 
         renewal = asyncio.get_running_loop().create_task(renew_forever())
         try:
-            await self._write(key, {"state": RUNNING, "started_at": _now_text()})
+            await self._write(job_id, {"state": RUNNING, "started_at": _now_text()})
             await work(progress)
             final = {"state": DONE}
         except asyncio.CancelledError:
@@ -360,15 +390,11 @@ class WarmingJobs:
         finally:
             await stop_task(renewal)
             final.setdefault("state", FAILED)
-            final["finished_at"] = _now_text()
-            with contextlib.suppress(*REDIS_FAILURES):
-                await self._write(key, {**progress.fields(), **final})
-                await self._unlock(keys=[self._scheme.warming_lock], args=[job_id])
+            try:
+                await self._end(job_id, {**progress.fields(), **final})
+            except REDIS_FAILURES as exc:
+                logger.warning("warming job %s: its end was not recorded: %r", job_id, exc)
             logger.info("warming job %s %s: %s", job_id, final["state"], progress.fields())
-
-    async def _write(self, key: str, fields: Mapping[str, object]) -> None:
-        with contextlib.suppress(*REDIS_FAILURES):
-            await self._redis.hset(key, mapping={k: str(v) for k, v in fields.items()})
 
 
 def _fields(raw: list[Any] | None) -> dict[str, Any] | None:
@@ -380,8 +406,9 @@ def _fields(raw: list[Any] | None) -> dict[str, Any] | None:
 
 def _typed(job: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = dict(job)
-    for name in _COUNTS:
-        out[name] = int(job.get(name, "0"))
+    for name in (*_COUNTS, "limit"):
+        if name in job or name in _COUNTS:
+            out[name] = int(job.get(name, "0"))
     out.pop("cancel_requested", None)
     out["cancel_requested"] = job.get("cancel_requested") == "1"
     for name in ("started_at", "finished_at"):

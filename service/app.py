@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Scope
 
 from cache import (
     AutoPipeline,
+    BackgroundTask,
     BoundedConnectionPool,
     CachePolicy,
     CacheStats,
@@ -37,8 +38,8 @@ from cache import (
     ReadThroughCache,
     SessionTagCollector,
     WarmingJobs,
+    every,
 )
-from cache.background import BackgroundTask, every
 from service import embedded, repository
 from service.access import AccessRecorder
 from service.auth import TokenAuthority

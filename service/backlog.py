@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from cache.background import BackgroundTask, every
+from cache import BackgroundTask, every
 from service.outbox import OutboxSample
 
 logger = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from cache.counters import BYPASS, HITS, MISSES, STALE
+from cache.counters import READ_STATES
 from service.metrics_dir import MULTIPROC_ENV
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 #: route label of a request no route matched (a 404, a slash redirect)
 UNMATCHED: Final = "unmatched"
 #: the cache counters that are results of ``content_cache_requests_total``
-RESULTS: Final = {HITS: "hit", MISSES: "miss", STALE: "stale", BYPASS: "bypass"}
+RESULTS: Final = READ_STATES
 WARMING_RESULTS: Final = ("done", "skipped", "error")
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -89,6 +89,33 @@ _RESULT_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["cache", "rates", "db_pool", "redis", "outbox", "warming"],
     },
+    "WarmingJob": {
+        "type": "object",
+        "properties": {
+            "job_id": _STR,
+            "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
+            "source": {"enum": ["hot", "recent", "keys"]},
+            "namespace": _STR,
+            "limit": _INT,
+            "total": _INT,
+            "done": _INT,
+            "skipped": _INT,
+            "errors": _INT,
+            "keys_per_second": {"type": "number"},
+            "eta_seconds": {"type": ["number", "null"]},
+            "created_at": _STR,
+            "started_at": {"type": ["string", "null"]},
+            "finished_at": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"]},
+            "cancel_requested": {"type": "boolean"},
+        },
+        "required": ["job_id", "state", "source", "total", "done", "skipped", "errors"],
+    },
+    "WarmingStarted": {
+        "type": "object",
+        "properties": {"job_id": _STR, "state": {"const": "queued"}, "location": _STR},
+        "required": ["job_id", "state", "location"],
+    },
 }
 
 _CACHE_HEADERS = {
@@ -180,6 +207,27 @@ def _write(
     return op
 
 
+def _warm_start() -> dict[str, Any]:
+    op = _write("Start a warming job (one at a time)", schemas.WarmRequest, "202", None)
+    op["requestBody"]["required"] = False
+    op["responses"]["202"] = _json(
+        "WarmingStarted",
+        "Started",
+        {"Location": {"schema": _STR, "description": "the job's URL"}},
+    )
+    op["responses"]["409"] = _problem("A job is running: its id is in the job_id member")
+    op["responses"]["503"] = _problem("Redis unavailable")
+    del op["responses"]["404"]
+    return op
+
+
+def _warming_job(summary: str, ok: str) -> dict[str, Any]:
+    op = _write(summary, None, ok, "WarmingJob")
+    op["responses"]["409"] = _problem("The job has ended: nothing to cancel")
+    op["responses"]["503"] = _problem("Redis unavailable")
+    return op
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document (built once)."""
@@ -187,6 +235,7 @@ def openapi_document() -> dict[str, Any]:
         schemas.ArticleCreate, schemas.ArticlePatch, schemas.CommentCreate,
         schemas.AuthorCreate, schemas.AuthorPatch, schemas.CategoryCreate,
         schemas.CategoryPatch, schemas.TagCreate, schemas.TagPatch, schemas.PurgeRequest,
+        schemas.WarmRequest,
     ]  # fmt: skip
     components = dict(_RESULT_SCHEMAS)
     for model in models:
@@ -283,6 +332,12 @@ def openapi_document() -> dict[str, Any]:
             },
             "/admin/cache/purge": {
                 "post": _write("Purge a namespace or all", schemas.PurgeRequest, "200", None)
+            },
+            "/admin/cache/warm": {"post": _warm_start()},
+            "/admin/cache/warm/{job_id}": {
+                "parameters": [_path("job_id")],
+                "get": _warming_job("A warming job's state and progress", "200"),
+                "delete": _warming_job("Cancel a queued or running warming job", "202"),
             },
         }
     )

@@ -26,8 +26,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CacheUnavailableError, CircuitBreaker, Invalidator
-from cache.background import BackgroundTask
+from cache import BackgroundTask, CacheUnavailableError, CircuitBreaker, Invalidator
 from service.keyspaces import NAMESPACES, tags_for_row_change
 
 logger = logging.getLogger(__name__)

@@ -212,8 +212,8 @@ def no_query(request: Request) -> None:
         raise InvalidInputError(f"unknown query parameters: {names}")
 
 
-async def body(request: Request, model: type[M]) -> M:
-    """Read and validate a JSON object body.
+async def body(request: Request, model: type[M], *, empty: M | None = None) -> M:
+    """Read and validate a JSON object body; ``empty``, when given, stands for no body at all.
 
     Raises:
         UnsupportedMediaTypeError: the content type is not JSON.
@@ -229,6 +229,8 @@ async def body(request: Request, model: type[M]) -> M:
         raw += chunk
         if len(raw) > MAX_BODY_BYTES:
             raise ContentTooLargeError(f"the body is over {MAX_BODY_BYTES} bytes")
+    if not raw and empty is not None:
+        return empty
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -97,7 +97,10 @@ class Settings(BaseSettings):
         False, description="warm the newest articles and first pages after import and seed"
     )
     warm_refresh_top_n: int = Field(
-        0, ge=0, description="refresh this many hot keys periodically before they expire; 0: off"
+        0,
+        ge=0,
+        le=100_000,
+        description="refresh this many hot keys periodically before they expire; 0: off",
     )
     warm_refresh_interval_seconds: float = Field(
         60.0, gt=0, description="time between two periodic refreshes of the hot keys, seconds"

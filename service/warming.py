@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote
 from pydantic import ValidationError
 
 from cache import (
+    BackgroundTask,
     CacheKey,
     CacheUnavailableError,
     FillReport,
@@ -39,8 +40,8 @@ from cache import (
     ReadThroughCache,
     WarmingBusyError,
     WarmingJobs,
+    every,
 )
-from cache.background import BackgroundTask, every
 from service.keyspaces import (
     ARTICLE,
     ARTICLES,
@@ -219,7 +220,8 @@ class ContentWarming:
         Identities that name no loadable entry are counted as skipped.
 
         Raises:
-            CacheUnavailableError: Redis failed (the batches under way are counted as errors).
+            CacheUnavailableError: Redis failed: the batch that found it is counted as errors,
+                and the batches still to come are not run.
         """
         progress.total = len(targets)
         by_namespace: dict[str, list[Target]] = {}
@@ -232,18 +234,30 @@ class ContentWarming:
         ]
         slots = asyncio.Semaphore(self._concurrency)
 
-        async def run(batch: list[Target]) -> None:
-            async with slots:
-                pacer = Pacer(self._loop_share / self._concurrency)
-                report, unresolved = await self._fill_batch(batch, fresh_for_seconds, pacer)
-            done, skipped = report.stored, report.skipped + report.rejected + unresolved
-            progress.add(done=done, skipped=skipped, errors=report.errors)
+        def count(done: int, skipped: int, errors: int) -> None:
+            progress.add(done=done, skipped=skipped, errors=errors)
             if self.on_batch is not None:
-                for result, n in (("done", done), ("skipped", skipped), ("error", report.errors)):
+                for result, n in (("done", done), ("skipped", skipped), ("error", errors)):
                     if n:
                         self.on_batch(result, n)
 
-        await asyncio.gather(*(run(batch) for batch in batches))
+        async def run(batch: list[Target]) -> None:
+            async with slots:
+                pacer = Pacer(self._loop_share / self._concurrency)
+                try:
+                    report, unresolved = await self._fill_batch(batch, fresh_for_seconds, pacer)
+                except CacheUnavailableError:
+                    count(0, 0, len(batch))
+                    raise
+            count(report.stored, report.skipped + report.rejected + unresolved, report.errors)
+
+        # The first batch that finds Redis failing ends the job: the others are cancelled.
+        try:
+            async with asyncio.TaskGroup() as group:
+                for batch in batches:
+                    group.create_task(run(batch))
+        except* CacheUnavailableError as failed:
+            raise failed.exceptions[0] from None
 
     async def _fill_batch(
         self, batch: Sequence[Target], fresh_for_seconds: float, pacer: Pacer

@@ -6,7 +6,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cache import CacheUnavailableError, WarmingBusyError
-from cache.warming import ACTIVE_STATES
 from service.endpoints import ctx
 from service.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
 from service.keyspaces import NAMESPACES
@@ -44,7 +43,7 @@ async def warm_start(request: Request) -> Response:
     state = ctx(request)
     state.auth.require(request, "admin")
     no_query(request)
-    data = await body(request, WarmRequest) if await request.body() else WarmRequest()
+    data = await body(request, WarmRequest, empty=WarmRequest())
     if data.namespace is not None and data.namespace not in NAMESPACES:
         known = ", ".join(NAMESPACES)
         raise InvalidInputError(f"unknown namespace {data.namespace!r}; one of {known}")
@@ -89,7 +88,7 @@ async def warm_job(request: Request) -> Response:
     if job is None:
         raise NotFoundError(f"no warming job {job_id!r}")
     if request.method == "DELETE":
-        if job["state"] not in ACTIVE_STATES:
+        if not state.warming.jobs.is_active(job):
             raise ConflictError(f"warming job {job_id} is {job['state']}; nothing to cancel")
         return json_response(job, 202)
     return json_response(job)

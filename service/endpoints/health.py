@@ -10,6 +10,7 @@ from starlette.responses import Response
 from cache.errors import REDIS_FAILURES
 from service import repository
 from service.lifecycle import Lifecycle, Phase
+from service.problems import problem
 from service.responses import json_response
 from service.state import AppState
 
@@ -39,8 +40,23 @@ async def _redis_ok(state: AppState) -> bool:
     return True
 
 
-def _not_ready(status: str) -> Response:
-    return json_response({"status": status}, 503, headers={"Retry-After": "2"})
+_NOT_READY = {
+    "starting": "the service is starting",
+    "draining": "the service is draining after SIGTERM",
+    "unavailable": "neither Redis nor PostgreSQL answers",
+}
+
+
+def _not_ready(readiness: str, **servers: str) -> Response:
+    """A 503 problem document; ``readiness`` says why, ``servers`` how each one is."""
+    return problem(
+        503,
+        _NOT_READY[readiness],
+        title="Not ready",
+        headers={"Retry-After": "2"},
+        readiness=readiness,
+        **servers,
+    )
 
 
 async def ready(request: Request) -> Response:
@@ -48,9 +64,10 @@ async def ready(request: Request) -> Response:
 
     200 ``{"status": "ok" | "degraded", "redis": "ok" | "unavailable", "postgres": ...}``:
     ``degraded`` when one of the two does not answer (hits still serve while PostgreSQL is
-    down; reads bypass the cache while Redis is down). 503 with ``status`` ``starting`` before
-    the lifespan has built everything, ``draining`` from SIGTERM on, ``unavailable`` (and both
-    fields) when neither answers. Each server gets at most ``HEALTH_TIMEOUT_SECONDS``.
+    down; reads bypass the cache while Redis is down). 503, a problem document whose
+    ``readiness`` is ``starting`` before the lifespan has built everything, ``draining`` from
+    SIGTERM on, or ``unavailable`` (with ``redis`` and ``postgres``) when neither answers. Each
+    server gets at most ``HEALTH_TIMEOUT_SECONDS``.
     """
     lifecycle: Lifecycle = request.app.state.lifecycle
     if lifecycle.phase is Phase.STARTING:
@@ -65,6 +82,5 @@ async def ready(request: Request) -> Response:
         "postgres": "ok" if postgres else "unavailable",
     }
     if not (postgres or redis):
-        doc["status"] = "unavailable"
-        return json_response(doc, 503, headers={"Retry-After": "2"})
+        return _not_ready("unavailable", redis="unavailable", postgres="unavailable")
     return json_response(doc)

@@ -52,20 +52,25 @@ async def stats(request: Request) -> Response:
         "available": reading.replies is not None,
     }
     live: list[MemberReport] = [me]
-    warming: dict[str, Any] = {"state": "unknown", "current": None, "last_run": None}
+    warming: dict[str, Any] = UNKNOWN_WARMING
     if reading.replies is not None:
-        members_reply, memory, info_stats, keys, jobs = reading.replies
-        warming = await warming_figures(state, jobs)
-        found = workers.parse(members_reply, reading.read_at)
-        live = sorted(
-            [m for m in found.live if m.member != me.member] + [me], key=lambda m: m.member
+        # A command Redis refused (e.g. INFO under an ACL) leaves its figures None.
+        members_reply, memory, info_stats, keys, jobs = (
+            None if isinstance(r, Exception) else r for r in reading.replies
         )
-        if found.stale:
-            await workers.prune(found.stale)
+        if jobs is not None:
+            warming = await warming_figures(state, jobs)
+        if members_reply is not None:
+            found = workers.parse(members_reply, reading.read_at)
+            live = sorted(
+                [m for m in found.live if m.member != me.member] + [me], key=lambda m: m.member
+            )
+            if found.stale:
+                await workers.prune(found.stale)
         redis.update(
-            used_memory_bytes=info_field(memory, "used_memory"),
-            keys=int(keys),
-            evicted_keys=info_field(info_stats, "evicted_keys"),
+            used_memory_bytes=None if memory is None else info_field(memory, "used_memory"),
+            keys=None if keys is None else int(keys),
+            evicted_keys=None if info_stats is None else info_field(info_stats, "evicted_keys"),
         )
     db_pool, pools = pool_lists(live)
     redis.update(pools)
@@ -117,8 +122,19 @@ def outbox_figures(state: AppState) -> dict[str, Any]:
     }
 
 
+#: What ``/stats`` says of warming when Redis cannot say: no job known to run.
+UNKNOWN_WARMING: dict[str, Any] = {
+    "state": "idle",
+    "current": None,
+    "last_run": None,
+    "available": False,
+}
+
+
 async def warming_figures(state: AppState, reply: list[Any]) -> dict[str, Any]:
     """Return the running warming job and the last one that ended, from ``reply``.
+
+    ``available`` is False (and ``state`` idle) when Redis could not say.
 
     Args:
         state: the app's state.
@@ -127,7 +143,7 @@ async def warming_figures(state: AppState, reply: list[Any]) -> dict[str, Any]:
     try:
         return await state.warming.jobs.summary(reply)
     except CacheUnavailableError:
-        return {"state": "unknown", "current": None, "last_run": None}
+        return UNKNOWN_WARMING
 
 
 async def metrics(request: Request) -> Response:

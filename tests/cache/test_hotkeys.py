@@ -100,3 +100,29 @@ async def test_a_failed_flush_drops_the_samples_but_keeps_the_counters(
     assert await tracker.top("article", 1) == []
     assert (await stats.snapshot())["hits"] == 1
     await redis.aclose()
+
+
+class _BrokenPart:
+    """A flush part whose command Redis refuses (an error reply, not a failed connection)."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.outcomes: list[bool] = []
+
+    def add_to(self, pipe: Any) -> Any:
+        pipe.zincrby(self.key, 1, "x")  # the key holds a string: WRONGTYPE
+        return self.outcomes.append
+
+
+async def test_an_error_reply_of_a_flush_part_does_not_count_twice(
+    redis: Any, scheme: KeyScheme
+) -> None:
+    await redis.set("t:not-a-zset", "x")
+    stats = CacheStats(redis, scheme)
+    part = _BrokenPart("t:not-a-zset")
+    stats.add_flush_part(part)
+    stats.count("article", "hits", 3)
+    assert await stats.flush()  # the counts were taken
+    assert await stats.flush()
+    assert (await stats.snapshot())["hits"] == 3
+    assert part.outcomes == [False, False, False]  # told, each time (the snapshot flushes too)

@@ -52,7 +52,10 @@ async def test_ready_is_503_when_neither_server_answers(
         private_redis.kill()
         r = await api.client.get("/health/ready")
     assert r.status_code == 503 and r.headers["retry-after"]
-    assert r.json() == {"status": "unavailable", "redis": "unavailable", "postgres": "unavailable"}
+    assert r.headers["content-type"] == "application/problem+json"
+    doc = r.json()
+    assert (doc["status"], doc["readiness"]) == (503, "unavailable")
+    assert (doc["redis"], doc["postgres"]) == ("unavailable", "unavailable")
 
 
 async def test_ready_is_503_starting_before_the_lifespan_has_run(
@@ -63,5 +66,5 @@ async def test_ready_is_503_starting_before_the_lifespan_has_run(
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         r = await client.get("/health/ready")
         live = await client.get("/health/live")
-    assert r.status_code == 503 and r.json() == {"status": "starting"}
+    assert r.status_code == 503 and r.json()["readiness"] == "starting"
     assert live.status_code == 200
