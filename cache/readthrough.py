@@ -175,6 +175,9 @@ class ReadThroughCache:
         compression: the content codings stored besides identity; None for the defaults of
             :class:`cache.compression.Compression`.
         tracker: counts the keys read (sampled); None for no hot-key tracking.
+        fill_leases: the lease store :meth:`fill` takes leases and stores with; give it an
+            auto-pipeline of its own, so that a batch's large stores never share a write
+            (and Redis's time) with the reads' ``MGET``; None for ``leases``.
 
     Reads go through the lease store's :class:`cache.autopipeline.AutoPipeline`: the reads of
     one event-loop iteration share one ``MGET``, sent in one write with the lease scripts of
@@ -192,8 +195,10 @@ class ReadThroughCache:
         herd_wait_ms: int = 1000,
         compression: Compression | None = None,
         tracker: HotKeyTracker | None = None,
+        fill_leases: LeaseStore | None = None,
     ) -> None:
         self._tracker = tracker
+        self._fill_leases = fill_leases or leases
         self._pipeline = leases.pipeline
         self._compression = compression or Compression()
         self._leases = leases
@@ -304,7 +309,9 @@ class ReadThroughCache:
             raise CacheUnavailableError("the Redis breaker is open")
         grants = await asyncio.gather(
             *(
-                self._leases.take(k.redis_key, load_lease_ms=self._load_lease_ms, return_value=True)
+                self._fill_leases.take(
+                    k.redis_key, load_lease_ms=self._load_lease_ms, return_value=True
+                )
                 for k in keys
             ),
             return_exceptions=True,
@@ -365,7 +372,7 @@ class ReadThroughCache:
                 await pacer.pause()
             stores = await asyncio.gather(
                 *(
-                    self._store(lease, key, results[key], load_ms)
+                    self._store(lease, key, results[key], load_ms, self._fill_leases)
                     for key, lease in found[i : i + _FILL_CHUNK]
                 )
             )
@@ -378,8 +385,10 @@ class ReadThroughCache:
         )
 
     async def _release_all(self, won: Sequence[tuple[CacheKey, Lease]]) -> None:
+        """Release the load leases of a fill (taken from its lease store)."""
+        leases = self._fill_leases
         with contextlib.suppress(CacheUnavailableError):
-            await asyncio.gather(*(self._leases.release(lease, k.redis_key) for k, lease in won))
+            await asyncio.gather(*(leases.release(lease, k.redis_key) for k, lease in won))
 
     async def _share(
         self, key: CacheKey, flight: Callable[[], Awaitable[_Outcome]]
@@ -504,15 +513,22 @@ class ReadThroughCache:
         return lookup, vouched_until
 
     async def _store(
-        self, lease: Lease, key: CacheKey, loaded: Loaded, load_ms: float
+        self,
+        lease: Lease,
+        key: CacheKey,
+        loaded: Loaded,
+        load_ms: float,
+        leases: LeaseStore | None = None,
     ) -> tuple[Entry, bool | None, float]:
         """Store ``loaded`` at ``key`` under ``lease``; return the entry, outcome and vouch time.
 
         The outcome is True when stored, False when the lease was revoked (an invalidation
         raced the load: counted as ``store_rejected``), None when nothing was stored (Redis
         failed, or the entry would already be expired). The vouch time is
-        ``time.monotonic()`` just before an accepted store was sent, else -inf.
+        ``time.monotonic()`` just before an accepted store was sent, else -inf. ``leases`` is
+        the store ``lease`` came from (the read path's when None).
         """
+        leases = leases or self._leases
         policy = self._policies.for_namespace(key.namespace)
         now_ms = _now_ms()
         fresh_ms = policy.jittered_ttl_ms(loaded.ttl_seconds)
@@ -531,11 +547,11 @@ class ReadThroughCache:
         )
         if keep_ms <= 0:
             with contextlib.suppress(CacheUnavailableError):
-                await self._leases.release(lease, key.redis_key)
+                await leases.release(lease, key.redis_key)
             return entry, None, -math.inf
         sent_at = time.monotonic()
         try:
-            stored = await self._leases.store(
+            stored = await leases.store(
                 lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
             )
         except CacheUnavailableError as exc:

@@ -191,6 +191,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         # One auto-pipeline for the reads and the lease scripts, so that they share batches.
         pipeline = AutoPipeline(redis)
         stack.push_async_callback(pipeline.aclose)
+        # Warming's leases and stores go out on batches of their own.
+        warming_pipeline = AutoPipeline(redis)
+        stack.push_async_callback(warming_pipeline.aclose)
         leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS, pipeline=pipeline)
         invalidator = Invalidator(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
 
@@ -256,6 +259,12 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
                 settings.cache_brotli_quality,
             ),
             tracker=tracker if settings.cache_hot_keys_sample_rate > 0 else None,
+            fill_leases=LeaseStore(
+                redis,
+                scheme,
+                horizon_seconds=LEASE_HORIZON_SECONDS,
+                pipeline=warming_pipeline,
+            ),
         )
         stack.push_async_callback(cache.aclose)
         reader = ContentReader(

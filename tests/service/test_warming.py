@@ -372,5 +372,6 @@ async def test_the_hottest_keys_are_refreshed_before_they_expire(servers: Any, a
         # Read again well after the TTL (1.5 s): the refresh kept the entry fresh.
         await asyncio.sleep(3.5)
         assert (await api.client.get(f"/api/v1/articles/{slug}")).headers["x-cache"] == "HIT"
-        assert (await api.stats())["warming"]["last_run"]["done"] >= 1
+        # Refreshes ran (the newest may have found the entry still fresh for long enough).
+        assert (await api.stats())["warming"]["last_run"]["state"] == "done"
         await api.state.invalidator.purge(None)
