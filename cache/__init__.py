@@ -10,7 +10,9 @@ from cache.breaker import BreakerState, CircuitBreaker
 from cache.codec import Entry, Representation, coded_etag, coded_etags, etag_for
 from cache.compression import Compression
 from cache.counters import hit_ratio
+from cache.entries import BatchLoader, Loaded, Loader
 from cache.errors import CacheError, CacheUnavailableError, CodecError
+from cache.filling import FillReport
 from cache.hotkeys import HotKeyTracker
 from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
@@ -21,15 +23,7 @@ from cache.pacing import Pacer
 from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.rates import RateBuckets, WindowFigures
-from cache.readthrough import (
-    BatchLoader,
-    CacheState,
-    FillReport,
-    Loaded,
-    Loader,
-    Lookup,
-    ReadThroughCache,
-)
+from cache.readthrough import CacheState, Lookup, ReadThroughCache
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs

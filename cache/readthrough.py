@@ -13,6 +13,9 @@
   period, the stale entry is answered instead of the error.
 * **Early refresh.** With ``early_refresh_beta`` set, a hit may start that background refresh
   shortly before the entry expires (see :class:`cache.policy.CachePolicy`).
+* **Fill.** ``fill`` loads a batch of keys ahead of the reads (warming), under the same leases
+  (see :mod:`cache.filling`). Loads and fills write their entries alike
+  (:class:`cache.entries.EntryWriter`).
 
 Failures of Redis never fail a read (fail-open): the loader's answer is returned with state
 ``BYPASS``. A :class:`cache.breaker.CircuitBreaker` stops reads from touching Redis at all
@@ -28,15 +31,17 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from cache import counters
 from cache.background import stop_task
 from cache.breaker import CircuitBreaker
-from cache.codec import Entry, Representation, decode, encode, etag_for
+from cache.codec import Entry, Representation, decode, etag_for
 from cache.compression import Compression
+from cache.entries import BatchLoader, EntryWriter, Loader, fresh_entry, wall_clock_ms
 from cache.errors import CacheUnavailableError, CodecError
+from cache.filling import BatchFiller, FillReport
 from cache.hotkeys import HotKeyTracker
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
@@ -55,28 +60,6 @@ class CacheState(enum.Enum):
     MISS = "MISS"
     STALE = "STALE"
     BYPASS = "BYPASS"
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """What a loader returns.
-
-    Attributes:
-        body: the answer's bytes, serialized once, as they will be sent.
-        tags: the tags to file the entry under: everything whose change makes it wrong.
-        status: the answer's status (200; a loader may cache an absence as 404).
-        ttl_seconds: a fresh lifetime shorter than the policy's, in seconds (for instance for a
-            cached absence); None for the policy's TTL.
-        expires_at: the moment the value may become wrong with no write (a scheduled change),
-            in seconds since the epoch; the entry is neither fresh nor served stale past it.
-            None when no such moment is known.
-    """
-
-    body: bytes
-    tags: Iterable[str] = ()
-    status: int = 200
-    ttl_seconds: float | None = None
-    expires_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,34 +90,6 @@ class Lookup:
     stored: bool = False
 
 
-Loader = Callable[[], Awaitable[Loaded]]
-
-#: Entries stored per event-loop pass by :meth:`ReadThroughCache.fill`.
-_FILL_CHUNK = 8
-
-#: Loads many keys at once: returns the Loaded of each key it found; keys it leaves out are
-#: not stored (a warming source may name entries that no longer exist).
-BatchLoader = Callable[[Sequence[CacheKey]], Awaitable[Mapping[CacheKey, Loaded]]]
-
-
-@dataclass(frozen=True, slots=True)
-class FillReport:
-    """What :meth:`ReadThroughCache.fill` did with each key of a batch.
-
-    Attributes:
-        stored: loaded and stored.
-        skipped: already fresh for long enough, being loaded by another process, or not
-            returned by the loader.
-        rejected: loaded, but the store was refused: an invalidation raced the load.
-        errors: the load or the store failed.
-    """
-
-    stored: int = 0
-    skipped: int = 0
-    rejected: int = 0
-    errors: int = 0
-
-
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     """A flight's result, with what a caller that shared it needs to know to trust it.
@@ -154,10 +109,6 @@ class _Outcome:
         return self.started >= joined_at or joined_at <= self.vouched_until
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class ReadThroughCache:
     """Cache-aside reads over one Redis. Safe to share between the tasks of one event loop.
 
@@ -175,9 +126,8 @@ class ReadThroughCache:
         compression: the content codings stored besides identity; None for the defaults of
             :class:`cache.compression.Compression`.
         tracker: counts the keys read (sampled); None for no hot-key tracking.
-        fill_leases: the lease store :meth:`fill` takes leases and stores with; give it an
-            auto-pipeline of its own, so that a batch's large stores never share a write
-            (and Redis's time) with the reads' ``MGET``; None for ``leases``.
+        fill_leases: the lease store :meth:`fill` takes leases and stores with (see
+            :class:`cache.filling.BatchFiller`); None for ``leases``.
 
     Reads go through the lease store's :class:`cache.autopipeline.AutoPipeline`: the reads of
     one event-loop iteration share one ``MGET``, sent in one write with the lease scripts of
@@ -198,9 +148,11 @@ class ReadThroughCache:
         fill_leases: LeaseStore | None = None,
     ) -> None:
         self._tracker = tracker
-        self._fill_leases = fill_leases or leases
         self._pipeline = leases.pipeline
-        self._compression = compression or Compression()
+        self._writer = EntryWriter(policies, compression or Compression(), stats)
+        self._filler = BatchFiller(
+            fill_leases or leases, self._writer, breaker=breaker, load_lease_ms=load_lease_ms
+        )
         self._leases = leases
         self._stats = stats
         self._policies = policies
@@ -248,7 +200,7 @@ class ReadThroughCache:
             except CodecError:
                 logger.warning("undecodable entry at %s, reloading", key.redis_key)
             else:
-                now_ms = _now_ms()
+                now_ms = wall_clock_ms()
                 if now_ms < entry.fresh_until_ms:
                     self._stats.count(key.namespace, counters.HITS)
                     if self._refresh_early(key, entry, now_ms):
@@ -269,7 +221,7 @@ class ReadThroughCache:
             logger.warning("load of %s failed, answering stale: %r", key.redis_key, exc)
             self._stats.count(key.namespace, counters.STALE)
             self._stats.count(key.namespace, counters.STALE_IF_ERROR)
-            return _lookup(stale, CacheState.STALE, _now_ms())
+            return _lookup(stale, CacheState.STALE, wall_clock_ms())
         if shared:
             self._stats.count(key.namespace, counters.COALESCED)
         return lookup
@@ -282,113 +234,16 @@ class ReadThroughCache:
         fresh_for_seconds: float = 0.0,
         pacer: Pacer | None = None,
     ) -> FillReport:
-        """Load the entries at ``keys`` that are not fresh for ``fresh_for_seconds`` more.
+        """Load and store the entries at ``keys`` in one batch: the warming path.
 
-        The warming path: one lease per key, taken for the whole batch in one auto-pipelined
-        round trip; one ``loader`` call for the keys whose lease was won; each result stored
-        as its own entry under its own lease, so that a write that raced the load makes its
-        store fail (counted as rejected) exactly as for a read's load. Nothing is counted as
-        a hit or a miss.
-
-        Args:
-            keys: the entries to fill (distinct).
-            loader: loads the keys whose lease was won, in one call.
-            fresh_for_seconds: an entry still fresh for at least this long is skipped, in
-                seconds; 0 skips every fresh entry.
-            pacer: paces the stores (compressing is the costly part) so that reads keep the
-                event loop; None yields between chunks of stores only.
-
-        Returns:
-            What became of the keys. A loader that raises is logged and its keys counted as
-            errors (their leases released); a store that fails counts as an error too.
+        See :meth:`cache.filling.BatchFiller.fill`; nothing is counted as a hit or a miss.
 
         Raises:
             CacheUnavailableError: Redis failed, or its breaker is open (nothing was loaded).
         """
-        if self._breaker is not None and not self._breaker.allows():
-            raise CacheUnavailableError("the Redis breaker is open")
-        grants = await asyncio.gather(
-            *(
-                self._fill_leases.take(
-                    k.redis_key, load_lease_ms=self._load_lease_ms, return_value=True
-                )
-                for k in keys
-            ),
-            return_exceptions=True,
+        return await self._filler.fill(
+            keys, loader, fresh_for_seconds=fresh_for_seconds, pacer=pacer
         )
-        to_load: list[tuple[CacheKey, Lease]] = []
-        fresh: list[tuple[CacheKey, Lease]] = []
-        failure: BaseException | None = None
-        skipped = 0
-        horizon_ms = _now_ms() + fresh_for_seconds * 1000
-        for key, grant in zip(keys, grants, strict=True):
-            if isinstance(grant, BaseException):
-                failure = grant
-            elif not grant.lease.loads:
-                skipped += 1  # another process is loading it
-            elif (entry := _fresh_entry(grant.value)) and entry.fresh_until_ms >= horizon_ms:
-                fresh.append((key, grant.lease))
-            else:
-                to_load.append((key, grant.lease))
-        if failure is not None:
-            await self._release_all(fresh + to_load)
-            raise CacheUnavailableError("a lease of a warming batch failed") from failure
-        if fresh:
-            await self._release_all(fresh)
-        skipped += len(fresh)
-        if not to_load:
-            return FillReport(skipped=skipped)
-        try:
-            return await self._fill_won(to_load, loader, skipped, pacer)
-        except BaseException:
-            # Cancelled (the job was): free the leases, or readers of these keys would wait
-            # for a load that is not coming. A lease whose store ran is already gone.
-            await self._release_all(to_load)
-            raise
-
-    async def _fill_won(
-        self,
-        to_load: Sequence[tuple[CacheKey, Lease]],
-        loader: BatchLoader,
-        skipped: int,
-        pacer: Pacer | None,
-    ) -> FillReport:
-        started = time.monotonic()
-        try:
-            results = await loader([key for key, _ in to_load])
-        except Exception as exc:
-            logger.warning("warming load of %d keys failed: %r", len(to_load), exc)
-            await self._release_all(to_load)
-            return FillReport(skipped=skipped, errors=len(to_load))
-        load_ms = (time.monotonic() - started) * 1000
-        absent = [(key, lease) for key, lease in to_load if key not in results]
-        if absent:
-            await self._release_all(absent)
-        found = [(key, lease) for key, lease in to_load if key in results]
-        outcomes: list[bool | None] = []
-        # A few stores per loop pass: compressing a whole batch at once would hold up reads.
-        for i in range(0, len(found), _FILL_CHUNK):
-            if pacer is not None and i:
-                await pacer.pause()
-            stores = await asyncio.gather(
-                *(
-                    self._store(lease, key, results[key], load_ms, self._fill_leases)
-                    for key, lease in found[i : i + _FILL_CHUNK]
-                )
-            )
-            outcomes += [outcome for _, outcome, _ in stores]
-        return FillReport(
-            stored=outcomes.count(True),
-            skipped=skipped + len(absent),
-            rejected=outcomes.count(False),
-            errors=outcomes.count(None),
-        )
-
-    async def _release_all(self, won: Sequence[tuple[CacheKey, Lease]]) -> None:
-        """Release the load leases of a fill (taken from its lease store)."""
-        leases = self._fill_leases
-        with contextlib.suppress(CacheUnavailableError):
-            await asyncio.gather(*(leases.release(lease, k.redis_key) for k, lease in won))
 
     async def _share(
         self, key: CacheKey, flight: Callable[[], Awaitable[_Outcome]]
@@ -471,13 +326,13 @@ class ReadThroughCache:
                 if self._breaker is not None:
                     self._breaker.record_failure()
                 return await self._load_only(key, loader)  # an outage: no lease, no store
-            entry = _fresh_entry(grant.value)
+            entry = fresh_entry(grant.value)
             if entry is not None:
                 if grant.lease.loads:
                     with contextlib.suppress(CacheUnavailableError):
                         await self._leases.release(grant.lease, key.redis_key)
                 self._stats.count(key.namespace, counters.COALESCED)
-                return _Outcome(_lookup(entry, CacheState.HIT, _now_ms()), started)
+                return _Outcome(_lookup(entry, CacheState.HIT, wall_clock_ms()), started)
             left = deadline - time.monotonic()
             if grant.lease.loads or left <= 0:
                 break
@@ -508,69 +363,11 @@ class ReadThroughCache:
             raise
         load_ms = (time.monotonic() - started) * 1000
         self._stats.record_load(key.namespace, load_ms / 1000)
-        entry, stored, vouched_until = await self._store(lease, key, loaded, load_ms)
-        lookup = _lookup(entry, CacheState.MISS, _now_ms(), load_ms, stored=stored is True)
-        return lookup, vouched_until
-
-    async def _store(
-        self,
-        lease: Lease,
-        key: CacheKey,
-        loaded: Loaded,
-        load_ms: float,
-        leases: LeaseStore | None = None,
-    ) -> tuple[Entry, bool | None, float]:
-        """Store ``loaded`` at ``key`` under ``lease``; return the entry, outcome and vouch time.
-
-        The outcome is True when stored, False when the lease was revoked (an invalidation
-        raced the load: counted as ``store_rejected``), None when nothing was stored (Redis
-        failed, or the entry would already be expired). The vouch time is
-        ``time.monotonic()`` just before an accepted store was sent, else -inf. ``leases`` is
-        the store ``lease`` came from (the read path's when None).
-        """
-        leases = leases or self._leases
-        policy = self._policies.for_namespace(key.namespace)
-        now_ms = _now_ms()
-        fresh_ms = policy.jittered_ttl_ms(loaded.ttl_seconds)
-        keep_ms = fresh_ms + policy.stale_ms
-        if loaded.expires_at is not None:
-            limit_ms = int(loaded.expires_at * 1000) - now_ms
-            fresh_ms, keep_ms = min(fresh_ms, limit_ms), min(keep_ms, limit_ms)
-        etag = etag_for(loaded.body)
-        entry = Entry(
-            body=loaded.body,
-            etag=etag,
-            status=loaded.status,
-            fresh_until_ms=now_ms + max(fresh_ms, 0),
-            load_ms=int(load_ms),
-            encoded=self._compression.representations(loaded.body, etag) if keep_ms > 0 else (),
+        entry, stored, vouched_until = await self._writer.write(
+            self._leases, lease, key, loaded, load_ms
         )
-        if keep_ms <= 0:
-            with contextlib.suppress(CacheUnavailableError):
-                await leases.release(lease, key.redis_key)
-            return entry, None, -math.inf
-        sent_at = time.monotonic()
-        try:
-            stored = await leases.store(
-                lease, key.redis_key, encode(entry), keep_ms, sorted(set(loaded.tags))
-            )
-        except CacheUnavailableError as exc:
-            logger.warning("store of %s failed: %r", key.redis_key, exc)
-            return entry, None, -math.inf
-        if not stored:
-            self._stats.count(key.namespace, counters.STORE_REJECTED)
-            return entry, False, -math.inf
-        return entry, True, sent_at
-
-
-def _fresh_entry(raw: bytes | None) -> Entry | None:
-    if raw is None:
-        return None
-    try:
-        entry = decode(raw)
-    except CodecError:
-        return None
-    return entry if entry.fresh_until_ms > _now_ms() else None
+        lookup = _lookup(entry, CacheState.MISS, wall_clock_ms(), load_ms, stored=stored is True)
+        return lookup, vouched_until
 
 
 def _lookup(
