@@ -29,6 +29,24 @@ from cache.keys import KeyScheme
 
 logger = logging.getLogger(__name__)
 
+# KEYS: the group's hash; ARGV: member, report, staleness horizon (Unix seconds), hash TTL ms.
+# Writes the member's report and deletes the members that stopped reporting (killed workers),
+# so that the hash stays as small as the group even when nobody reads it.
+_HEARTBEAT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local fields = redis.call('HGETALL', KEYS[1])
+local horizon = tonumber(ARGV[3])
+for i = 1, #fields, 2 do
+  local ok, doc = pcall(cjson.decode, fields[i + 1])
+  if not ok or type(doc) ~= 'table' or tonumber(doc['reported_at']) == nil
+     or tonumber(doc['reported_at']) < horizon then
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class MemberReport:
@@ -110,9 +128,17 @@ class MemberRegistry:
             return None
         now = self.report_now()
         value = json.dumps({"reported_at": now.reported_at, "report": now.report})
-        pipe.hset(self.key, self.member, value)
-        # Twice the staleness: a dead group's hash outlives its last report, then vanishes.
-        pipe.pexpire(self.key, int(self.stale_after_seconds * 2000))
+        # EVAL, not EVALSHA: the flush's pipeline cannot retry a NOSCRIPT reply. Twice the
+        # staleness: a dead group's hash outlives its last report, then vanishes.
+        pipe.eval(
+            _HEARTBEAT,
+            1,
+            self.key,
+            self.member,
+            value,
+            now.reported_at - self.stale_after_seconds,
+            int(self.stale_after_seconds * 2000),
+        )
         return self._record
 
     def _record(self, ok: bool) -> None:

@@ -62,3 +62,20 @@ async def test_a_field_that_is_not_a_report_counts_as_stale(redis: Any, scheme: 
     a = registry(redis, scheme, "a", Clock(100.0))
     await redis.hset(a.key, "junk", "not json")
     assert (await a.members()).stale == ["junk"]
+
+
+async def test_a_heartbeat_deletes_the_members_that_stopped_reporting(
+    redis: Any, scheme: KeyScheme
+) -> None:
+    clock = Clock(100.0)
+    dead, alive = registry(redis, scheme, "dead", clock), registry(redis, scheme, "alive", clock)
+    for member in (dead, alive):
+        stats = CacheStats(redis, scheme)
+        stats.add_flush_part(member)
+        await stats.flush()
+    await redis.hset(alive.key, "junk", "not a report")
+    clock.now = 106.0  # "dead" stopped (killed: no leave); "alive" reports again
+    stats = CacheStats(redis, scheme)
+    stats.add_flush_part(alive)
+    await stats.flush()
+    assert set(await redis.hkeys(alive.key)) == {b"alive"}  # with no one reading the group
