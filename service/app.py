@@ -153,11 +153,11 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         redis = create_redis(settings)
         stack.push_async_callback(redis.aclose)
 
-        # The outbox relay has connections of its own: a LISTEN and its drains never wait
-        # behind requests for the pool, nor take a request's connection; the third is the
-        # backlog sampler's.
-        outbox_engine = create_engine(settings, pool_size=3, max_overflow=0, pre_ping=True)
-        stack.push_async_callback(outbox_engine.dispose)
+        # Background work has connections of its own: the outbox relay's LISTEN and drains,
+        # the backlog sampler and the readiness probe never wait behind requests for the
+        # pool, nor take a request's connection.
+        background_engine = create_engine(settings, pool_size=3, max_overflow=1, pre_ping=True)
+        stack.push_async_callback(background_engine.dispose)
 
         metrics = ServiceMetrics.from_environment()
         stack.callback(metrics.close)
@@ -224,7 +224,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         gauges.start()
         stack.push_async_callback(gauges.aclose)
         relay = OutboxRelay(
-            outbox_engine,
+            background_engine,
             invalidator,
             redis_breaker,
             poll_interval_seconds=settings.outbox_poll_interval_seconds,
@@ -308,6 +308,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         yield AppState(
             settings=settings,
             engine=engine,
+            background_engine=background_engine,
             redis=redis,
             keys=keys,
             stats=stats,

@@ -25,6 +25,8 @@ class AppState:
 
     settings: Settings
     engine: AsyncEngine
+    #: the small pool of background work (outbox relay, backlog sampler, readiness probe)
+    background_engine: AsyncEngine
     redis: Redis
     keys: ContentKeys
     stats: CacheStats

@@ -25,7 +25,8 @@ async def live(request: Request) -> Response:
 async def _postgres_ok(state: AppState) -> bool:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            await repository.ping(state.engine)
+            # Not the request pool: a saturated pool is not a database that is down.
+            await repository.ping(state.background_engine)
     except Exception:
         return False
     return True

@@ -68,3 +68,17 @@ async def test_ready_is_503_starting_before_the_lifespan_has_run(
         live = await client.get("/health/live")
     assert r.status_code == 503 and r.json()["readiness"] == "starting"
     assert live.status_code == 200
+
+
+async def test_ready_is_ok_while_every_request_connection_is_checked_out(
+    app_on: Any, servers: Any
+) -> None:
+    options = {"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout_seconds": 3}
+    async with app_on(servers.database_url, servers.redis_url, **options) as api:
+        held = await api.state.engine.connect()  # the request pool's only connection
+        try:
+            r = await api.client.get("/health/ready")
+        finally:
+            await held.close()
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "redis": "ok", "postgres": "ok"}
