@@ -18,6 +18,8 @@ Layout, for a scheme whose prefix is ``cs``:
                             integer (see :mod:`cache.rates`)
 ``cs:members:{group}``      the live members of a group, member name to a JSON report
                             (see :mod:`cache.members`)
+``cs:limits:{...}``         rate-limit counters, named by the rate limiter that is given
+                            :meth:`KeyScheme.rate_limits` as its prefix
 ==========================  ================================================================
 
 Identities are built from the caller's parts or query parameters in a canonical order, so that
@@ -94,11 +96,12 @@ class KeyScheme:
         """Return the key prefixes that purging everything keeps.
 
         Hot-key counts (what a warming job after a purge works from), warming jobs (a running
-        job keeps its lock and state), request rates and the live members' reports: none of
-        them is cached content.
+        job keeps its lock and state), request rates, the live members' reports and
+        rate-limit counters: none of them is cached content.
         """
         return tuple(
-            f"{self.prefix}:{kind}:".encode() for kind in ("hot", "warm", "rates", "members")
+            f"{self.prefix}:{kind}:".encode()
+            for kind in ("hot", "warm", "rates", "members", "limits")
         )
 
     def load_lease(self, redis_key: str) -> str:
@@ -153,6 +156,10 @@ class KeyScheme:
     def rate_buckets(self, width_seconds: int) -> str:
         """Return the key of the hash of rate buckets ``width_seconds`` wide."""
         return f"{self.prefix}:rates:{width_seconds}s"
+
+    def rate_limits(self) -> str:
+        """Return the prefix (no trailing ``:``) of the keys of a rate limiter's counters."""
+        return f"{self.prefix}:limits"
 
     def members(self, group: str) -> str:
         """Return the key of the hash of the live members of ``group`` and their reports."""

@@ -52,6 +52,7 @@ from service.metrics import ServiceMetrics
 from service.migrations import upgrade
 from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
+from service.ratelimits import RateLimitMiddleware, RateLimits
 from service.reads import ContentReader
 from service.routes import routes
 from service.schemas import WarmRequest
@@ -356,6 +357,9 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.ctx = state
         assert isinstance(app, ContentApp)
         app.recorder = AccessRecorder(state.metrics, access_log=settings.access_log)
+        app.rate_limits = RateLimits.from_settings(
+            state.settings, state.redis, KeyScheme(state.settings.cache_prefix), state.redis_breaker
+        )
         freeze_startup_heap()
         lifecycle.drain_on_sigterm(settings.shutdown_drain_seconds)
         lifecycle.serving()
@@ -365,6 +369,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
             lifecycle.drain()
             lifecycle.restore_sigterm()
             app.recorder = None
+            app.rate_limits = None
 
 
 class ContentApp(Starlette):
@@ -372,17 +377,26 @@ class ContentApp(Starlette):
 
     Starlette puts user middleware inside its error middleware; the request id goes outside
     it instead, so that even an unexpected error's 500 carries ``X-Request-ID``, and is counted.
+    Rate limits (:mod:`service.ratelimits`), when configured, sit just inside it, so that a 429
+    has an id and is counted too; when neither is configured they are not in the stack at all.
 
     Attributes:
         recorder: records every answer (metrics, access log) while the lifespan runs; None
             before and after.
+        rate_limits: the limits in force while the lifespan runs; None before and after, and
+            when none is configured.
     """
 
     recorder: AccessRecorder | None = None
+    rate_limits: RateLimits | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         """Return Starlette's stack wrapped in :class:`service.tracing.RequestIdMiddleware`."""
-        return RequestIdMiddleware(super().build_middleware_stack(), self._answered)
+        stack = super().build_middleware_stack()
+        settings: Settings = self.state.settings
+        if settings.read_limits() or settings.write_limits():
+            stack = RateLimitMiddleware(stack, lambda: self.rate_limits)
+        return RequestIdMiddleware(stack, self._answered)
 
     def _answered(self, scope: Scope, status: int, seconds: float) -> None:
         recorder = self.recorder

@@ -165,6 +165,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             log_level=settings.log_level,
             access_log=False,
             timeout_keep_alive=args.keep_alive_seconds,
+            # The client address is the peer's; X-Forwarded-For is read by the service itself,
+            # only from TRUSTED_PROXIES (see service.ratelimits).
+            proxy_headers=False,
         )
     finally:
         if made is not None:

@@ -19,7 +19,10 @@ from service.errors import ContentTooLargeError, InvalidInputError, UnsupportedM
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_BODY_BYTES = 4 * 1024 * 1024
+#: The deepest nesting of arrays and objects accepted in a request body.
+MAX_JSON_DEPTH = 32
+#: The longest string (value or member name) accepted in a request body, in characters.
+MAX_JSON_STRING_CHARS = 512 * 1024
 JSON = "application/json"
 _JSON_BYTES = JSON.encode()
 _PROBLEM = b"application/problem+json"
@@ -217,18 +220,23 @@ async def body(request: Request, model: type[M], *, empty: M | None = None) -> M
 
     Raises:
         UnsupportedMediaTypeError: the content type is not JSON.
-        ContentTooLargeError: the body is over :data:`MAX_BODY_BYTES`.
-        InvalidInputError: the body is not a JSON object.
+        ContentTooLargeError: the body is over the ``MAX_BODY_BYTES`` setting.
+        InvalidInputError: the body is not a JSON object, is nested deeper than
+            :data:`MAX_JSON_DEPTH` or holds a string over :data:`MAX_JSON_STRING_CHARS`.
         pydantic.ValidationError: a member is unknown or breaks its rule.
     """
     media = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
     if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
         raise UnsupportedMediaTypeError("send the body as application/json")
+    max_bytes: int = request.app.state.settings.max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ContentTooLargeError(f"the body is over {max_bytes} bytes")
     raw = bytearray()
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise ContentTooLargeError(f"the body is over {MAX_BODY_BYTES} bytes")
+        if len(raw) > max_bytes:
+            raise ContentTooLargeError(f"the body is over {max_bytes} bytes")
     if not raw and empty is not None:
         return empty
     try:
@@ -237,4 +245,33 @@ async def body(request: Request, model: type[M], *, empty: M | None = None) -> M
         raise InvalidInputError(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidInputError("the body must be a JSON object")
+    check_json_bounds(data)
     return model.model_validate(data)
+
+
+def check_json_bounds(document: Any) -> None:
+    """Check a decoded JSON document's nesting depth and string lengths.
+
+    Raises:
+        InvalidInputError: nested deeper than :data:`MAX_JSON_DEPTH`, or a string (value or
+            member name) over :data:`MAX_JSON_STRING_CHARS` characters.
+    """
+    level = [document]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidInputError(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+        below: list[Any] = []
+        for node in level:
+            members = node.items() if isinstance(node, dict) else enumerate(node)
+            for name, value in members:
+                if isinstance(value, dict | list):
+                    below.append(value)
+                elif isinstance(value, str) and len(value) > MAX_JSON_STRING_CHARS:
+                    raise InvalidInputError(f"a string is over {MAX_JSON_STRING_CHARS} characters")
+                if isinstance(name, str) and len(name) > MAX_JSON_STRING_CHARS:
+                    raise InvalidInputError(
+                        f"a member name is over {MAX_JSON_STRING_CHARS} characters"
+                    )
+        level = below

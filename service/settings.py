@@ -6,9 +6,11 @@ Every variable is documented in the README's configuration table.
 from __future__ import annotations
 
 import socket
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
+from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -138,6 +140,17 @@ class Settings(BaseSettings):
         description="after SIGTERM, answer 503 on /health/ready this long before stopping, seconds",
     )
 
+    max_body_bytes: int = Field(
+        1_048_576, ge=1, description="largest request body accepted (else 413), bytes"
+    )
+    rate_limit_reads: str = Field(
+        "", description="GET/HEAD limit per client address, e.g. '100/second;3000/minute'"
+    )
+    rate_limit_writes: str = Field("", description="write limit per token, e.g. '10/second'")
+    trusted_proxies: str = Field(
+        "", description="comma-separated addresses or CIDRs whose X-Forwarded-For is believed"
+    )
+
     redis_max_connections: int = Field(64, ge=1)
     redis_pool_timeout_seconds: float = Field(0.5, gt=0)
     redis_socket_timeout_seconds: float = Field(0.25, gt=0)
@@ -167,7 +180,40 @@ class Settings(BaseSettings):
             raise ValueError("set both DATABASE_URL and REDIS_URL, or neither")
         self.tokens()
         self.namespace_ttls()
+        self.read_limits()
+        self.write_limits()
+        self.proxy_networks()
         return self
+
+    def read_limits(self) -> list[RateLimitItem]:
+        """Return ``RATE_LIMIT_READS`` parsed; empty when reads are not limited.
+
+        Raises:
+            ValueError: the value is not in the ``limits`` library's notation.
+        """
+        return _parse_limits("RATE_LIMIT_READS", self.rate_limit_reads)
+
+    def write_limits(self) -> list[RateLimitItem]:
+        """Return ``RATE_LIMIT_WRITES`` parsed; empty when writes are not limited.
+
+        Raises:
+            ValueError: the value is not in the ``limits`` library's notation.
+        """
+        return _parse_limits("RATE_LIMIT_WRITES", self.rate_limit_writes)
+
+    def proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """Return ``TRUSTED_PROXIES`` as networks (an address is a network of one).
+
+        Raises:
+            ValueError: an item is neither an address nor a CIDR.
+        """
+        try:
+            return tuple(
+                ip_network(item, strict=False)
+                for item in filter(None, (p.strip() for p in self.trusted_proxies.split(",")))
+            )
+        except ValueError as exc:
+            raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
 
     @property
     def is_embedded(self) -> bool:
@@ -205,3 +251,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"CACHE_TTLS entry {item!r} is not name=seconds")
             ttls[name.strip()] = seconds
         return ttls
+
+
+def _parse_limits(name: str, value: str) -> list[RateLimitItem]:
+    if not value.strip():
+        return []
+    try:
+        return parse_many(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"{name} is not in the limits notation ('100/second;600/minute'): {exc}"
+        ) from None
