@@ -181,6 +181,7 @@ def _read(schema: str, params: list[dict[str, Any]], summary: str) -> dict[str, 
             "304": {"description": "Not modified (If-None-Match matched)"},
             "400": _problem("Unknown parameter or value outside its rule"),
             "404": _problem("Not found"),
+            "429": _problem("Over RATE_LIMIT_READS (only when set); see Retry-After"),
             "503": _problem("PostgreSQL unavailable and nothing cached"),
         },
     }
@@ -202,6 +203,8 @@ def _write(
         ("403", "Role too low"),
         ("404", "Not found"),
         ("409", "Conflict"),
+        ("413", "Body over MAX_BODY_BYTES"),
+        ("429", "Over RATE_LIMIT_WRITES (only when set); see Retry-After"),
     ):
         op["responses"][code] = _problem(what)
     return op
