@@ -33,3 +33,18 @@ def test_tokens_and_namespace_ttls_parse() -> None:
 def test_one_url_without_the_other_is_refused() -> None:
     with pytest.raises(ValidationError, match="both"):
         Settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0")  # type: ignore[call-arg]
+
+
+def test_the_readme_configuration_table_is_the_one_settings_generate() -> None:
+    from pathlib import Path
+
+    from service.settings import Settings, configuration_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("| variable | default | meaning |")
+    end = readme.index("<!-- end of the generated table -->")
+    assert readme[start:end] == configuration_table(), (
+        "README's configuration table differs: regenerate it with `python -m service.settings`"
+    )
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"{name} has no description"
