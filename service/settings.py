@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1, description="largest request body accepted (else 413), bytes"
     )
+    max_page_depth: int = Field(
+        10_000, ge=1, description="deepest offset page (page * per_page) before cursor=, rows"
+    )
     rate_limit_reads: str = Field(
         "", description="GET/HEAD limit per client address, e.g. '100/second;3000/minute'"
     )
