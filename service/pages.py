@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
@@ -150,6 +151,22 @@ def link_header(path: str, params: Mapping[str, Any], next_cursor: str | None) -
     if "cursor" not in params and page is not None and str(page).isdigit() and int(page) > 1:
         links.append(_link(path, {**rest, "page": int(page) - 1}, "prev"))
     return ", ".join(links).encode("latin-1")
+
+
+@functools.lru_cache(maxsize=1024)
+def link_for_query(path: str, query_string: bytes, next_cursor: str | None) -> bytes:
+    """Return :func:`link_header` for a raw query string; computed once per distinct triple.
+
+    A hot list page is asked with the same query again and again: its ``Link`` is then a
+    dictionary lookup (the 1,024 most recent), not a parse and an encoding.
+
+    Args:
+        path: the request's path.
+        query_string: the request's raw query string (parameters not repeated: validated).
+        next_cursor: the answer's ``next_cursor``.
+    """
+    params = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+    return link_header(path, params, next_cursor)
 
 
 def _link(path: str, params: Mapping[str, Any], rel: str) -> str:

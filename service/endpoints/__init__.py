@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from cache import Lookup, etag_for
 from service.documents import dumps
-from service.pages import check_depth, link_header, next_cursor_of
+from service.pages import check_depth, link_for_query, next_cursor_of
 from service.responses import JSON, CachedResponse, query
 from service.schemas import PageParams
 from service.state import AppState
@@ -30,14 +30,16 @@ async def cached(request: Request, read: Awaitable[Lookup], *, paged: bool = Fal
 
     ``max-age`` is capped by the ``HTTP_MAX_AGE_SECONDS`` setting; ``Server-Timing`` gets how
     long ``read`` took. A ``paged`` answer (a list) gets its ``Link`` header, from the request's
-    query and the stored body's ``next_cursor`` (read from the body's tail, on hits too).
+    query and the stored body's ``next_cursor`` (read from the body's tail, on hits too;
+    see :func:`service.pages.link_for_query`).
     """
     started = perf_counter()
     lookup = await read
     elapsed_ms = (perf_counter() - started) * 1000
     link = None
     if paged and lookup.status == 200:
-        link = link_header(request.url.path, request.query_params, next_cursor_of(lookup.body))
+        scope = request.scope
+        link = link_for_query(scope["path"], scope["query_string"], next_cursor_of(lookup.body))
     return CachedResponse(
         request, lookup, ctx(request).settings.http_max_age_seconds, elapsed_ms, link
     )
