@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from service.pages import (
     next_cursor_of,
     query_digest,
 )
-from tests.service.conftest import EDITOR, Api
+from tests.service.conftest import ADMIN, EDITOR, Api
 
 DIGEST = query_digest("articles", {"per_page": 2, "sort": None})
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
@@ -263,3 +264,21 @@ async def test_openapi_describes_cursor_pages(api: Api) -> None:
     assert (
         "Link" not in spec["paths"]["/api/v1/articles/{slug}"]["get"]["responses"]["200"]["headers"]
     )
+
+
+async def test_cursor_pages_can_be_warmed_by_key(api: Api, content: dict[str, Any]) -> None:
+    await _articles(api, content)
+    cursor = (await api.client.get("/api/v1/articles?per_page=2")).json()["next_cursor"]
+    keys = [f"articles:cursor={cursor}&per_page=2", "articles:cursor=bogus&per_page=2"]
+    warm = {"source": "keys", "keys": keys}
+    r = await api.client.post("/admin/cache/warm", json=warm, headers=ADMIN)
+    assert r.status_code == 202, r.text
+    job_url = r.headers["location"]
+    for _ in range(200):
+        job = (await api.client.get(job_url, headers=ADMIN)).json()
+        if job["state"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.02)
+    assert (job["state"], job["done"], job["skipped"], job["errors"]) == ("done", 1, 1, 0)
+    warmed = await api.client.get(f"/api/v1/articles?per_page=2&cursor={cursor}")
+    assert warmed.headers["x-cache"] == "HIT" and warmed.json()["page"] is None
