@@ -156,14 +156,22 @@ def comment_threads(comments: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"items": roots, "total": len(by_id)}
 
 
-def page_document(items: list[Any], page: int, per_page: int, total: int) -> dict[str, Any]:
-    """Return the contract's page: items, page, per_page, total, pages (ceil(total / per_page))."""
+def page_document(
+    items: list[Any], page: int | None, per_page: int, total: int, next_cursor: str | None = None
+) -> dict[str, Any]:
+    """Return the contract's page: items, page, per_page, total, pages, next_cursor.
+
+    ``pages`` is ceil(total / per_page); ``page`` is None for a page reached by cursor.
+    ``next_cursor`` is the last member, so that :func:`service.pages.next_cursor_of` finds it
+    at the body's end without parsing.
+    """
     return {
         "items": items,
         "page": page,
         "per_page": per_page,
         "total": total,
         "pages": math.ceil(total / per_page),
+        "next_cursor": next_cursor,
     }
 
 

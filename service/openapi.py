@@ -33,10 +33,14 @@ def _ref(name: str) -> dict[str, str]:
 def _page(item: str) -> dict[str, Any]:
     return _obj(
         items={"type": "array", "items": _ref(item)},
-        page=_INT,
+        page={**_nullable(_INT), "description": "null on a page reached by cursor"},
         per_page=_INT,
         total=_INT,
         pages=_INT,
+        next_cursor={
+            **_nullable(_STR),
+            "description": "give it as cursor= for the next page; null on the last page",
+        },
     )
 
 
@@ -164,20 +168,40 @@ def _path(name: str) -> dict[str, Any]:
 
 
 _PAGING = [
-    _query("page", {"type": "integer", "minimum": 1, "default": 1}, "1-based page number"),
+    _query(
+        "page",
+        {"type": "integer", "minimum": 1, "default": 1},
+        "1-based page number; page * per_page over MAX_PAGE_DEPTH (default 10000) is a 400 "
+        "pointing to cursor",
+    ),
     _query(
         "per_page", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "page size"
     ),
+    _query(
+        "cursor",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 2800},
+        "a next_cursor of the same query (filters, q, sort, per_page): the following page by "
+        "keyset, at the same cost at any depth; not with page; malformed or foreign: 400",
+    ),
 ]
+_LIST_HEADERS = {
+    **_CACHE_HEADERS,
+    "Link": {
+        "schema": _STR,
+        "description": 'RFC 8288: rel="first", rel="next" (cursor=) when there is a next '
+        'page, rel="prev" on an offset page past the first',
+    },
+}
 _BEARER = [{"bearer": []}]
 
 
 def _read(schema: str, params: list[dict[str, Any]], summary: str) -> dict[str, Any]:
+    headers = _LIST_HEADERS if schema.endswith("Page") else _CACHE_HEADERS
     return {
         "summary": summary,
         "parameters": params,
         "responses": {
-            "200": _json(schema, headers=_CACHE_HEADERS),
+            "200": _json(schema, headers=headers),
             "304": {"description": "Not modified (If-None-Match matched)"},
             "400": _problem("Unknown parameter or value outside its rule"),
             "404": _problem("Not found"),

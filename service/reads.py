@@ -37,6 +37,7 @@ from service.keyspaces import (
     entity_tag,
     listed_tags,
 )
+from service.pages import RANK, TEXT, TIME, decode_cursor, encode_cursor, query_digest
 from service.problems import error_bytes
 from service.schemas import ArticleListParams, PageParams
 from service.statements import DriverReads, Reads, Row
@@ -45,6 +46,25 @@ from service.statements import DriverReads, Reads, Row
 _ENTITIES = {
     kind: (model, ENTITY_DOCUMENTS[model], list_tag) for model, kind, list_tag in ENTITY_KINDS
 }
+
+
+#: The kind of cursor value of each row column an order is keyed on.
+_KEY_KINDS = {
+    "published_at": TIME,
+    "updated_at": TIME,
+    "title": TEXT,
+    "rank": RANK,
+    "username": TEXT,
+    "slug": TEXT,
+}
+
+
+def _next_cursor(page: repo.Page, digest: str, column: str) -> str | None:
+    """Return the cursor of the page's last row when more rows follow it, else None."""
+    if not page.more or not page.rows:
+        return None
+    last = page.rows[-1]
+    return encode_cursor(digest, [last[column]], last["id"])
 
 
 #: Rows rendered between two pauses of a paced load.
@@ -200,14 +220,29 @@ class ContentReader:
         """Return a page of visible article summaries.
 
         A 404 lookup when ``author``, ``category`` or ``tag`` names nothing. The page lives no
-        longer than the next scheduled publication.
+        longer than the next scheduled publication. With ``cursor``, the page that follows the
+        cursor's row (keyset; ``page`` is null in the answer).
+
+        Raises:
+            InvalidInputError: the cursor is malformed or belongs to another query.
         """
         return await self._cache.get_or_load(*self.articles_load(params))
 
     def articles_load(self, params: ArticleListParams) -> tuple[CacheKey, Loader]:
-        """Return the key and the loader of :meth:`articles`."""
+        """Return the key and the loader of :meth:`articles`.
+
+        Raises:
+            InvalidInputError: the cursor is malformed or belongs to another query.
+        """
         values = params.model_dump()
-        query = repo.ArticleFilter(**values)
+        cursor = values.pop("cursor")
+        digest = query_digest(ARTICLES, values)
+        column = repo.KEYSET[params.sort if params.sort or params.q else "-published_at"][0]
+        after = None
+        if cursor is not None:
+            after = decode_cursor(cursor, digest, [_KEY_KINDS[column]])
+            values["page"] = None
+        query = repo.ArticleFilter(**{**values, "page": params.page}, after=after)
 
         async def load() -> Loaded:
             page = await self._read(lambda s: repo.article_page(s, query))
@@ -220,10 +255,15 @@ class ContentReader:
             for row in page.rows:
                 tags.update(embedded_tags(row))
             items = [summary_document(r) for r in page.rows]
-            body = dumps(page_document(items, query.page, query.per_page, page.total))
+            number = None if after is not None else query.page
+            body = dumps(
+                page_document(
+                    items, number, query.per_page, page.total, _next_cursor(page, digest, column)
+                )
+            )
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
 
-        return self._keys.articles.key_for_params(values), load
+        return self._keys.articles.key_for_params({**values, "cursor": cursor}), load
 
     async def entity(self, kind: str, key: str) -> Lookup:
         """Return one author (``kind`` "author", by username), category or tag (by slug).
@@ -253,24 +293,41 @@ class ContentReader:
     async def entities(self, kind: str, params: PageParams) -> Lookup:
         """Return a page of authors (``kind`` "author"), categories or tags.
 
-        The page lives no longer than the next scheduled publication.
+        The page lives no longer than the next scheduled publication. With ``cursor``, the page
+        that follows the cursor's row (keyset; ``page`` is null in the answer).
+
+        Raises:
+            InvalidInputError: the cursor is malformed or belongs to another query.
         """
         return await self._cache.get_or_load(*self.entities_load(kind, params))
 
     def entities_load(self, kind: str, params: PageParams) -> tuple[CacheKey, Loader]:
-        """Return the key and the loader of :meth:`entities`."""
+        """Return the key and the loader of :meth:`entities`.
+
+        Raises:
+            InvalidInputError: the cursor is malformed or belongs to another query.
+        """
         entity, render, list_tag = _ENTITIES[kind]
+        values = params.model_dump()
+        digest = query_digest(list_tag, values)
+        column = entity.key_name
+        after = None
+        if params.cursor is not None:
+            after = decode_cursor(params.cursor, digest, [_KEY_KINDS[column]])
+            values["page"] = None
 
         async def load() -> Loaded:
             page = await self._read(
-                lambda s: repo.entity_page(s, entity, params.page, params.per_page)
+                lambda s: repo.entity_page(s, entity, params.page, params.per_page, after)
             )
             tags = {list_tag}
             for row in page.rows:
                 tags.update(listed_tags(kind, row["id"]))
             items = [render(r) for r in page.rows]
-            body = dumps(page_document(items, params.page, params.per_page, page.total))
+            number = None if after is not None else params.page
+            next_cursor = _next_cursor(page, digest, column)
+            body = dumps(page_document(items, number, params.per_page, page.total, next_cursor))
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
 
         namespace = getattr(self._keys, list_tag)
-        return namespace.key_for_params(params.model_dump()), load
+        return namespace.key_for_params(values), load

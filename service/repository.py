@@ -25,8 +25,10 @@ from sqlalchemy import (
     exists,
     func,
     literal_column,
+    or_,
     select,
     true,
+    tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -40,6 +42,15 @@ SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
     "published_at": (Article.published_at.asc(), Article.id.asc()),
     "-updated_at": (Article.updated_at.desc(), Article.id.desc()),
     "title": (Article.title.asc(), Article.id.asc()),
+}
+#: The row column of each order's sort key (besides ``id``), and whether it descends; the
+#: relevance order of a search is ``None``.
+KEYSET: dict[str | None, tuple[str, bool]] = {
+    "-published_at": ("published_at", True),
+    "published_at": ("published_at", False),
+    "-updated_at": ("updated_at", True),
+    "title": ("title", False),
+    None: ("rank", True),
 }
 
 
@@ -126,6 +137,7 @@ class ArticleFilter:
     author: str | None = None
     q: str | None = None
     sort: str | None = None
+    after: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +150,14 @@ class Page:
         filter_ids: for each filter given, the id of the row it names, or None when it names
             none (the caller answers 404).
         next_publication: see :func:`next_publication`.
+        more: whether rows follow the page's last row.
     """
 
     total: int
     rows: list[Row]
     filter_ids: dict[str, int | None]
     next_publication: datetime | None = None
+    more: bool = False
 
 
 def _paged(
@@ -155,7 +169,8 @@ def _paged(
     """Return one statement: a one-row header (total, filter ids) left-joined to a page.
 
     The header row is there even when the page is empty, so the total and the filter ids come
-    back in the same round trip as the rows. The page is bound by ``limit`` and ``offset``.
+    back in the same round trip as the rows. The page is bound by ``limit`` and ``offset``
+    (a keyset page is bound by a condition in ``rows`` and offset 0).
     """
     head = select(
         total.label("total"),
@@ -172,28 +187,49 @@ def _paged(
     return select(head, body).select_from(head.outerjoin(body, true())).order_by(body.c.rn)
 
 
+def _after(column: Any, descending: bool) -> ColumnElement[bool]:
+    """The keyset condition: rows after ``(:k0, :kid)`` in ``(column, id)`` order."""
+    key, kid = bindparam("k0"), bindparam("kid")
+    if descending:
+        return tuple_(column, Article.id) < tuple_(key, kid)
+    return tuple_(column, Article.id) > tuple_(key, kid)
+
+
 async def _page(
-    reads: Reads, read: Read, names: tuple[str, ...], page: int, per_page: int, **values: Any
+    reads: Reads,
+    read: Read,
+    names: tuple[str, ...],
+    page: int,
+    per_page: int,
+    after: tuple[Any, ...] | None = None,
+    **values: Any,
 ) -> Page:
-    result = await reads.all(read, limit=per_page, offset=(page - 1) * per_page, **values)
+    """Run a page statement for one row more than the page, to learn whether more follow."""
+    if after is not None:
+        values.update(k0=after[0], kid=after[1], offset=0)
+    else:
+        values["offset"] = (page - 1) * per_page
+    result = await reads.all(read, limit=per_page + 1, **values)
     first = result[0]
+    rows = [r for r in result if r["id"] is not None]
     return Page(
         first["total"],
-        [r for r in result if r["id"] is not None],
+        rows[:per_page],
         {name: first[f"f_{name}"] for name in names},
         first["next_publication"],
+        len(rows) > per_page,
     )
 
 
 #: Filters of the article list, in the order of their key in :data:`_ARTICLE_PAGES`.
 _FILTERS = ("author", "category", "tag")
-#: One statement per shape of the article list (filters given, search given, order); each
-#: is built once, at its first use.
-_ARTICLE_PAGES: dict[tuple[bool, bool, bool, bool, str | None], Read] = {}
+#: One statement per shape of the article list (filters given, search given, order, keyset);
+#: each is built once, at its first use.
+_ARTICLE_PAGES: dict[tuple[bool, bool, bool, bool, str | None, bool], Read] = {}
 
 
-def _article_page_read(shape: tuple[bool, bool, bool, bool, str | None]) -> Read:
-    has_author, has_category, has_tag, has_q, sort = shape
+def _article_page_read(shape: tuple[bool, bool, bool, bool, str | None, bool]) -> Read:
+    has_author, has_category, has_tag, has_q, sort, keyset = shape
     conds: list[ColumnElement[bool]] = [visible()]
     header: dict[str, Any] = {}
     if has_author:
@@ -214,19 +250,32 @@ def _article_page_read(shape: tuple[bool, bool, bool, bool, str | None]) -> Read
             )
         )
     order: tuple[ColumnElement[Any], ...]
+    columns = _summary_columns()
+    key_column: Any = getattr(Article, KEYSET[sort or "-published_at"][0], None)
     if has_q:
         query = func.websearch_to_tsquery("english", bindparam("q"))
         conds.append(Article.search_vector.op("@@")(query))
-        order = (
-            SORTS[sort]
-            if sort
-            else (func.ts_rank_cd(Article.search_vector, query).desc(), Article.id.desc())
-        )
+        rank = func.ts_rank_cd(Article.search_vector, query)
+        columns.append(rank.label("rank"))
+        order = SORTS[sort] if sort else (rank.desc(), Article.id.desc())
+        if not sort:
+            key_column = rank
     else:
         order = SORTS[sort or "-published_at"]
     total = select(func.count()).select_from(Article).where(*conds).scalar_subquery()
-    rows = _with_joins(select(*_summary_columns())).where(*conds)
-    names = (*header, *(["q"] if has_q else []), "limit", "offset")
+    rows = _with_joins(select(*columns)).where(*conds)
+    names = [*header, *(["q"] if has_q else []), "limit", "offset"]
+    if keyset:
+        descending = KEYSET[sort if sort or has_q else "-published_at"][1]
+        if has_q and not sort:
+            after = or_(
+                key_column < bindparam("k0"),
+                and_(key_column == bindparam("k0"), Article.id < bindparam("kid")),
+            )
+        else:
+            after = _after(key_column, descending)
+        rows = rows.where(after)
+        names += ["k0", "kid"]
     return Read(_paged(rows, order, total, header), *names)
 
 
@@ -237,7 +286,7 @@ async def article_page(reads: Reads, f: ArticleFilter) -> Page:
         KeyError: ``f.sort`` is not one of :data:`SORTS`.
     """
     shape = (f.author is not None, f.category is not None, f.tag is not None, f.q is not None)
-    key = (*shape, f.sort)
+    key = (*shape, f.sort, f.after is not None)
     read = _ARTICLE_PAGES.get(key)
     if read is None:
         if f.sort is not None and f.sort not in SORTS:
@@ -249,8 +298,9 @@ async def article_page(reads: Reads, f: ArticleFilter) -> Page:
         if value is not None
     }
     if f.q is not None:
-        return await _page(reads, read, tuple(given), f.page, f.per_page, q=f.q, **given)
-    return await _page(reads, read, tuple(given), f.page, f.per_page, **given)
+        given["q"] = f.q
+    names = tuple(k for k in given if k != "q")
+    return await _page(reads, read, names, f.page, f.per_page, f.after, **given)
 
 
 def _article_read(by_slugs: bool = False) -> Read:
@@ -370,10 +420,13 @@ def _count_of(entity: Any) -> Any:
     return select(func.count()).select_from(Article).where(cond, visible()).scalar_subquery()
 
 
-def _entity_page_read(entity: Any) -> Read:
+def _entity_page_read(entity: Any, keyset: bool = False) -> Read:
     order = (natural_key(entity), entity.id)
     total = select(func.count()).select_from(entity).scalar_subquery()
     rows = select(*entity.__table__.columns, _count_of(entity).label("article_count"))
+    if keyset:
+        after = tuple_(natural_key(entity), entity.id) > tuple_(bindparam("k0"), bindparam("kid"))
+        return Read(_paged(rows.where(after), order, total, {}), "limit", "offset", "k0", "kid")
     return Read(_paged(rows, order, total, {}), "limit", "offset")
 
 
@@ -386,13 +439,24 @@ def _entity_read(entity: Any) -> Read:
     return Read(stmt, "key")
 
 
-_ENTITY_PAGES = {entity: _entity_page_read(entity) for entity in (Author, Category, Tag)}
+_ENTITY_PAGES = {
+    (entity, keyset): _entity_page_read(entity, keyset)
+    for entity in (Author, Category, Tag)
+    for keyset in (False, True)
+}
 _ENTITIES = {entity: _entity_read(entity) for entity in (Author, Category, Tag)}
 
 
-async def entity_page(reads: Reads, entity: Any, page: int, per_page: int) -> Page:
-    """Return a page of authors, categories or tags with their article counts: one statement."""
-    return await _page(reads, _ENTITY_PAGES[entity], (), page, per_page)
+async def entity_page(
+    reads: Reads, entity: Any, page: int, per_page: int, after: tuple[Any, ...] | None = None
+) -> Page:
+    """Return a page of authors, categories or tags with their article counts: one statement.
+
+    With ``after`` (the natural key and id of the previous page's last row), the page is the
+    rows that follow it (keyset) and ``page`` is ignored.
+    """
+    read = _ENTITY_PAGES[entity, after is not None]
+    return await _page(reads, read, (), page, per_page, after)
 
 
 async def entity_by_key(reads: Reads, entity: Any, key: str) -> Row | None:

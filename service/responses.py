@@ -147,10 +147,16 @@ class CachedResponse(Response):
         lookup: what the cache answered.
         max_age_cap_seconds: the cap of ``max-age``, in seconds.
         elapsed_ms: how long the read took, in milliseconds (for ``Server-Timing``).
+        link: the ``Link`` header's value, or None for none.
     """
 
     def __init__(
-        self, request: Request, lookup: Lookup, max_age_cap_seconds: int, elapsed_ms: float
+        self,
+        request: Request,
+        lookup: Lookup,
+        max_age_cap_seconds: int,
+        elapsed_ms: float,
+        link: bytes | None = None,
     ) -> None:
         max_age = min(max_age_cap_seconds, lookup.fresh_for_seconds)
         inm = accept = None
@@ -168,6 +174,8 @@ class CachedResponse(Response):
             (b"server-timing", server_timing(lookup, elapsed_ms)),
             _VARY,
         ]
+        if link is not None:
+            headers.append((b"link", link))
         if inm is not None and lookup.status == 200 and etag_matches(inm, etag):
             self.status_code, self.body = 304, b""
         else:

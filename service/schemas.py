@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 Slug = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", min_length=1, max_length=200)
@@ -17,6 +24,7 @@ Username = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", min_length=1, max_length=100)
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Cursor = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", max_length=2800)]
 Sort = Literal["-published_at", "published_at", "-updated_at", "title"]
 BodyFormat = Literal["markdown", "rst", "text"]
 Status = Literal["draft", "published", "archived"]
@@ -27,10 +35,21 @@ class _Strict(BaseModel):
 
 
 class PageParams(_Strict):
-    """``page`` and ``per_page`` of every list endpoint."""
+    """``page`` (or ``cursor``) and ``per_page`` of every list endpoint.
+
+    ``cursor`` is a ``next_cursor`` of an earlier page of the same query (see
+    :mod:`service.pages`); ``page`` and ``cursor`` together are refused.
+    """
 
     page: int = Field(1, ge=1, le=1_000_000)
     per_page: int = Field(20, ge=1, le=100)
+    cursor: Cursor | None = None
+
+    @model_validator(mode="after")
+    def _page_or_cursor(self) -> PageParams:
+        if self.cursor is not None and "page" in self.model_fields_set:
+            raise ValueError("give page or cursor, not both")
+        return self
 
 
 class ArticleListParams(PageParams):

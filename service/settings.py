@@ -324,6 +324,9 @@ class Settings(BaseSettings):
         ),
         json_schema_extra={"shown_default": "`1048576`"},
     )
+    max_page_depth: int = Field(
+        10_000, ge=1, description="deepest offset page (page * per_page) before cursor=, rows"
+    )
     rate_limit_reads: str = Field(
         "",
         description=(

@@ -42,6 +42,7 @@ from cache import (
     WarmingJobs,
     every,
 )
+from service.errors import InvalidInputError
 from service.keyspaces import (
     ARTICLE,
     ARTICLES,
@@ -313,7 +314,8 @@ class ContentWarming:
                 resolved = self._reader.entities_load(_LISTS[namespace], params_)
             else:
                 return None
-        except ValidationError:
+        except (ValidationError, InvalidInputError):
+            # A parameter out of its rule, or a list cursor that is malformed or foreign.
             return None
         # A hashed identity, or one not in canonical form, would warm another entry.
         return resolved if resolved[0].identity == identity else None

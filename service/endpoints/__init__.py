@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from time import perf_counter
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cache import Lookup, etag_for
 from service.documents import dumps
-from service.responses import JSON, CachedResponse
+from service.pages import check_depth, link_for_query, next_cursor_of
+from service.responses import JSON, CachedResponse, query
+from service.schemas import PageParams
 from service.state import AppState
+
+P = TypeVar("P", bound=PageParams)
 
 
 def ctx(request: Request) -> AppState:
@@ -21,16 +25,39 @@ def ctx(request: Request) -> AppState:
     return state
 
 
-async def cached(request: Request, read: Awaitable[Lookup]) -> Response:
+async def cached(request: Request, read: Awaitable[Lookup], *, paged: bool = False) -> Response:
     """Await ``read`` (a read through the cache) and return its :class:`CachedResponse`.
 
     ``max-age`` is capped by the ``HTTP_MAX_AGE_SECONDS`` setting; ``Server-Timing`` gets how
-    long ``read`` took.
+    long ``read`` took. A ``paged`` answer (a list) gets its ``Link`` header, from the request's
+    query and the stored body's ``next_cursor`` (read from the body's tail, on hits too;
+    see :func:`service.pages.link_for_query`).
     """
     started = perf_counter()
     lookup = await read
     elapsed_ms = (perf_counter() - started) * 1000
-    return CachedResponse(request, lookup, ctx(request).settings.http_max_age_seconds, elapsed_ms)
+    link = None
+    if paged and lookup.status == 200:
+        scope = request.scope
+        link = link_for_query(scope["path"], scope["query_string"], next_cursor_of(lookup.body))
+    return CachedResponse(
+        request, lookup, ctx(request).settings.http_max_age_seconds, elapsed_ms, link
+    )
+
+
+def list_query(request: Request, model: type[P]) -> P:
+    """Validate a list's query string; refuse an offset page deeper than ``MAX_PAGE_DEPTH``.
+
+    Raises:
+        InvalidInputError: a parameter is repeated, or the page reaches past ``MAX_PAGE_DEPTH``
+            rows (the detail points to ``cursor``).
+        pydantic.ValidationError: a parameter is unknown or breaks its rule (``page`` with
+            ``cursor``).
+    """
+    params = query(request, model)
+    if params.cursor is None:
+        check_depth(params.page, params.per_page, ctx(request).settings.max_page_depth)
+    return params
 
 
 def written(document: Any, status: int = 200, location: str | None = None) -> Response:

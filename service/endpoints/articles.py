@@ -5,8 +5,8 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import cached, ctx, written
-from service.responses import body, no_query, query
+from service.endpoints import cached, ctx, list_query, written
+from service.responses import body, no_query
 from service.schemas import ArticleCreate, ArticleListParams, ArticlePatch, CommentCreate
 
 
@@ -18,7 +18,8 @@ async def article_collection(request: Request) -> Response:
         no_query(request)
         doc = await state.writer.create_article(await body(request, ArticleCreate))
         return written(doc, 201, location=f"/api/v1/articles/{doc['slug']}")
-    return await cached(request, state.reader.articles(query(request, ArticleListParams)))
+    params = list_query(request, ArticleListParams)
+    return await cached(request, state.reader.articles(params), paged=True)
 
 
 async def article_item(request: Request) -> Response:

@@ -9,10 +9,10 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import cached, ctx, written
+from service.endpoints import cached, ctx, list_query, written
 from service.keyspaces import AUTHOR, CATEGORY, TAG
 from service.models import Author, Category, Tag
-from service.responses import body, no_query, query
+from service.responses import body, no_query
 from service.schemas import (
     AuthorCreate,
     AuthorPatch,
@@ -44,7 +44,8 @@ def collection_endpoint(kind: str) -> Endpoint:
             no_query(request)
             doc = await state.writer.create_entity(model, await body(request, create))  # type: ignore[arg-type]
             return written(doc, 201, location=f"{path}/{doc[model.key_name]}")
-        return await cached(request, state.reader.entities(kind, query(request, PageParams)))
+        params = list_query(request, PageParams)
+        return await cached(request, state.reader.entities(kind, params), paged=True)
 
     endpoint.__name__ = f"{kind}_collection"
     endpoint.__doc__ = f"GET: a page of {kind}s. POST: create one (editor)."
