@@ -325,7 +325,13 @@ class Settings(BaseSettings):
         json_schema_extra={"shown_default": "`1048576`"},
     )
     max_page_depth: int = Field(
-        10_000, ge=1, description="deepest offset page (page * per_page) before cursor=, rows"
+        10_000,
+        ge=1,
+        description=(
+            "deepest offset page, in rows (`page * per_page`); a deeper `page=` is a 400 whose"
+            ' detail points to `cursor=` (see docs/operations.md, "Pages")'
+        ),
+        json_schema_extra={"shown_default": "`10000`"},
     )
     rate_limit_reads: str = Field(
         "",
