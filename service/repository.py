@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    BindParameter,
     ColumnElement,
     Select,
     and_,
@@ -189,7 +190,8 @@ def _paged(
 
 def _after(column: Any, descending: bool) -> ColumnElement[bool]:
     """The keyset condition: rows after ``(:k0, :kid)`` in ``(column, id)`` order."""
-    key, kid = bindparam("k0"), bindparam("kid")
+    key: BindParameter[object] = bindparam("k0")
+    kid: BindParameter[int] = bindparam("kid")
     if descending:
         return tuple_(column, Article.id) < tuple_(key, kid)
     return tuple_(column, Article.id) > tuple_(key, kid)
