@@ -226,7 +226,9 @@ async def _has_sample(state: AppState) -> bool:
 async def test_outbox_backlog_and_lag_come_from_the_last_sample(
     servers: Any, key_prefix: str
 ) -> None:
-    async with instance(servers, key_prefix, "sampler", outbox_poll_interval_seconds=60) as (
+    # No drain and no periodic sample during the test: only the samples it takes itself.
+    slow = {"outbox_poll_interval_seconds": 60, "outbox_sample_interval_seconds": 3600}
+    async with instance(servers, key_prefix, "sampler", **slow) as (
         client,
         state,
         _,
