@@ -7,16 +7,13 @@ own database on the server and drops it at the end; each test uses its own Redis
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +24,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from service.app import create_app
-
-
-@dataclass(frozen=True)
-class Servers:
-    database_url: str  # postgresql+asyncpg:// of this run's own database
-    redis_url: str
+from tests.apps import Api, AppOn, StatementLog, make_settings
+from tests.servers import Servers, asyncpg_dsn
 
 
 def _docker_answers() -> bool:
@@ -71,25 +64,13 @@ def server_urls() -> Iterator[tuple[str, str]]:
             shutil.rmtree(data, ignore_errors=True)
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> dict[str, object]:
-    u = make_url(url)
-    kwargs: dict[str, object] = {
-        "user": u.username or "postgres",
-        "password": u.password,
-        "database": database or u.database or "postgres",
-        "host": u.query.get("host") or u.host or "127.0.0.1",
-        "port": int(u.query.get("port") or u.port or 5432),
-    }
-    return kwargs
-
-
 @pytest.fixture(scope="session")
 async def servers(server_urls: tuple[str, str]) -> AsyncIterator[Servers]:
     from service.migrations import upgrade
 
     base_url, redis_url = server_urls
     name = f"cs_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(**_asyncpg_dsn(base_url))
+    admin = await asyncpg.connect(**asyncpg_dsn(base_url))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -99,7 +80,7 @@ async def servers(server_urls: tuple[str, str]) -> AsyncIterator[Servers]:
     try:
         yield Servers(url, redis_url)
     finally:
-        admin = await asyncpg.connect(**_asyncpg_dsn(base_url))
+        admin = await asyncpg.connect(**asyncpg_dsn(base_url))
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
@@ -111,16 +92,12 @@ def key_prefix() -> str:
     return f"cs-test-{uuid.uuid4().hex[:10]}"
 
 
-AppFactory = Callable[..., Any]
-
-
 @pytest.fixture
-def app_on(key_prefix: str) -> AppFactory:
+def app_on(key_prefix: str) -> AppOn:
     """``app_on(database_url, redis_url, **settings)``: an async context of a running app.
 
-    It yields a ``tests.service.conftest.Api``; the tables are not truncated.
+    It yields a ``tests.apps.Api``; the tables are not truncated.
     """
-    from tests.service.conftest import Api, StatementLog, make_settings
 
     @asynccontextmanager
     async def open_app(database_url: str, redis_url: str, **overrides: Any) -> AsyncIterator[Api]:
@@ -135,44 +112,6 @@ def app_on(key_prefix: str) -> AppFactory:
                 yield Api(client, state, log)
 
     return open_app
-
-
-async def truncate(database_url: str) -> None:
-    """Empty the content tables of ``database_url``, then the outbox (which the first fills)."""
-    conn = await asyncpg.connect(**_asyncpg_dsn(database_url))
-    try:
-        await conn.execute(
-            "TRUNCATE comments, article_tags, articles, tags, categories, authors"
-            " RESTART IDENTITY CASCADE; TRUNCATE cache_outbox"
-        )
-    finally:
-        await conn.close()
-
-
-async def run_sql(database_url: str, statement: str, *args: Any) -> list[Any]:
-    """Run one statement outside the service, on its own connection (as psql would)."""
-    conn = await asyncpg.connect(**_asyncpg_dsn(database_url))
-    try:
-        return list(await conn.fetch(statement, *args))
-    finally:
-        await conn.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout_seconds: float, interval: float = 0.02
-) -> float:
-    """Poll ``check`` until it is true; return the seconds it took.
-
-    Raises:
-        AssertionError: it was not true within ``timeout_seconds``.
-    """
-    started = time.monotonic()
-    while True:
-        if await check():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_seconds:
-            raise AssertionError(f"not true within {timeout_seconds} s")
-        await asyncio.sleep(interval)
 
 
 @pytest.fixture

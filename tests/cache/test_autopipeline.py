@@ -113,9 +113,10 @@ async def test_an_error_answer_fails_its_own_command_only(
     await redis.set("k", "v")
     failing = redis.register_script("return redis.error_reply('no')")
     pipeline = AutoPipeline(redis)
-    value, error = await asyncio.gather(
+    answers: list[object] = await asyncio.gather(
         pipeline.get("k"), pipeline.run_script(failing, [], []), return_exceptions=True
     )
+    value, error = answers
     assert value == b"v" and isinstance(error, ResponseError)
 
 

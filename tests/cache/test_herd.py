@@ -9,14 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from redis.asyncio import Redis
+
 from cache import (
     BreakerState,
     CacheState,
     CircuitBreaker,
     Invalidator,
+    KeyScheme,
     Loaded,
 )
-from tests.cache.conftest import read_through
+from tests.cache.caches import read_through
 
 
 class SlowSource:
@@ -29,7 +32,7 @@ class SlowSource:
         return Loaded(b"value", ["row"])
 
 
-async def test_misses_in_two_processes_load_once(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_misses_in_two_processes_load_once(redis: Redis, scheme: KeyScheme) -> None:
     (a, stats), (b, b_stats) = read_through(redis, scheme), read_through(redis, scheme)
     key = scheme.namespace("n").key("cold")
     source = SlowSource(0.05)
@@ -44,7 +47,7 @@ async def test_misses_in_two_processes_load_once(redis, scheme) -> None:  # type
     assert snap["lease_losses"] == 1 and snap["coalesced"] == 99 and snap["herd_timeouts"] == 0
 
 
-async def test_the_wait_for_a_slow_winner_is_bounded(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_the_wait_for_a_slow_winner_is_bounded(redis: Redis, scheme: KeyScheme) -> None:
     a, _ = read_through(redis, scheme)
     b, stats = read_through(redis, scheme, herd_wait_ms=50)
     key = scheme.namespace("n").key("cold")
@@ -60,7 +63,7 @@ async def test_the_wait_for_a_slow_winner_is_bounded(redis, scheme) -> None:  # 
     winner.cancel()
 
 
-async def test_a_failed_load_releases_the_load_lease(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_a_failed_load_releases_the_load_lease(redis: Redis, scheme: KeyScheme) -> None:
     a, _ = read_through(redis, scheme)
     key = scheme.namespace("n").key("cold")
 
@@ -72,7 +75,7 @@ async def test_a_failed_load_releases_the_load_lease(redis, scheme) -> None:  # 
     assert await redis.exists(scheme.load_lease(key.redis_key)) == 0
 
 
-async def test_breaker_opens_then_recovers_only_after_its_hook(scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_breaker_opens_then_recovers_only_after_its_hook(scheme: KeyScheme) -> None:
     up = asyncio.Event()
     recovered: list[str] = []
 
@@ -98,11 +101,14 @@ async def test_breaker_opens_then_recovers_only_after_its_hook(scheme) -> None: 
         await asyncio.sleep(0.01)
         if breaker.allows():
             break
-    assert breaker.state is BreakerState.CLOSED and recovered == ["applied"]
+    state_now: BreakerState = breaker.state  # re-read: the awaits above changed it
+    assert state_now is BreakerState.CLOSED and recovered == ["applied"]
     await breaker.aclose()
 
 
-async def test_open_breaker_bypasses_without_touching_redis(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_open_breaker_bypasses_without_touching_redis(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     async def probe() -> None:
         raise ConnectionError("down")
 
@@ -118,7 +124,9 @@ async def test_open_breaker_bypasses_without_touching_redis(redis, scheme) -> No
     await breaker.aclose()
 
 
-async def test_invalidation_revokes_a_waiting_processes_store(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_invalidation_revokes_a_waiting_processes_store(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     """A winner whose load raced a write stores nothing; the next read loads the new value."""
     a, stats = read_through(redis, scheme)
     key = scheme.namespace("n").key("a")

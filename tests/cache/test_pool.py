@@ -25,7 +25,7 @@ async def test_burst_larger_than_the_pool_waits_and_all_succeed(
     assert isinstance(pool, BoundedConnectionPool)
     seen: list[int] = []
 
-    async def one(i: int) -> bytes | None:
+    async def one(i: int) -> bytes | str | None:
         await redis.set(f"cs-pool-test:{i}", i, ex=10)
         seen.append(pool.in_use)
         return await redis.get(f"cs-pool-test:{i}")
@@ -39,7 +39,7 @@ async def test_burst_larger_than_the_pool_waits_and_all_succeed(
 
 async def test_wait_is_bounded_by_the_timeout(server_urls: tuple[str, str]) -> None:
     redis = client(server_urls[1], size=1, timeout=0.1)
-    holder = asyncio.create_task(redis.blpop(["cs-pool-test:never"], timeout=0.5))
+    holder = asyncio.ensure_future(redis.blpop(["cs-pool-test:never"], timeout=0.5))
     await asyncio.sleep(0.05)  # the only connection is now blocked in BLPOP
     started = time.monotonic()
     with pytest.raises(PoolTimeoutError):

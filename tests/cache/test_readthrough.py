@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
+from redis.asyncio import Redis
 
 from cache import (
+    CacheKey,
     CacheState,
     CacheStats,
     Invalidator,
@@ -15,10 +18,10 @@ from cache import (
     Lookup,
     ReadThroughCache,
 )
-from tests.cache.conftest import read_through
+from tests.cache.caches import read_through
 
 
-def build(redis, scheme: KeyScheme) -> tuple[ReadThroughCache, Invalidator, CacheStats]:  # type: ignore[no-untyped-def]
+def build(redis: Redis, scheme: KeyScheme) -> tuple[ReadThroughCache, Invalidator, CacheStats]:
     cache, stats = read_through(redis, scheme)
     return cache, Invalidator(redis, scheme), stats
 
@@ -35,7 +38,7 @@ class CountingLoader:
         return self.loaded
 
 
-async def test_miss_stores_then_hit_returns_same_bytes(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_miss_stores_then_hit_returns_same_bytes(redis: Redis, scheme: KeyScheme) -> None:
     cache, _, stats = build(redis, scheme)
     key = scheme.namespace("n").key("a")
     load = CountingLoader(Loaded(b'{"a":1}', ["tag-a"]))
@@ -51,7 +54,7 @@ async def test_miss_stores_then_hit_returns_same_bytes(redis, scheme) -> None:  
     assert (snap["hits"], snap["misses"]) == (1, 1)
 
 
-async def test_invalidating_a_tag_deletes_its_entries_only(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_invalidating_a_tag_deletes_its_entries_only(redis: Redis, scheme: KeyScheme) -> None:
     cache, invalidator, _ = build(redis, scheme)
     ns = scheme.namespace("n")
     await cache.get_or_load(ns.key("a"), lambda: _loaded(b"a", ["x", "shared"]))
@@ -63,7 +66,12 @@ async def test_invalidating_a_tag_deletes_its_entries_only(redis, scheme) -> Non
     assert await invalidator.invalidate_tags([]) == 0
 
 
-async def load_paused_around(cache: ReadThroughCache, key, loaded: Loaded, meanwhile) -> Lookup:  # type: ignore[no-untyped-def]
+async def load_paused_around(
+    cache: ReadThroughCache,
+    key: CacheKey,
+    loaded: Loaded,
+    meanwhile: Callable[[], Awaitable[object]],
+) -> Lookup:
     """Run a load that pauses after reading its source, run ``meanwhile()``, then let it store."""
     read, proceed = asyncio.Event(), asyncio.Event()
 
@@ -79,7 +87,9 @@ async def load_paused_around(cache: ReadThroughCache, key, loaded: Loaded, meanw
     return await reader
 
 
-async def test_store_after_a_concurrent_invalidation_is_refused(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_store_after_a_concurrent_invalidation_is_refused(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     """The stale set of Nishtala et al.: the loader read old data before the write's commit."""
     cache, invalidator, stats = build(redis, scheme)
     key = scheme.namespace("n").key("a")
@@ -94,7 +104,9 @@ async def test_store_after_a_concurrent_invalidation_is_refused(redis, scheme) -
     assert fresh.body == b"new" and await redis.exists(key.redis_key) == 1
 
 
-async def test_invalidation_of_other_tags_does_not_revoke_a_lease(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_invalidation_of_other_tags_does_not_revoke_a_lease(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     cache, invalidator, _ = build(redis, scheme)
     key = scheme.namespace("n").key("a")
     await load_paused_around(
@@ -103,14 +115,14 @@ async def test_invalidation_of_other_tags_does_not_revoke_a_lease(redis, scheme)
     assert await redis.exists(key.redis_key) == 1
 
 
-async def test_purge_all_revokes_leases_taken_before(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_purge_all_revokes_leases_taken_before(redis: Redis, scheme: KeyScheme) -> None:
     cache, invalidator, _ = build(redis, scheme)
     key = scheme.namespace("n").key("a")
     await load_paused_around(cache, key, Loaded(b"v", []), lambda: invalidator.purge(None))
     assert await redis.exists(key.redis_key) == 0
 
 
-async def test_concurrent_misses_share_one_load(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrent_misses_share_one_load(redis: Redis, scheme: KeyScheme) -> None:
     cache, _, stats = build(redis, scheme)
     key = scheme.namespace("n").key("a")
     load = CountingLoader(Loaded(b"v"), delay_seconds=0.01)
@@ -120,7 +132,9 @@ async def test_concurrent_misses_share_one_load(redis, scheme) -> None:  # type:
     assert (await stats.snapshot())["coalesced"] == 99
 
 
-async def test_loader_errors_reach_every_waiter_and_are_not_cached(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_loader_errors_reach_every_waiter_and_are_not_cached(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     cache, _, _ = build(redis, scheme)
     key = scheme.namespace("n").key("a")
 
@@ -135,10 +149,10 @@ async def test_loader_errors_reach_every_waiter_and_are_not_cached(redis, scheme
     assert await redis.exists(key.redis_key) == 0
 
 
-async def test_redis_failure_bypasses_to_the_loader(scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_redis_failure_bypasses_to_the_loader(scheme: KeyScheme) -> None:
     from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
     # Nothing listens on port 1; no retries, as the service configures its client.
     dead = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))

@@ -6,23 +6,26 @@ import asyncio
 import time
 
 import pytest
+from redis.asyncio import Redis
 
 from cache import (
     CachePolicy,
     CacheState,
     Invalidator,
+    KeyScheme,
     Loaded,
     ReadThroughCache,
 )
 from cache.codec import decode
-from tests.cache.conftest import read_through
+from tests.cache.caches import read_through
 
 
 class Source:
     """A loader whose answer and failure can be changed between calls; counts its calls."""
 
     def __init__(self, body: bytes, tags: tuple[str, ...] = ("row",)) -> None:
-        self.body, self.tags, self.calls, self.error = body, tags, 0, None
+        self.body, self.tags, self.calls = body, tags, 0
+        self.error: Exception | None = None
         self.expires_at: float | None = None
 
     async def __call__(self) -> Loaded:
@@ -44,7 +47,9 @@ async def settle(cache: ReadThroughCache) -> None:
 SWR = CachePolicy(ttl_seconds=0.05, jitter_ratio=0, stale_while_revalidate_seconds=5)
 
 
-async def test_expired_entry_is_answered_stale_and_refreshed_once(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_expired_entry_is_answered_stale_and_refreshed_once(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     cache, stats = read_through(redis, scheme, SWR)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
@@ -64,7 +69,7 @@ async def test_expired_entry_is_answered_stale_and_refreshed_once(redis, scheme)
     assert (snap["stale"], snap["refreshes"]) == (20, 1)
 
 
-async def test_a_refresh_leased_elsewhere_is_not_repeated(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_a_refresh_leased_elsewhere_is_not_repeated(redis: Redis, scheme: KeyScheme) -> None:
     """Two processes (two caches on one Redis) see the stale entry: one refreshes."""
     first, _ = read_through(redis, scheme, SWR)
     second, _ = read_through(redis, scheme, SWR)
@@ -78,7 +83,7 @@ async def test_a_refresh_leased_elsewhere_is_not_repeated(redis, scheme) -> None
     assert source.calls == 2
 
 
-async def test_invalidation_ends_stale_serving_at_once(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_invalidation_ends_stale_serving_at_once(redis: Redis, scheme: KeyScheme) -> None:
     cache, _ = read_through(redis, scheme, SWR)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
@@ -90,7 +95,9 @@ async def test_invalidation_ends_stale_serving_at_once(redis, scheme) -> None:  
     assert (answer.state, answer.body) == (CacheState.MISS, b"v2")
 
 
-async def test_failed_load_answers_stale_within_stale_if_error(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_failed_load_answers_stale_within_stale_if_error(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     policy = CachePolicy(ttl_seconds=0.05, jitter_ratio=0, stale_if_error_seconds=0.3)
     cache, stats = read_through(redis, scheme, policy)
     key = scheme.namespace("n").key("a")
@@ -110,7 +117,7 @@ async def test_failed_load_answers_stale_within_stale_if_error(redis, scheme) ->
     assert (recovered.state, recovered.body) == (CacheState.MISS, b"v1")
 
 
-async def test_expires_at_bounds_fresh_and_stale_life(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_expires_at_bounds_fresh_and_stale_life(redis: Redis, scheme: KeyScheme) -> None:
     policy = CachePolicy(ttl_seconds=300, stale_while_revalidate_seconds=300)
     cache, _ = read_through(redis, scheme, policy)
     key = scheme.namespace("n").key("a")
@@ -125,14 +132,17 @@ async def test_expires_at_bounds_fresh_and_stale_life(redis, scheme) -> None:  #
     assert answer.state is CacheState.MISS and await redis.exists(key.redis_key) == 0
 
 
-async def test_early_refresh_replaces_an_entry_before_it_expires(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_early_refresh_replaces_an_entry_before_it_expires(
+    redis: Redis, scheme: KeyScheme
+) -> None:
     # The load takes ~5 ms and beta is huge: the rule fires on the first hit (P > 0.9999).
     policy = CachePolicy(ttl_seconds=0.2, jitter_ratio=0, early_refresh_beta=1e6)
     cache, stats = read_through(redis, scheme, policy)
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")
     await cache.get_or_load(key, source)
-    assert decode(await redis.get(key.redis_key)).load_ms >= 5
+    stored = await redis.get(key.redis_key)
+    assert isinstance(stored, bytes) and decode(stored).load_ms >= 5
     source.body = b"v2"
     hit = await cache.get_or_load(key, source)
     assert (hit.state, hit.body) == (CacheState.HIT, b"v1")
@@ -141,7 +151,7 @@ async def test_early_refresh_replaces_an_entry_before_it_expires(redis, scheme) 
     assert (await stats.snapshot())["refreshes"] >= 1
 
 
-async def test_no_early_refresh_without_beta(redis, scheme) -> None:  # type: ignore[no-untyped-def]
+async def test_no_early_refresh_without_beta(redis: Redis, scheme: KeyScheme) -> None:
     cache, _ = read_through(redis, scheme, CachePolicy(ttl_seconds=0.2, jitter_ratio=0))
     key = scheme.namespace("n").key("a")
     source = Source(b"v1")

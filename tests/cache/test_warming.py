@@ -22,7 +22,7 @@ from cache import (
     WarmingBusyError,
     WarmingJobs,
 )
-from tests.cache.conftest import read_through
+from tests.cache.caches import read_through
 
 
 def _loader(calls: list[list[str]], *, version: str = "v1") -> Any:

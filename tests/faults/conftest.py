@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import run_sql
 from tests.faults.servers import PrivatePostgres
+from tests.servers import run_sql
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Servers, truncate
-from tests.service.conftest import EDITOR, Api
+from tests.apps import EDITOR, Api
+from tests.servers import Servers, truncate
 
 HOT = ("alpha", "beta", "gamma")
 VERSION = re.compile(r" v(\d+)$")

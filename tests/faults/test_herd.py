@@ -17,8 +17,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import Servers, eventually, run_sql, truncate
 from tests.faults.servers import PrivatePostgres, free_port, stop_process, wait_for_port
+from tests.polling import eventually
+from tests.servers import Servers, run_sql, truncate
 
 BURST = 500
 

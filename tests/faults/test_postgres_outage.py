@@ -10,9 +10,10 @@ import asyncio
 import time
 from typing import Any
 
-from tests.conftest import Servers, eventually, truncate
+from tests.apps import Api
 from tests.faults.servers import PrivatePostgres
-from tests.service.conftest import Api
+from tests.polling import eventually
+from tests.servers import Servers, truncate
 
 ARTICLE = "/api/v1/articles/kept"
 COMMENTS = "/api/v1/articles/kept/comments"
@@ -71,7 +72,7 @@ async def test_stopped_postgres_hits_answer_stale_serves_misses_503_then_recover
             private_postgres.start()
 
         async def author_answers() -> bool:
-            return (await api.client.get(AUTHOR)).status_code == 200
+            return bool((await api.client.get(AUTHOR)).status_code == 200)
 
         await eventually(author_answers, 10)
         assert (await api.client.get("/health/ready")).status_code == 200

@@ -27,7 +27,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import eventually, run_sql, truncate
 from tests.faults.servers import (
     PrivatePostgres,
     PrivateRedis,
@@ -35,6 +34,8 @@ from tests.faults.servers import (
     stop_process,
     wait_for_port,
 )
+from tests.polling import eventually
+from tests.servers import run_sql, truncate
 
 READERS = 16
 ARTICLES = 20

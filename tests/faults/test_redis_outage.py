@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Servers, eventually, truncate
+from tests.apps import EDITOR, Api
 from tests.faults.servers import PrivateRedis
-from tests.service.conftest import EDITOR, Api
+from tests.polling import eventually
+from tests.servers import Servers, truncate
 
 ARTICLE = "/api/v1/articles/outage"
 #: the timeouts the app is given; every wait on a dead Redis must stay within them.

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.service.conftest import EDITOR, Api
+from tests.apps import EDITOR, Api
 
 
 async def test_a_nul_character_in_input_is_a_400_not_an_outage(

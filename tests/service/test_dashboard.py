@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from service.endpoints.dashboard import FILES
-from tests.service.conftest import Api
+from tests.apps import Api
 
 ROOT = Path(__file__).parents[2]
 

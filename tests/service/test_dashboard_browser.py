@@ -29,9 +29,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from service.app import create_app
-from tests.conftest import Servers, truncate
+from tests.apps import ADMIN, make_settings
 from tests.faults.servers import PrivateRedis, free_port
-from tests.service.conftest import ADMIN, make_settings
+from tests.servers import Servers, truncate
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cache.compression import brotli
-from tests.service.conftest import EDITOR, Api
+from tests.apps import EDITOR, Api
 
 LONG_BODY = "Cache-aside reads go to Redis first and to PostgreSQL on a miss. " * 40
 PATH = "/api/v1/articles/long-read"

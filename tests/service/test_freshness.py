@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
-from tests.conftest import Servers, eventually, run_sql, truncate
-from tests.service.conftest import EDITOR, Api
+import httpx
+
+from tests.apps import EDITOR, Api
+from tests.polling import eventually
+from tests.servers import Servers, run_sql, truncate
 
 ARTICLE = "/api/v1/articles/hello-world"
 
@@ -42,7 +47,7 @@ async def test_expired_entries_answer_stale_while_one_refresh_runs(
         assert {r.headers["cache-control"] for r in stale} == {"public, max-age=0"}
 
         async def refreshed() -> bool:
-            state = (await api.client.get(ARTICLE)).headers["x-cache"]
+            state: str = (await api.client.get(ARTICLE)).headers["x-cache"]
             if state == "STALE":
                 stale.append(state)  # the refresh is still under way
             return state == "HIT"
@@ -98,7 +103,7 @@ async def test_scheduled_article_appears_everywhere_within_a_second(
     async with app_on(servers.database_url, servers.redis_url, cache_ttl_seconds=300) as api:
         when = datetime.now(UTC) + timedelta(seconds=1.5)
         await seed(api, published_at=when.isoformat())
-        views = {
+        views: dict[str, Callable[[httpx.Response], bool]] = {
             ARTICLE: lambda r: r.status_code == 200,
             "/api/v1/articles": lambda r: r.json()["total"] == 1,
             "/api/v1/articles?tag=news": lambda r: r.json()["total"] == 1,
@@ -114,11 +119,11 @@ async def test_scheduled_article_appears_everywhere_within_a_second(
         late = []
         for path, visible in views.items():
             # No write happens: the entries must have been stored to expire by then.
-            late.append(await eventually(lambda p=path, v=visible: _shows(api, p, v), 1.0))
+            late.append(await eventually(partial(_shows, api, path, visible), 1.0))
         assert max(late) <= 1.0
 
 
-async def _shows(api: Api, path: str, visible: Any) -> bool:
+async def _shows(api: Api, path: str, visible: Callable[[httpx.Response], bool]) -> bool:
     return bool(visible(await api.client.get(path)))
 
 
@@ -194,7 +199,7 @@ async def _title_is(api: Api, title: str) -> bool:
 
 async def _author_is(api: Api, name: str) -> bool:
     r = await api.client.get("/api/v1/authors/ann")
-    return r.json()["display_name"] == name
+    return bool(r.json()["display_name"] == name)
 
 
 async def _status_is(api: Api, status: int) -> bool:

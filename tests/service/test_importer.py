@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.importer import import_tree
-from tests.service.conftest import Api
+from tests.apps import Api
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "docs"
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")

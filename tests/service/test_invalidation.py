@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.service.conftest import EDITOR, Api
+from tests.apps import EDITOR, Api
 
 ARTICLE = "/api/v1/articles/hello-world"
 
@@ -173,7 +173,7 @@ async def test_invalidation_is_shared_by_instances_on_one_redis(
     import httpx
 
     from service.app import create_app
-    from tests.service.conftest import make_settings
+    from tests.apps import make_settings
 
     other = create_app(make_settings(_servers_of(api), api.state.settings.cache_prefix))
     async with other.router.lifespan_context(other):

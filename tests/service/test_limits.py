@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.ratelimits import RateLimitMiddleware
-from tests.conftest import truncate
+from tests.servers import truncate
 from tests.service.served import serving
 
 EDITOR = {"Authorization": "Bearer editor-token"}
@@ -123,7 +123,7 @@ async def test_with_no_limit_configured_nothing_is_added_nor_counted(
         r = await api.client.get("/api/v1/articles")
         assert r.status_code == 200
         assert "ratelimit" not in r.headers and "ratelimit-policy" not in r.headers
-        app = api.client._transport.app  # type: ignore[attr-defined]
+        app = api.client._transport.app
         assert app.rate_limits is None
         layer = app.middleware_stack
         while layer is not None:

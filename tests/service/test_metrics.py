@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.apps import Api
 from tests.deploy.test_monitoring import FAMILIES as GRAFANA_FAMILIES
-from tests.service.conftest import Api
 
 
 def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:

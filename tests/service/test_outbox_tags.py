@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import text
 
 from service.keyspaces import tags_for_row_change
-from tests.service.conftest import EDITOR, Api
+from tests.apps import EDITOR, Api
 
 
 async def outbox_tags(api: Api) -> set[str]:
@@ -59,8 +59,7 @@ async def test_row_tags_cover_orm_tags(api: Api, content: dict[str, Any]) -> Non
     ]  # fmt: skip
     for method, path, body in writes:
         seen.clear()
-        kwargs = {"json": body} if body is not None else {}
-        r = await api.client.request(method.upper(), path, headers=EDITOR, **kwargs)
+        r = await api.client.request(method.upper(), path, headers=EDITOR, json=body)
         assert r.status_code < 300, (path, r.text)
         orm = set().union(*seen)
         rows = await outbox_tags(api)

@@ -21,7 +21,7 @@ from service.pages import (
     next_cursor_of,
     query_digest,
 )
-from tests.service.conftest import ADMIN, EDITOR, Api
+from tests.apps import ADMIN, EDITOR, Api
 
 DIGEST = query_digest("articles", {"per_page": 2, "sort": None})
 MOMENT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)

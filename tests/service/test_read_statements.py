@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError
 from service import repository as repo
 from service.errors import is_unreachable
 from service.statements import DriverReads
-from tests.conftest import _asyncpg_dsn, run_sql
-from tests.service.conftest import Api
+from tests.apps import Api
+from tests.servers import asyncpg_dsn, run_sql
 
 MISSES = (
     "/api/v1/articles/hello-world",
@@ -127,7 +127,7 @@ async def test_a_read_cancelled_mid_statement_leaves_no_broken_connection(
 ) -> None:
     reads = DriverReads(api.state.engine)
     pool: Any = api.state.engine.pool
-    locker = await asyncpg.connect(**_asyncpg_dsn(api.state.settings.database_url or ""))
+    locker = await asyncpg.connect(**asyncpg_dsn(api.state.settings.database_url or ""))
     try:
         lock = locker.transaction()
         await lock.start()

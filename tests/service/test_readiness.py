@@ -8,8 +8,8 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from service.app import create_app
+from tests.apps import make_settings
 from tests.faults.servers import PrivateRedis, free_port
-from tests.service.conftest import make_settings
 
 
 def closed_database_url(servers: Any) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.service.conftest import Api
+from tests.apps import Api
 
 ARTICLE_FIELDS = {
     "id", "slug", "title", "summary", "author", "category", "tags", "published_at", "updated_at",

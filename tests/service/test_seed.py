@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from service.seed import SeedCounts, seed
-from tests.service.conftest import Api
+from tests.apps import Api
 
 
 async def test_seed_adds_rows_and_purges_without_outbox_rows(api: Api) -> None:

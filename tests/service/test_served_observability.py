@@ -24,7 +24,7 @@ import httpx
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.conftest import eventually
+from tests.polling import eventually
 from tests.service.served import Served, serving
 from tests.service.test_metrics import promtool_check, samples
 
@@ -67,7 +67,7 @@ def requests_by_pid(multiproc_dir: Path) -> dict[int, float]:
         pid = int(Path(path).stem.rsplit("_", 1)[1])
         counts[pid] = sum(
             s.value
-            for family in MultiProcessCollector.merge([path])
+            for family in MultiProcessCollector.merge([path])  # type: ignore[no-untyped-call]
             for s in family.samples
             if s.name == "http_requests_total"
         )

@@ -15,8 +15,9 @@ from starlette.applications import Starlette
 
 from service.app import create_app
 from service.state import AppState
-from tests.conftest import eventually, run_sql
-from tests.service.conftest import ADMIN, Api, StatementLog, make_settings
+from tests.apps import ADMIN, Api, StatementLog, make_settings
+from tests.polling import eventually
+from tests.servers import run_sql
 
 
 @asynccontextmanager

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import eventually
 from tests.faults.servers import free_port, stop_process, wait_for_port
+from tests.polling import eventually
 
 INSTANCE = "two-workers"
 

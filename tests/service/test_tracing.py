@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.conftest import Api
+from tests.apps import Api
 
 
 async def test_every_answer_carries_a_new_request_id_unless_the_client_sent_a_sane_one(

@@ -11,8 +11,8 @@ import httpx
 
 from cache import JobProgress, KeyScheme
 from service.app import create_app
-from tests.conftest import eventually
-from tests.service.conftest import ADMIN, EDITOR, Api, make_settings
+from tests.apps import ADMIN, EDITOR, Api, make_settings
+from tests.polling import eventually
 
 
 async def _articles(api: Api, n: int) -> list[str]:
@@ -100,7 +100,7 @@ async def test_recent_warms_the_newest_articles_and_the_first_pages(
 
 
 async def test_hot_warms_what_was_read_most(servers: Any, app_on: Any) -> None:
-    from tests.conftest import truncate
+    from tests.servers import truncate
 
     await truncate(servers.database_url)
     async with app_on(
@@ -154,7 +154,7 @@ async def test_one_job_at_a_time_any_instance_answers_and_cancel_stops_it(
 
         async def progressed() -> bool:
             seen.append((await c2.get(f"/admin/cache/warm/{job_id}", headers=ADMIN)).json())
-            return seen[-1]["done"] == 3 and seen[-1]["state"] == "running"
+            return bool(seen[-1]["done"] == 3 and seen[-1]["state"] == "running")
 
         await eventually(progressed, timeout_seconds=5)
         job = seen[-1]
@@ -287,7 +287,7 @@ async def test_seed_warms_the_newest_content_when_asked(
 
 
 async def test_hot_keys_are_summed_over_instances(servers: Any, app_on: Any) -> None:
-    from tests.conftest import truncate
+    from tests.servers import truncate
 
     await truncate(servers.database_url)
     async with app_on(
@@ -326,7 +326,7 @@ async def _last_job(api: Api) -> dict[str, Any]:
 
 
 async def test_warm_on_startup_and_after_purge_when_asked(servers: Any, app_on: Any) -> None:
-    from tests.conftest import truncate
+    from tests.servers import truncate
 
     await truncate(servers.database_url)
     async with app_on(servers.database_url, servers.redis_url) as api:
@@ -351,7 +351,7 @@ async def test_warm_on_startup_and_after_purge_when_asked(servers: Any, app_on: 
 
 
 async def test_the_hottest_keys_are_refreshed_before_they_expire(servers: Any, app_on: Any) -> None:
-    from tests.conftest import truncate
+    from tests.servers import truncate
 
     await truncate(servers.database_url)
     options = {

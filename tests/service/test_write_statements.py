@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.service.conftest import EDITOR, Api
+from tests.apps import EDITOR, Api
 
 ARTICLE = "/api/v1/articles/hello-world"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.service.conftest import ADMIN, EDITOR, Api
+from tests.apps import ADMIN, EDITOR, Api
 
 ARTICLE = "/api/v1/articles/hello-world"
 

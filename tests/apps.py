@@ -1,0 +1,82 @@
+"""A running app under test: its HTTP client, its state and the SQL its engine sent."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+import httpx
+
+from service.settings import Settings
+from service.state import AppState
+from tests.servers import Servers
+
+EDITOR = {"Authorization": "Bearer editor-token"}
+ADMIN = {"Authorization": "Bearer admin-token"}
+
+
+@dataclass
+class StatementLog:
+    """Every SQL statement the app's engine sent, by a before_cursor_execute listener."""
+
+    statements: list[str] = field(default_factory=list)
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    state: AppState
+    sql: StatementLog
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` as an editor, expect 201, and apply the outbox.
+
+        Returns:
+            The created resource's JSON object.
+        """
+        r = await self.client.post(path, json=body, headers=EDITOR)
+        assert r.status_code == 201, r.text
+        await self.settle()
+        return cast(dict[str, Any], r.json())
+
+    async def settle(self) -> None:
+        """Apply the outbox now: rows of earlier writes must not evict what a test warms next."""
+        await self.state.relay.drain_all()
+
+    async def stats(self) -> dict[str, Any]:
+        """The ``/stats`` JSON object (expects 200)."""
+        r = await self.client.get("/stats")
+        assert r.status_code == 200, r.text
+        return cast(dict[str, Any], r.json())
+
+
+def make_settings(servers: Servers, key_prefix: str, **overrides: Any) -> Settings:
+    """Settings of an app on ``servers`` with its own key prefix, ``overrides`` on top."""
+    values: dict[str, Any] = {
+        "database_url": servers.database_url,
+        "redis_url": servers.redis_url,
+        "api_tokens": "editor-token:editor,admin-token:admin",
+        "cache_prefix": key_prefix,
+        "stats_flush_interval_seconds": 0.2,
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)
+
+
+class AppOn(Protocol):
+    """The ``app_on`` fixture: an app on the given servers, for as long as its context lasts."""
+
+    def __call__(
+        self, database_url: str, redis_url: str, **overrides: Any
+    ) -> AbstractAsyncContextManager[Api]: ...
