@@ -16,7 +16,7 @@ YCSB_THETA = 0.99
 
 def zeta(n: int, theta: float) -> float:
     """Return the generalized harmonic number ``sum(1 / i**theta for i in 1..n)``."""
-    return sum(1.0 / (i**theta) for i in range(1, n + 1))
+    return float(sum(1.0 / float(i) ** theta for i in range(1, n + 1)))
 
 
 class ZipfianGenerator:
