@@ -13,6 +13,7 @@ from typing import Literal
 
 from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Role = Literal["editor", "admin"]
@@ -29,17 +30,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None,
         description="`postgresql+asyncpg://user:pass@host:port/db`",
-        json_schema_extra={"shown_default": "—"},
     )
     redis_url: str | None = Field(
         None,
         description="`redis://`, `rediss://` or `unix://` URL",
-        json_schema_extra={"shown_default": "—"},
     )
     api_tokens: str = Field(
         "",
         description="`token:role` pairs, comma-separated; roles `editor` and `admin`",
-        json_schema_extra={"shown_default": "empty"},
     )
     stats_token: str | None = Field(
         None,
@@ -47,36 +45,30 @@ class Settings(BaseSettings):
             "when set, `/stats` and `/metrics` need `Authorization: Bearer <it>` (or an admin "
             "token)"
         ),
-        json_schema_extra={"shown_default": "unset"},
     )
     data_dir: Path = Field(
         Path(".data"),
         description="where the embedded servers keep their files",
-        json_schema_extra={"shown_default": "`.data`"},
     )
 
     cache_prefix: str = Field(
         "cs",
         description="first segment of every Redis key; one per deployment sharing a Redis",
-        json_schema_extra={"shown_default": "`cs`"},
     )
     cache_ttl_seconds: float = Field(
         300.0,
         gt=0,
         description="default entry TTL, seconds",
-        json_schema_extra={"shown_default": "`300`"},
     )
     cache_ttls: str = Field(
         "",
         description="per-namespace TTLs, seconds: `articles=60,article=600`",
-        json_schema_extra={"shown_default": "empty"},
     )
     cache_jitter_ratio: float = Field(
         0.1,
         ge=0,
         lt=1,
         description="each stored TTL is shortened by a random fraction up to this",
-        json_schema_extra={"shown_default": "`0.1`"},
     )
     http_max_age_seconds: int = Field(
         0,
@@ -85,31 +77,26 @@ class Settings(BaseSettings):
             "cap of `Cache-Control: max-age` sent to clients (0: clients revalidate with "
             "`If-None-Match`)"
         ),
-        json_schema_extra={"shown_default": "`0`"},
     )
     cache_stale_while_revalidate_seconds: float = Field(
         30.0,
         ge=0,
         description="after the TTL, answer `STALE` at once while one refresh runs",
-        json_schema_extra={"shown_default": "`30`"},
     )
     cache_stale_if_error_seconds: float = Field(
         300.0,
         ge=0,
         description="after the TTL, answer `STALE` when PostgreSQL fails",
-        json_schema_extra={"shown_default": "`300`"},
     )
     cache_early_refresh_beta: float = Field(
         1.0,
         ge=0,
         description="probabilistic early refresh (XFetch); 0 turns it off",
-        json_schema_extra={"shown_default": "`1.0`"},
     )
     cache_negative_ttl_seconds: float = Field(
         5.0,
         gt=0,
         description="how long a 404 is cached",
-        json_schema_extra={"shown_default": "`5`"},
     )
     cache_herd_wait_ms: int = Field(
         1000,
@@ -117,7 +104,6 @@ class Settings(BaseSettings):
         description=(
             "how long a miss waits for another process's load of the same key, milliseconds"
         ),
-        json_schema_extra={"shown_default": "`1000`"},
     )
     cache_load_lease_ms: int = Field(
         5000,
@@ -125,7 +111,6 @@ class Settings(BaseSettings):
         description=(
             "lifetime of a load lease, milliseconds (a dead loader delays others at most so long)"
         ),
-        json_schema_extra={"shown_default": "`5000`"},
     )
     cache_compress_min_bytes: int = Field(
         1024,
@@ -134,7 +119,6 @@ class Settings(BaseSettings):
             "answers of at least this many bytes are also stored gzip-compressed (and brotli, with "
             "the `brotli` extra: `pip install -e '.[brotli]'`), once, on the miss; 0 turns it off"
         ),
-        json_schema_extra={"shown_default": "`1024`"},
     )
     cache_gzip_level: int = Field(
         1,
@@ -144,14 +128,12 @@ class Settings(BaseSettings):
             "deflate level of the stored gzip bytes (1 fastest, 9 smallest; ISA-L, used when "
             "installed as it is by default, stops at 3)"
         ),
-        json_schema_extra={"shown_default": "`1`"},
     )
     cache_brotli_quality: int = Field(
         1,
         ge=0,
         le=11,
         description="quality of the stored brotli bytes (0 fastest, 11 smallest)",
-        json_schema_extra={"shown_default": "`1`"},
     )
     stats_flush_interval_seconds: float = Field(
         1.0,
@@ -160,7 +142,6 @@ class Settings(BaseSettings):
             "how often a process adds its counters and rate buckets to Redis, and reports its pools"
             " (its heartbeat in `/stats`'s worker lists)"
         ),
-        json_schema_extra={"shown_default": "`1.0`"},
     )
     cache_hot_keys_sample_rate: float = Field(
         0.05,
@@ -170,32 +151,27 @@ class Settings(BaseSettings):
             "fraction of reads counted for hot-key tracking (sent with the statistics flush); 0 "
             "turns it off"
         ),
-        json_schema_extra={"shown_default": "`0.05`"},
     )
     cache_hot_keys_per_namespace: int = Field(
         1000,
         ge=1,
         description="identities tracked per namespace, per flush and per minute bucket",
-        json_schema_extra={"shown_default": "`1000`"},
     )
     warm_batch_size: int = Field(
         100,
         ge=1,
         le=1000,
         description="keys per warming batch (articles: one statement per batch)",
-        json_schema_extra={"shown_default": "`100`"},
     )
     warm_concurrency: int = Field(
         2,
         ge=1,
         description="warming batches at a time, each on at most one database connection",
-        json_schema_extra={"shown_default": "`2`"},
     )
     warm_default_limit: int = Field(
         1000,
         ge=1,
         description="keys of a warming job that names no `limit`",
-        json_schema_extra={"shown_default": "`1000`"},
     )
     warm_loop_share: float = Field(
         0.2,
@@ -205,28 +181,23 @@ class Settings(BaseSettings):
             "largest share of a worker's event loop a warming job takes while requests are waiting "
             "for it; alone, a job runs at full speed"
         ),
-        json_schema_extra={"shown_default": "`0.2`"},
     )
     warm_lease_seconds: float = Field(
         10.0,
         gt=0,
         description="a job whose runner stopped renewing this long is recorded `failed`",
-        json_schema_extra={"shown_default": "`10`"},
     )
     warm_on_startup: bool = Field(
         False,
         description="start a warming job (hot keys, else the newest content) when a worker starts",
-        json_schema_extra={"shown_default": "`false`"},
     )
     warm_after_purge: bool = Field(
         False,
         description="start one after `POST /admin/cache/purge` of `all`",
-        json_schema_extra={"shown_default": "`false`"},
     )
     warm_after_import: bool = Field(
         False,
         description="warm the newest content after `import` and `seed`",
-        json_schema_extra={"shown_default": "`false`"},
     )
     warm_refresh_top_n: int = Field(
         0,
@@ -236,13 +207,11 @@ class Settings(BaseSettings):
             "every `WARM_REFRESH_INTERVAL_SECONDS`, reload the N hottest keys that would expire "
             "within two intervals; 0 turns it off"
         ),
-        json_schema_extra={"shown_default": "`0`"},
     )
     warm_refresh_interval_seconds: float = Field(
         60.0,
         gt=0,
         description="time between two periodic refreshes, seconds",
-        json_schema_extra={"shown_default": "`60`"},
     )
     instance_name: str = Field(
         default_factory=socket.gethostname,
@@ -260,25 +229,21 @@ class Settings(BaseSettings):
             "how often each worker samples the outbox backlog and its lag for `/stats` (a poll runs"
             " no SQL)"
         ),
-        json_schema_extra={"shown_default": "`5`"},
     )
     outbox_poll_interval_seconds: float = Field(
         1.0,
         gt=0,
         description="how often the outbox is drained when no `NOTIFY` arrives",
-        json_schema_extra={"shown_default": "`1.0`"},
     )
     breaker_failure_threshold: int = Field(
         3,
         ge=1,
         description="consecutive failures that open the Redis or the database breaker",
-        json_schema_extra={"shown_default": "`3`"},
     )
     breaker_probe_interval_seconds: float = Field(
         0.5,
         gt=0,
         description="how often an open breaker probes its server",
-        json_schema_extra={"shown_default": "`0.5`"},
     )
 
     log_format: Literal["json", "text"] = Field(
@@ -287,7 +252,6 @@ class Settings(BaseSettings):
             "`json`: one JSON object a line (`time`, `level`, `logger`, `message`, `request_id`, "
             "extra fields); `text`: plain lines"
         ),
-        json_schema_extra={"shown_default": "`json`"},
     )
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info",
@@ -295,7 +259,6 @@ class Settings(BaseSettings):
             "lowest level logged (`debug`, `info`, `warning`, `error`, `critical`), uvicorn's "
             "loggers too"
         ),
-        json_schema_extra={"shown_default": "`info`"},
     )
     access_log: bool = Field(
         False,
@@ -303,7 +266,6 @@ class Settings(BaseSettings):
             "log one line per answer: `method`, `route` (template), `path`, `status`, "
             "`duration_ms`, `request_id`, `client`"
         ),
-        json_schema_extra={"shown_default": "`false`"},
     )
     shutdown_drain_seconds: float = Field(
         0.0,
@@ -312,7 +274,6 @@ class Settings(BaseSettings):
             "after SIGTERM, `/health/ready` answers 503 `draining` this long before the server "
             "stops accepting connections, seconds"
         ),
-        json_schema_extra={"shown_default": "`0`"},
     )
 
     max_body_bytes: int = Field(
@@ -322,7 +283,6 @@ class Settings(BaseSettings):
             "largest request body accepted, bytes; a larger one is a 413 (request bodies are also "
             "bounded to 32 levels of nesting and strings of 524,288 characters: 400)"
         ),
-        json_schema_extra={"shown_default": "`1048576`"},
     )
     max_page_depth: int = Field(
         10_000,
@@ -331,23 +291,21 @@ class Settings(BaseSettings):
             "deepest offset page, in rows (`page * per_page`); a deeper `page=` is a 400 whose"
             ' detail points to `cursor=` (see docs/operations.md, "Pages")'
         ),
-        json_schema_extra={"shown_default": "`10000`"},
     )
     rate_limit_reads: str = Field(
         "",
         description=(
-            "GET/HEAD limit per client address, in the `limits` notation, several separated by `;`;"
+            "GET/HEAD limit per client address, in the `limits` notation, several separated by `;`"
+            " (empty: off);"
             ' recommended: `100/second;3000/minute` (see docs/operations.md, "Limits")'
         ),
-        json_schema_extra={"shown_default": "empty (off)"},
     )
     rate_limit_writes: str = Field(
         "",
         description=(
-            "limit of the other methods per API token (per client address without a known token); "
-            "recommended: `10/second;300/minute`"
+            "limit of the other methods per API token (per client address without a known token),"
+            " as `RATE_LIMIT_READS` (empty: off); recommended: `10/second;300/minute`"
         ),
-        json_schema_extra={"shown_default": "empty (off)"},
     )
     trusted_proxies: str = Field(
         "",
@@ -355,32 +313,27 @@ class Settings(BaseSettings):
             "comma-separated addresses or CIDRs (e.g. `10.0.0.0/8,127.0.0.1`) whose "
             "`X-Forwarded-For` gives the client address; empty: the socket peer is the client"
         ),
-        json_schema_extra={"shown_default": "empty"},
     )
 
     redis_max_connections: int = Field(
         64,
         ge=1,
         description="client pool size per process",
-        json_schema_extra={"shown_default": "`64`"},
     )
     redis_pool_timeout_seconds: float = Field(
         0.5,
         gt=0,
         description="wait for a free Redis connection before failing open",
-        json_schema_extra={"shown_default": "`0.5`"},
     )
     redis_socket_timeout_seconds: float = Field(
         0.25,
         gt=0,
         description="wait for a Redis answer before failing open",
-        json_schema_extra={"shown_default": "`0.25`"},
     )
     redis_connect_timeout_seconds: float = Field(
         0.25,
         gt=0,
         description="wait for a Redis connection to open",
-        json_schema_extra={"shown_default": "`0.25`"},
     )
 
     db_pool_size: int = Field(
@@ -390,31 +343,26 @@ class Settings(BaseSettings):
             "SQLAlchemy pool per process; cache-miss loads use at most `DB_POOL_SIZE` connections "
             "(they wait up to the pool timeout rather than open overflow ones)"
         ),
-        json_schema_extra={"shown_default": "`10`"},
     )
     db_max_overflow: int = Field(
         10,
         ge=0,
         description="connections beyond the pool per process; they serve writes",
-        json_schema_extra={"shown_default": "`10`"},
     )
     db_pool_timeout_seconds: float = Field(
         5.0,
         gt=0,
         description="wait for a free database connection before answering 503",
-        json_schema_extra={"shown_default": "`5`"},
     )
     db_connect_timeout_seconds: float = Field(
         2.0,
         gt=0,
         description="wait for a new database connection to open",
-        json_schema_extra={"shown_default": "`2`"},
     )
     db_statement_timeout_ms: int = Field(
         10_000,
         ge=0,
         description="PostgreSQL `statement_timeout`, milliseconds",
-        json_schema_extra={"shown_default": "`10000`"},
     )
 
     @field_validator("log_format", "log_level", mode="before")
@@ -519,17 +467,35 @@ def _parse_limits(name: str, value: str) -> list[RateLimitItem]:
         ) from None
 
 
+def _shown_default(field: FieldInfo) -> str:
+    """Return a field's default as the README shows it (``shown_default`` overrides it)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    shown = extra.get("shown_default")
+    if isinstance(shown, str):
+        return shown
+    default = field.default
+    if default is None:
+        return "unset"
+    if default == "":
+        return "empty"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    return f"`{default}`"
+
+
 def configuration_table() -> str:
     """Return the README's configuration table: Markdown, one row per setting, in order.
 
-    Each row is the variable's name, its default as ``shown_default`` (in the field's
-    ``json_schema_extra``) says it, and the field's description. ``python -m service.settings``
-    prints it; a test keeps the README's copy equal to it.
+    Each row is the variable's name, its default (from the field's default; a field whose
+    default is computed says how in ``json_schema_extra["shown_default"]``) and the field's
+    description. ``python -m service.settings`` prints it; a test keeps the README's copy equal
+    to it.
     """
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        rows.append(f"| `{name.upper()}` | {extra['shown_default']} | {field.description} |")
+        rows.append(f"| `{name.upper()}` | {_shown_default(field)} | {field.description} |")
     return "\n".join(rows) + "\n"
 
 
