@@ -69,11 +69,6 @@ class BackgroundTask:
         self._run = run
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def is_running(self) -> bool:
-        """True from :meth:`start` until the task ended or :meth:`aclose` stopped it."""
-        return self._task is not None and not self._task.done()
-
     def start(self) -> None:
         """Start the task on the running loop (no-op when it was started)."""
         if self._task is None:

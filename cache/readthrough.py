@@ -13,8 +13,8 @@
   period, the stale entry is answered instead of the error.
 * **Early refresh.** With ``early_refresh_beta`` set, a hit may start that background refresh
   shortly before the entry expires (see :class:`cache.policy.CachePolicy`).
-* **Fill.** ``fill`` loads a batch of keys ahead of the reads (warming), under the same leases
-  (see :mod:`cache.filling`). Loads and fills write their entries alike
+* **Fill.** :attr:`ReadThroughCache.filler` loads batches of keys ahead of the reads (warming),
+  under the same leases (see :mod:`cache.filling`). Loads and fills write their entries alike
   (:class:`cache.entries.EntryWriter`).
 
 Failures of Redis never fail a read (fail-open): the loader's answer is returned with state
@@ -31,7 +31,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cache import counters
@@ -39,13 +39,12 @@ from cache.background import stop_task
 from cache.breaker import CircuitBreaker
 from cache.codec import Entry, Representation, decode, etag_for
 from cache.compression import Compression
-from cache.entries import BatchLoader, EntryWriter, Loader, fresh_entry, wall_clock_ms
+from cache.entries import EntryWriter, Loader, fresh_entry, wall_clock_ms
 from cache.errors import CacheUnavailableError, CodecError
-from cache.filling import BatchFiller, FillReport
+from cache.filling import BatchFiller
 from cache.hotkeys import HotKeyTracker
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
-from cache.pacing import Pacer
 from cache.policy import PolicyTable
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats
@@ -126,8 +125,11 @@ class ReadThroughCache:
         compression: the content codings stored besides identity; None for the defaults of
             :class:`cache.compression.Compression`.
         tracker: counts the keys read (sampled); None for no hot-key tracking.
-        fill_leases: the lease store :meth:`fill` takes leases and stores with (see
+        fill_leases: the lease store :attr:`filler` takes leases and stores with (see
             :class:`cache.filling.BatchFiller`); None for ``leases``.
+
+    Attributes:
+        filler: fills batches of this cache's entries (warming); it writes them as loads do.
 
     Reads go through the lease store's :class:`cache.autopipeline.AutoPipeline`: the reads of
     one event-loop iteration share one ``MGET``, sent in one write with the lease scripts of
@@ -150,7 +152,7 @@ class ReadThroughCache:
         self._tracker = tracker
         self._pipeline = leases.pipeline
         self._writer = EntryWriter(policies, compression or Compression(), stats)
-        self._filler = BatchFiller(
+        self.filler = BatchFiller(
             fill_leases or leases, self._writer, breaker=breaker, load_lease_ms=load_lease_ms
         )
         self._leases = leases
@@ -225,25 +227,6 @@ class ReadThroughCache:
         if shared:
             self._stats.count(key.namespace, counters.COALESCED)
         return lookup
-
-    async def fill(
-        self,
-        keys: Sequence[CacheKey],
-        loader: BatchLoader,
-        *,
-        fresh_for_seconds: float = 0.0,
-        pacer: Pacer | None = None,
-    ) -> FillReport:
-        """Load and store the entries at ``keys`` in one batch: the warming path.
-
-        See :meth:`cache.filling.BatchFiller.fill`; nothing is counted as a hit or a miss.
-
-        Raises:
-            CacheUnavailableError: Redis failed, or its breaker is open (nothing was loaded).
-        """
-        return await self._filler.fill(
-            keys, loader, fresh_for_seconds=fresh_for_seconds, pacer=pacer
-        )
 
     async def _share(
         self, key: CacheKey, flight: Callable[[], Awaitable[_Outcome]]

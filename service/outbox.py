@@ -111,15 +111,6 @@ class OutboxRelay:
         """Stop the background task."""
         await self._task.aclose()
 
-    async def backlog(self) -> int:
-        """Return how many outbox rows wait to be applied.
-
-        Raises:
-            Whatever the database raises.
-        """
-        async with self._engine.connect() as conn:
-            return int((await conn.execute(text("SELECT count(*) FROM cache_outbox"))).scalar_one())
-
     async def sample(self) -> OutboxSample:
         """Return the backlog and the age of its oldest row, in one statement.
 

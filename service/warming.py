@@ -9,7 +9,7 @@ A warming request names a source:
 
 Each identity is turned back into its key and loader by the :class:`service.reads.ContentReader`
 (an identity that the key scheme hashed cannot be, and is skipped). The keys go through
-:meth:`cache.ReadThroughCache.fill` in batches of ``batch_size``, so that leases and stale-set
+:meth:`cache.filling.BatchFiller.fill` in batches of ``batch_size``, so that leases and stale-set
 protection apply as to any read: articles with one statement per batch
 (``slug = ANY(...)``), other namespaces one statement per key. At most ``concurrency`` batches
 run at a time, each holding at most one PostgreSQL connection: warming never takes more of the
@@ -76,7 +76,7 @@ class ContentWarming:
 
     Args:
         reader: turns identities back into keys and loaders.
-        cache: the read-through cache whose :meth:`~cache.ReadThroughCache.fill` stores.
+        cache: the read-through cache; its ``filler`` loads and stores the batches.
         tracker: the hot-key tracker (source ``hot``).
         jobs: the deployment's warming jobs.
         batch_size: keys per batch (one statement per batch of articles).
@@ -274,7 +274,7 @@ class ContentWarming:
                 loaded = await self._reader.load_articles([slugs[k] for k in keys], pacer)
                 return {k: loaded[slugs[k]] for k in keys if slugs[k] in loaded}
 
-            report = await self._cache.fill(
+            report = await self._cache.filler.fill(
                 list(slugs), load_articles, fresh_for_seconds=fresh_for_seconds, pacer=pacer
             )
             return report, len(batch) - len(slugs)
@@ -293,7 +293,7 @@ class ContentWarming:
                     results[key] = loaded
             return results
 
-        report = await self._cache.fill(
+        report = await self._cache.filler.fill(
             list(loaders), load_each, fresh_for_seconds=fresh_for_seconds, pacer=pacer
         )
         return report, len(batch) - len(loaders)

@@ -44,7 +44,7 @@ async def test_fill_loads_once_per_batch_and_each_entry_then_hits(
     ns = scheme.namespace("article")
     keys = [ns.key(name) for name in ("a", "b", "gone")]
     calls: list[list[str]] = []
-    report = await cache.fill(keys, _loader(calls))
+    report = await cache.filler.fill(keys, _loader(calls))
     assert (report.stored, report.skipped, report.rejected, report.errors) == (2, 1, 0, 0)
     assert calls == [["a", "b", "gone"]]
 
@@ -54,7 +54,7 @@ async def test_fill_loads_once_per_batch_and_each_entry_then_hits(
     hit = await cache.get_or_load(keys[0], never)
     assert (hit.state, hit.body) == (CacheState.HIT, b"a:v1")
     # Fresh entries are skipped, and the loader is not called for them.
-    report = await cache.fill(keys[:2], _loader(calls))
+    report = await cache.filler.fill(keys[:2], _loader(calls))
     assert (report.stored, report.skipped) == (0, 2)
     assert len(calls) == 1
 
@@ -65,8 +65,8 @@ async def test_fill_reloads_entries_that_expire_within_the_horizon(
     cache, _ = read_through(redis, scheme, CachePolicy(ttl_seconds=5, jitter_ratio=0))
     key = scheme.namespace("article").key("a")
     calls: list[list[str]] = []
-    await cache.fill([key], _loader(calls))
-    report = await cache.fill([key], _loader(calls, version="v2"), fresh_for_seconds=60)
+    await cache.filler.fill([key], _loader(calls))
+    report = await cache.filler.fill([key], _loader(calls, version="v2"), fresh_for_seconds=60)
     assert report.stored == 1
     assert (await cache.get_or_load(key, _never)).body == b"a:v2"
 
@@ -87,7 +87,7 @@ async def test_a_write_that_races_the_fill_makes_its_store_fail(
         await invalidator.invalidate_tags(["tag-a"])
         return {keys[0]: Loaded(body, ["tag-a"])}
 
-    report = await cache.fill([key], racing)
+    report = await cache.filler.fill([key], racing)
     assert (report.stored, report.rejected) == (0, 1)
     assert await redis.get(key.redis_key) is None
 
@@ -99,15 +99,15 @@ async def test_keys_being_loaded_elsewhere_are_skipped_and_failed_loads_release_
     ns = scheme.namespace("article")
     busy, broken = ns.key("busy"), ns.key("broken")
     await LeaseStore(redis, scheme).take(busy.redis_key, load_lease_ms=5000)  # another process
-    report = await cache.fill([busy], _loader([]))
+    report = await cache.filler.fill([busy], _loader([]))
     assert (report.stored, report.skipped) == (0, 1)
 
     async def failing(keys: Sequence[CacheKey]) -> Mapping[CacheKey, Loaded]:
         raise RuntimeError("database down")
 
-    report = await cache.fill([broken], failing)
+    report = await cache.filler.fill([broken], failing)
     assert report.errors == 1
-    assert (await cache.fill([broken], _loader([]))).stored == 1  # the lease was released
+    assert (await cache.filler.fill([broken], _loader([]))).stored == 1  # the lease was released
 
 
 async def test_one_job_at_a_time_with_progress_and_cancel(redis: Any, scheme: KeyScheme) -> None:
