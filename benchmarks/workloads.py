@@ -18,6 +18,7 @@ Request generators:
   a cold cache is a miss); the run ends when the last slug is answered or at ``-d``, whichever
   comes first. One wrk thread only: its connections share one cursor;
 * ``revalidate``: Zipfian over ``slug etag`` lines, sending ``If-None-Match: etag``;
+* ``fixed``: one path, again and again (a dashboard polling ``/stats``);
 * ``post``: a new article per request, each with a slug of its own;
 * ``patch``: a new title per request, cycling over a few slugs.
 """
@@ -129,6 +130,18 @@ end
         PATH=path,
         SLUGS_FILE=slugs_file,
         HEADERS=headers or {},
+    )
+
+
+def fixed(path: str) -> str:
+    """Return a script sending ``GET {path}`` on every request."""
+    return _script(
+        r"""
+function request()
+  return wrk.format("GET", PATH)
+end
+""",
+        PATH=path,
     )
 
 
