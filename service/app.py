@@ -44,6 +44,7 @@ from service import embedded, repository
 from service.access import AccessRecorder
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
+from service.entity_writes import EntityWrites
 from service.gauges import SAMPLE_INTERVAL_SECONDS, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
@@ -59,9 +60,10 @@ from service.schemas import WarmRequest
 from service.settings import Settings
 from service.state import AppState
 from service.tracing import RequestIdMiddleware
+from service.unit_of_work import UnitOfWork
 from service.warming import ContentWarming
 from service.workers import create_worker_registry
-from service.writes import ContentWriter
+from service.writes import ArticleWrites
 
 logger = logging.getLogger(__name__)
 
@@ -306,6 +308,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         write_sessions = async_sessionmaker(
             engine, sync_session_class=write_session, expire_on_commit=False
         )
+        unit_of_work = UnitOfWork(write_sessions, invalidator, redis_breaker)
         yield AppState(
             settings=settings,
             engine=engine,
@@ -316,7 +319,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             invalidator=invalidator,
             reader=reader,
             warming=warming,
-            writer=ContentWriter(write_sessions, invalidator, redis_breaker),
+            unit_of_work=unit_of_work,
+            article_writes=ArticleWrites(unit_of_work),
+            entity_writes=EntityWrites(unit_of_work),
             relay=relay,
             redis_breaker=redis_breaker,
             database_breaker=database_breaker,

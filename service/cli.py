@@ -60,7 +60,7 @@ async def _import(settings: Settings, root: Path) -> None:
     from service.schemas import WarmRequest
 
     async with open_state(settings) as state:
-        report = await import_tree(state.writer, root)
+        report = await import_tree(state.unit_of_work, root)
         if settings.warm_after_import:
             await _warm_with_progress(state, WarmRequest(source="recent"))
     print(

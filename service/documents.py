@@ -8,14 +8,15 @@ times come out as RFC 3339 in UTC with a ``Z`` suffix, to the second.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from service.models import Author, Category, Tag
-from service.repository import Named
+from service.kinds import KINDS, LINKED, REFERENCED, EntityKind
+from service.models import Article, Comment, Tag
+from service.repository import Reference
 from service.statements import Row
 
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
@@ -26,27 +27,35 @@ def dumps(document: Any) -> bytes:
     return orjson.dumps(document, option=_OPTIONS)
 
 
+def _embedded(row: Row, kind: EntityKind) -> dict[str, Any] | None:
+    if row[f"{kind.name}_id"] is None:
+        return None
+    doc = {name: row[f"{kind.name}_{name}"] for name in kind.embedded}
+    if kind.position_column:
+        doc["position"] = row[f"{kind.name}_position"]
+    return doc
+
+
 def summary_document(row: Row) -> dict[str, Any]:
-    """Return an article summary from a row with the repository's summary columns."""
-    return {
+    """Return an article summary from a row with the repository's summary columns.
+
+    Each kind an article refers to is embedded under its name (an object, or null), and the
+    linked kind under its plural (a list), in the registry's order.
+    """
+    doc: dict[str, Any] = {
         "id": row["id"],
         "slug": row["slug"],
         "title": row["title"],
         "summary": row["summary"],
-        "author": {
-            "id": row["author_id"],
-            "username": row["author_username"],
-            "display_name": row["author_display_name"],
-        },
-        "category": (
-            {"slug": row["category_slug"], "name": row["category_name"]}
-            if row["category_id"] is not None
-            else None
-        ),
-        "tags": [{"slug": t["slug"], "name": t["name"]} for t in row["tags"]],
-        "published_at": row["published_at"],
-        "updated_at": row["updated_at"],
     }
+    for kind in KINDS:
+        if kind.article_column is None:
+            doc[kind.plural] = [{n: t[n] for n in kind.embedded} for t in row[kind.plural]]
+        else:
+            doc[kind.name] = _embedded(row, kind)
+    doc["published_at"] = row["published_at"]
+    doc["updated_at"] = row["updated_at"]
+    return doc
 
 
 def article_document(row: Row) -> dict[str, Any]:
@@ -65,10 +74,9 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def written_article_document(
-    article: Any,
-    author: Named,
-    category: Named | None,
-    tags: Iterable[Any],
+    article: Article,
+    references: Mapping[str, Reference | None],
+    linked: Iterable[Tag],
     comment_count: int,
 ) -> dict[str, Any]:
     """Return the representation of an article a write holds, as a read would render it.
@@ -78,39 +86,34 @@ def written_article_document(
 
     Args:
         article: the ORM ``Article``, flushed (its ``id`` set; no attribute expired).
-        author: its author.
-        category: its category, or None.
-        tags: its ORM ``Tag``s, ordered by slug in the database's collation.
+        references: the entity of each referenced kind it refers to, or None, by kind name.
+        linked: its ORM ``Tag``s, ordered by slug in the database's collation.
         comment_count: how many comments it has.
     """
-    return article_document(
-        {
-            "id": article.id,
-            "slug": article.slug,
-            "title": article.title,
-            "summary": article.summary,
-            "author_id": author.id,
-            "author_username": author.key,
-            "author_display_name": author.name,
-            "category_id": None if category is None else category.id,
-            "category_slug": None if category is None else category.key,
-            "category_name": None if category is None else category.name,
-            "tags": [{"slug": t.slug, "name": t.name} for t in tags],
-            "published_at": _utc(article.published_at),
-            "updated_at": _utc(article.updated_at),
-            "body": article.body,
-            "body_format": article.body_format,
-            "status": article.status,
-            "comment_count": comment_count,
-            "created_at": _utc(article.created_at),
-        }
-    )
+    row: dict[str, Any] = {
+        "id": article.id,
+        "slug": article.slug,
+        "title": article.title,
+        "summary": article.summary,
+        LINKED.plural: [{n: getattr(t, n) for n in LINKED.embedded} for t in linked],
+        "published_at": _utc(article.published_at),
+        "updated_at": _utc(article.updated_at),
+        "body": article.body,
+        "body_format": article.body_format,
+        "status": article.status,
+        "comment_count": comment_count,
+        "created_at": _utc(article.created_at),
+    }
+    for kind in REFERENCED:
+        found = references.get(kind.name)
+        row[f"{kind.name}_id"] = None if found is None else found.id
+        for name in kind.embedded:
+            row[f"{kind.name}_{name}"] = None if found is None else found.values[name]
+        if kind.position_column:
+            row[f"{kind.name}_position"] = getattr(article, kind.position_column)
+    return article_document(row)
 
 
-#: The fields of each representation that is a plain projection of one row, in order.
-AUTHOR_FIELDS = ("id", "username", "display_name", "bio", "article_count", "created_at")
-CATEGORY_FIELDS = ("id", "slug", "name", "description", "article_count")
-TAG_FIELDS = ("id", "slug", "name", "article_count")
 COMMENT_FIELDS = ("id", "parent_id", "author_name", "body", "created_at")
 
 
@@ -119,22 +122,22 @@ def project(row: Row, fields: tuple[str, ...]) -> dict[str, Any]:
     return {name: row[name] for name in fields}
 
 
-def author_document(row: Row) -> dict[str, Any]:
-    """Return an author's representation from a row with its ``article_count``."""
-    return project(row, AUTHOR_FIELDS)
+def entity_document(kind: EntityKind, row: Row, *, item: bool = False) -> dict[str, Any]:
+    """Return the representation of an entity of ``kind`` from a row with its ``article_count``.
+
+    With ``item``, a series' representation also lists its articles (the row's ``articles``,
+    in order, as ``slug``, ``title`` and ``position``).
+    """
+    doc = project(row, kind.fields)
+    if item and kind.position_column:
+        doc["articles"] = [
+            {"slug": a["slug"], "title": a["title"], "position": a["position"]}
+            for a in row["articles"]
+        ]
+    return doc
 
 
-def category_document(row: Row) -> dict[str, Any]:
-    """Return a category's representation from a row with its ``article_count``."""
-    return project(row, CATEGORY_FIELDS)
-
-
-def tag_document(row: Row) -> dict[str, Any]:
-    """Return a tag's representation from a row with its ``article_count``."""
-    return project(row, TAG_FIELDS)
-
-
-def comment_document(comment: Any) -> dict[str, Any]:
+def comment_document(comment: Comment) -> dict[str, Any]:
     """Return one new comment (an ORM ``Comment``) with no replies."""
     return {**{name: getattr(comment, name) for name in COMMENT_FIELDS}, "replies": []}
 
@@ -173,11 +176,3 @@ def page_document(
         "pages": math.ceil(total / per_page),
         "next_cursor": next_cursor,
     }
-
-
-#: The representation of an author, category or tag row, by model.
-ENTITY_DOCUMENTS: dict[Any, Callable[[Row], dict[str, Any]]] = {
-    Author: author_document,
-    Category: category_document,
-    Tag: tag_document,
-}

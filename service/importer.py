@@ -7,7 +7,10 @@ Each file becomes a published article whose slug is its path (``library/os.path.
 * author: an ``:Author:`` field (or ``author`` in Markdown front matter), else one default;
 * category: the top-level folder (none for files at the top);
 * tags: every ``.. module::`` directive (or ``tags`` in Markdown front matter);
-* summary: the first paragraph of prose, up to 300 characters; body: the source as it is.
+* summary: the first paragraph of prose, up to 300 characters; body: the source as it is;
+* series: a folder whose index document (``index.rst``, ``index.rst.txt``, ...) has a
+  ``.. toctree::`` is a guide: the documents of that folder its toctree lists form a series
+  (named by the index's title), in the toctree's order.
 
 Importing is idempotent: an article whose slug exists is updated only if something changed,
 so a second run writes nothing and invalidates nothing. The writes go through the service's
@@ -17,6 +20,7 @@ unit of work, so a running service's cache is invalidated as for any other write
 from __future__ import annotations
 
 import asyncio
+import posixpath
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,8 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from service import repository as repo
-from service.models import Article, Author, Category, Tag
-from service.writes import ContentWriter
+from service.kinds import AUTHOR, CATEGORY, SERIES, TAG, EntityKind
+from service.models import Article, Base, Tag
+from service.unit_of_work import UnitOfWork
 
 SUFFIXES = {".rst": "rst", ".md": "markdown", ".markdown": "markdown", ".txt": "text"}
 DEFAULT_AUTHOR = ("python-docs", "Python documentation")
@@ -44,12 +49,16 @@ _UNDERLINE = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
 _AUTHOR = re.compile(r"^:Author:\s*(.+)$", re.MULTILINE | re.IGNORECASE)
 _MODULE = re.compile(r"^\.\. (?:py:)?module::\s*(\S+)", re.MULTILINE)
 _FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
+_TOCTREE = re.compile(r"^\.\. toctree::[^\n]*\n((?:[ \t]+[^\n]*\n|[ \t]*\n)*)", re.MULTILINE)
+_TOCTREE_TARGET = re.compile(r"<([^<>]+)>\s*$")
 
 
 @dataclass
 class Document:
     """One parsed source file."""
 
+    #: Its path under the root, without its source suffixes (``tutorial/appetite``).
+    stem: str
     slug: str
     title: str
     summary: str
@@ -58,6 +67,9 @@ class Document:
     author: tuple[str, str]
     category: tuple[str, str] | None
     tags: dict[str, str] = field(default_factory=dict)
+    #: The guide it is a chapter of, (slug, name), and its place in it (1 first).
+    series: tuple[str, str] | None = None
+    position: int | None = None
 
 
 @dataclass
@@ -85,12 +97,37 @@ def _format_of(path: Path) -> str | None:
     return "text" if suffixes and suffixes[-1] == ".txt" else None
 
 
-def _slug_of(relative: Path) -> str:
-    stem = str(relative)
+def _stem_of(relative: Path) -> str:
+    stem = relative.as_posix()
     for suffix in reversed(relative.suffixes):
         if suffix.lower() in SUFFIXES:
             stem = stem[: -len(suffix)]
-    return slugify(stem, max_length=200, word_boundary=True)
+    return stem
+
+
+def _slug_of(relative: Path) -> str:
+    return slugify(_stem_of(relative), max_length=200, word_boundary=True)
+
+
+def toctree_entries(source: str) -> list[str]:
+    """Return the documents the ``.. toctree::`` directives of a reST source list, in order.
+
+    Options (``:maxdepth: 2``) and blank lines are skipped; an entry ``Title <target>`` gives
+    its target; suffixes are kept as written (``appetite.rst`` or ``appetite``); external
+    links (``https://...``) and ``self`` are left out.
+    """
+    entries: list[str] = []
+    for block in _TOCTREE.findall(source):
+        for line in block.splitlines():
+            entry = line.strip()
+            if not entry or entry.startswith(":") or entry.startswith(".."):
+                continue
+            if m := _TOCTREE_TARGET.search(entry):
+                entry = m.group(1).strip()
+            if entry == "self" or "://" in entry:
+                continue
+            entries.append(entry)
+    return entries
 
 
 def _rst_title_and_rest(lines: list[str]) -> tuple[str | None, int]:
@@ -167,6 +204,7 @@ def parse(root: Path, path: Path) -> Document | None:
     top = relative.parts[0] if len(relative.parts) > 1 else None
     category = (slugify(top), top.replace("-", " ").replace("_", " ").title()) if top else None
     return Document(
+        stem=_stem_of(relative),
         slug=_slug_of(relative),
         title=title,
         summary=str(meta.get("summary") or _summary(lines[rest:])),
@@ -183,7 +221,7 @@ def walk(root: Path) -> Iterator[Path]:
     yield from sorted(p for p in root.rglob("*") if p.is_file())
 
 
-async def import_tree(writer: ContentWriter, root: Path) -> ImportReport:
+async def import_tree(unit_of_work: UnitOfWork, root: Path) -> ImportReport:
     """Import every source file under ``root`` as a published article.
 
     Raises:
@@ -192,7 +230,7 @@ async def import_tree(writer: ContentWriter, root: Path) -> ImportReport:
     report = ImportReport()
     docs = await asyncio.to_thread(_parse_tree, root, report)
     for start in range(0, len(docs), BATCH):
-        async with writer.unit_of_work() as session:
+        async with unit_of_work() as session:
             await _upsert(session, docs[start : start + BATCH], report)
     return report
 
@@ -201,6 +239,7 @@ def _parse_tree(root: Path, report: ImportReport) -> list[Document]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a directory")
     docs: list[Document] = []
+    stems: dict[str, Document] = {}
     for path in walk(root):
         try:
             doc = parse(root, path)
@@ -209,26 +248,59 @@ def _parse_tree(root: Path, report: ImportReport) -> list[Document]:
             continue
         if doc is not None and doc.slug:
             docs.append(doc)
+            stems[_stem_of(path.relative_to(root))] = doc
+    for index in [d for stem, d in stems.items() if stem.rsplit("/", 1)[-1] == "index"]:
+        _place_in_series(root, index, stems)
     return docs
 
 
+def _place_in_series(root: Path, index: Document, stems: dict[str, Document]) -> None:
+    """Make the documents the index's toctree lists in its own folder a series, in order."""
+    folder = index.stem.rsplit("/", 1)[0] if "/" in index.stem else ""
+    if not folder:
+        return
+    chapters: list[Document] = []
+    for entry in toctree_entries(index.body):
+        target = posixpath.normpath(posixpath.join(folder, entry))
+        doc = stems.get(_stem_of(Path(target)))
+        in_folder = posixpath.dirname(target) == folder
+        if doc is not None and doc is not index and in_folder and doc.series is None:
+            doc.series = ("", "")  # taken: a document listed twice keeps its first place
+            chapters.append(doc)
+    if not chapters:
+        return
+    series = (slugify(folder, max_length=200), index.title[:200])
+    for position, doc in enumerate(chapters, 1):
+        doc.series, doc.position = series, position
+
+
 class _Rows:
-    """The authors, categories and tags of one batch, each looked up or created once."""
+    """The entities one batch refers to, each looked up or created once."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._seen: dict[tuple[Any, str], Any] = {}
+        self._seen: dict[tuple[str, str], Base] = {}
 
-    async def get_or_create(self, model: Any, key: str, **values: Any) -> Any:
-        row = self._seen.get((model, key))
+    async def get_or_create(self, kind: EntityKind, key: str, **values: str) -> Base:
+        row = self._seen.get((kind.name, key))
         if row is None:
-            row = await repo.find_one(self._session, model, key)
+            row = await repo.find_one(self._session, kind, key)
             if row is None:
-                row = model(**{model.key_name: key}, **values)
+                row = kind.new(**{kind.key: key}, **values)
                 self._session.add(row)
                 await self._session.flush()
-            self._seen[(model, key)] = row
+            self._seen[(kind.name, key)] = row
         return row
+
+    async def id_of(self, kind: EntityKind, named: tuple[str, str] | None) -> int | None:
+        """Return the id of the entity ``named`` (key, name), created when new; None for none."""
+        if named is None:
+            return None
+        key, name = named
+        field = "display_name" if kind is AUTHOR else "name"
+        row = await self.get_or_create(kind, key, **{field: name})
+        entity_id: int = getattr(row, "id")  # noqa: B009 (every entity has one; Base does not)
+        return entity_id
 
 
 async def _upsert(session: AsyncSession, docs: list[Document], report: ImportReport) -> None:
@@ -244,23 +316,20 @@ async def _upsert(session: AsyncSession, docs: list[Document], report: ImportRep
     }
     rows = _Rows(session)
     for doc in docs:
-        username, display = doc.author
-        author = await rows.get_or_create(Author, username, display_name=display)
-        category = None
-        if doc.category:
-            slug, name = doc.category
-            category = await rows.get_or_create(Category, slug, name=name)
         tags = [
-            await rows.get_or_create(Tag, slug, name=name)
+            tag
             for slug, name in sorted(doc.tags.items())
+            if isinstance(tag := await rows.get_or_create(TAG, slug, name=name), Tag)
         ]
-        values = {
+        values: dict[str, Any] = {
             "title": doc.title,
             "summary": doc.summary,
             "body": doc.body,
             "body_format": doc.body_format,
-            "author_id": author.id,
-            "category_id": category.id if category else None,
+            "author_id": await rows.id_of(AUTHOR, doc.author),
+            "category_id": await rows.id_of(CATEGORY, doc.category),
+            "series_id": await rows.id_of(SERIES, doc.series),
+            "series_position": doc.position,
         }
         article = existing.get(doc.slug)
         if article is None:

@@ -14,7 +14,11 @@ category      one category                                slug
 categories    a page of categories                        page, per_page
 tag           one tag                                     slug
 tags          a page of tags                              page, per_page
+series        one series with its articles in order       slug
+series-list   a page of series                            page, per_page
 ============  ==========================================  =================================
+
+The entity kinds' namespaces and tags are derived from :mod:`service.kinds`.
 
 Tags (what a write invalidates; see docs/cache-design.md for the reasoning):
 
@@ -22,14 +26,16 @@ Tags (what a write invalidates; see docs/cache-design.md for the reasoning):
   its item and its comment threads.
 * ``articles``: some article was created, changed or deleted, which may change any page,
   total or order of article summaries. Carried by every page of summaries.
-* ``author:{id}`` / ``category:{id}`` / ``tag:{id}``: the row itself changed (a rename).
+* ``author:{id}`` / ``category:{id}`` / ``tag:{id}`` / ``series:{id}``: the row itself
+  changed (a rename).
   Carried by its item, list pages that list it, every article item and summary page that
   embeds it, and summary pages filtered by it.
-* ``author-count:{id}`` (and ``category-count``, ``tag-count``): its ``article_count`` may
-  have changed. Carried by its item and the list pages that list it; not by articles, so an
-  article write does not evict every article of the same author.
-* ``authors`` / ``categories`` / ``tags``: membership or order of the list changed (create,
-  delete, or a change of the sort field). Carried by every page of that list.
+* ``author-count:{id}`` (and ``category-count``, ``tag-count``, ``series-count``): its
+  ``article_count`` (or a series' order) may have changed. Carried by its item and the list
+  pages that list it; not by articles, so an article write does not evict every article of the
+  same author. A series item also carries the ``article:{id}`` tag of each article it lists.
+* ``authors`` / ``categories`` / ``tags`` / ``series-list``: membership or order of the list
+  changed (create, delete, or a change of the sort field). Carried by every page of that list.
 * ``absent:{kind}:{key}``: something may now exist at that slug or username (a create, a
   rename, a change of status). Carried by the cached 404s of that key (negative caching):
   the article item and comments of a slug, an author, category or tag item, and summary
@@ -43,93 +49,100 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import inspect
+from sqlalchemy.orm.attributes import History
 
 from cache import Change, KeyScheme, Namespace
-from service.models import Article, Author, Category, Comment, Tag
+from service.kinds import BY_MODEL, BY_TABLE, KINDS, LINKED, REFERENCED, EntityKind
+from service.models import Article, Base, Comment
 
 ARTICLE = "article"
 ARTICLES = "articles"
 COMMENTS = "comments"
-AUTHOR = "author"
-AUTHORS = "authors"
-CATEGORY = "category"
-CATEGORIES = "categories"
-TAG = "tag"
-TAGS = "tags"
-NAMESPACES = (ARTICLE, ARTICLES, AUTHOR, AUTHORS, CATEGORIES, CATEGORY, COMMENTS, TAG, TAGS)
-
-# Attributes of an article whose change can alter which lists and counts include it.
-_MEMBERSHIP_ATTRS = ("status", "published_at", "author_id", "category_id")
-
-#: Author, category and tag: the model, its kind (item namespace and entity tag prefix) and its
-#: list namespace and tag.
-ENTITY_KINDS: tuple[tuple[Any, str, str], ...] = (
-    (Author, AUTHOR, AUTHORS),
-    (Category, CATEGORY, CATEGORIES),
-    (Tag, TAG, TAGS),
+NAMESPACES = (
+    ARTICLE,
+    ARTICLES,
+    COMMENTS,
+    *(name for kind in KINDS for name in (kind.name, kind.list_namespace)),
 )
-_BY_MODEL = {model: (kind, list_tag) for model, kind, list_tag in ENTITY_KINDS}
-_BY_TABLE = {entry[0].__tablename__: entry for entry in ENTITY_KINDS}
+
+# Attributes of an article whose change can alter which lists, counts and series include it.
+_MEMBERSHIP_ATTRS = (
+    "status",
+    "published_at",
+    *(kind.article_column for kind in REFERENCED if kind.article_column),
+    *(kind.position_column for kind in REFERENCED if kind.position_column),
+)
 
 
 @dataclass(frozen=True, slots=True)
 class ContentKeys:
-    """The namespaces of the content service under one key scheme."""
+    """The namespaces of the content service under one key scheme.
+
+    Attributes:
+        article, articles, comments: the article namespaces.
+        items: each entity kind's item namespace, by kind name.
+        lists: each entity kind's list namespace, by kind name.
+    """
 
     article: Namespace
     articles: Namespace
     comments: Namespace
-    author: Namespace
-    authors: Namespace
-    category: Namespace
-    categories: Namespace
-    tag: Namespace
-    tags: Namespace
+    items: Mapping[str, Namespace]
+    lists: Mapping[str, Namespace]
 
     @classmethod
     def from_scheme(cls, scheme: KeyScheme) -> ContentKeys:
         """Return the content namespaces of ``scheme``."""
-        return cls(**{name: scheme.namespace(name) for name in NAMESPACES})
+        return cls(
+            scheme.namespace(ARTICLE),
+            scheme.namespace(ARTICLES),
+            scheme.namespace(COMMENTS),
+            {kind.name: scheme.namespace(kind.name) for kind in KINDS},
+            {kind.name: scheme.namespace(kind.list_namespace) for kind in KINDS},
+        )
 
 
 def entity_tag(kind: str, entity_id: int) -> str:
-    """Tag of everything that embeds or lists an author, category or tag (``kind``)."""
+    """Tag of everything that embeds or lists one entity of ``kind`` (e.g. "author")."""
     return f"{kind}:{entity_id}"
 
 
 def absent_tag(kind: str, key: str) -> str:
-    """Tag of the cached 404s of ``kind`` ("article", "author", "category", "tag") at ``key``."""
+    """Tag of the cached 404s of ``kind`` ("article" or an entity kind's name) at ``key``."""
     return f"absent:{kind}:{key}"
 
 
 def article_tag(article_id: int) -> str:
-    """Tag of article ``article_id``'s item and comment threads."""
+    """Tag of article ``article_id``'s item, comment threads and the series item listing it."""
     return f"article:{article_id}"
 
 
 def count_tag(kind: str, entity_id: int) -> str:
-    """Tag of the entries showing the ``article_count`` of an author, category or tag."""
+    """Tag of the entries showing the ``article_count`` (or articles) of one entity."""
     return f"{kind}-count:{entity_id}"
 
 
 def listed_tags(kind: str, entity_id: int) -> tuple[str, str]:
-    """Tags of an author, category or tag item, or of a list page that shows it."""
+    """Tags of an entity's item, or of a list page that shows it."""
     return entity_tag(kind, entity_id), count_tag(kind, entity_id)
 
 
 def embedded_tags(row: Mapping[str, Any]) -> list[str]:
-    """Tags of the author, category and tags that an article row embeds.
+    """Tags of the entities that an article row embeds.
 
-    ``row`` maps ``author_id``, ``category_id`` (or None) and ``tags`` (dicts with ``id``).
+    ``row`` maps ``{kind}_id`` (or None) of each kind an article refers to, and the linked
+    kind's plural (``tags``) to dicts with ``id``.
     """
-    tags = [entity_tag(AUTHOR, row["author_id"])]
-    if row["category_id"] is not None:
-        tags.append(entity_tag(CATEGORY, row["category_id"]))
-    tags.extend(entity_tag(TAG, t["id"]) for t in row["tags"])
+    tags = []
+    for kind in REFERENCED:
+        entity_id = row[f"{kind.name}_id"]
+        if entity_id is not None:
+            tags.append(entity_tag(kind.name, entity_id))
+    tags.extend(entity_tag(LINKED.name, t["id"]) for t in row[LINKED.plural])
     return tags
 
 
-def tags_for_change(instance: Any, change: Change) -> Iterator[str]:
+def tags_for_change(instance: object, change: Change) -> Iterator[str]:
     """Return the tags that ``change`` of ``instance`` makes wrong (the ORM flush tagger).
 
     Runs inside ``after_flush``: reads attribute history, never emits SQL. An article's
@@ -139,17 +152,16 @@ def tags_for_change(instance: Any, change: Change) -> Iterator[str]:
         yield from _article_tags(instance, change)
     elif isinstance(instance, Comment):
         yield article_tag(instance.article_id)
-    elif type(instance) in _BY_MODEL:
-        yield from _entity_tags(instance, change)
+    elif isinstance(instance, Base) and type(instance) in BY_MODEL:
+        yield from _entity_tags(BY_MODEL[type(instance)], instance, change)
 
 
-def _entity_tags(instance: Any, change: Change) -> Iterator[str]:
-    kind, list_tag = _BY_MODEL[type(instance)]
-    yield entity_tag(kind, instance.id)
-    key_history = inspect(instance).attrs[instance.key_name].history
+def _entity_tags(kind: EntityKind, instance: Base, change: Change) -> Iterator[str]:
+    yield entity_tag(kind.name, inspect(instance).attrs.id.value)
+    key_history = inspect(instance).attrs[kind.key].history
     if change is not Change.UPDATE or key_history.has_changes():
-        yield list_tag
-        yield from (absent_tag(kind, k) for k in _values(key_history))
+        yield kind.list_namespace
+        yield from (absent_tag(kind.name, k) for k in _values(key_history))
 
 
 def _article_tags(article: Article, change: Change) -> Iterator[str]:
@@ -165,15 +177,16 @@ def _article_tags(article: Article, change: Change) -> Iterator[str]:
     if not membership_changed and not tag_history.has_changes():
         return
     if membership_changed:
-        yield from (count_tag(AUTHOR, i) for i in _values(state.attrs.author_id.history))
-        yield from (count_tag(CATEGORY, i) for i in _values(state.attrs.category_id.history))
-        tag_ids = [t.id for t in _values(tag_history)]
-    else:  # only its tags changed: only the counts of the tags added and removed
-        tag_ids = [t.id for t in (*tag_history.added, *tag_history.deleted)]
-    yield from (count_tag(TAG, i) for i in tag_ids)
+        for kind in REFERENCED:
+            history = state.attrs[kind.article_column or ""].history
+            yield from (count_tag(kind.name, i) for i in _values(history))
+        linked_ids = [t.id for t in _values(tag_history)]
+    else:  # only its links changed: only the counts of the linked entities added and removed
+        linked_ids = [t.id for t in (*tag_history.added, *tag_history.deleted)]
+    yield from (count_tag(LINKED.name, i) for i in linked_ids)
 
 
-def _values(history: Any) -> Iterable[Any]:
+def _values(history: History) -> Iterable[Any]:
     return [v for v in (*history.added, *history.unchanged, *history.deleted) if v is not None]
 
 
@@ -198,23 +211,27 @@ def tags_for_row_change(
         tags.add(ARTICLES)
         for r in rows:
             tags.update((article_tag(r["id"]), absent_tag(ARTICLE, r["slug"])))
-        changed = old is None or new is None or any(old[a] != new[a] for a in _MEMBERSHIP_ATTRS)
+        changed = (
+            old is None or new is None or any(old.get(a) != new.get(a) for a in _MEMBERSHIP_ATTRS)
+        )
         if changed:
             for r in rows:
-                tags.add(count_tag(AUTHOR, r["author_id"]))
-                if r["category_id"] is not None:
-                    tags.add(count_tag(CATEGORY, r["category_id"]))
-                tags.update(count_tag(TAG, t) for t in r.get("tag_ids", ()))
+                for kind in REFERENCED:
+                    entity_id = r.get(kind.article_column or "")
+                    if entity_id is not None:
+                        tags.add(count_tag(kind.name, entity_id))
+                tags.update(count_tag(LINKED.name, t) for t in r.get("tag_ids", ()))
     elif table == "article_tags":
         for r in rows:
-            tags.update((article_tag(r["article_id"]), ARTICLES, count_tag(TAG, r["tag_id"])))
+            tags.update(
+                (article_tag(r["article_id"]), ARTICLES, count_tag(LINKED.name, r["tag_id"]))
+            )
     elif table == "comments":
         tags.update(article_tag(r["article_id"]) for r in rows)
-    elif table in _BY_TABLE:
-        model, kind, list_tag = _BY_TABLE[table]
-        key = model.key_name
-        tags.update(entity_tag(kind, r["id"]) for r in rows)
-        if old is None or new is None or old[key] != new[key]:
-            tags.add(list_tag)
-            tags.update(absent_tag(kind, r[key]) for r in rows)
+    elif table in BY_TABLE:
+        kind = BY_TABLE[table]
+        tags.update(entity_tag(kind.name, r["id"]) for r in rows)
+        if old is None or new is None or old[kind.key] != new[kind.key]:
+            tags.add(kind.list_namespace)
+            tags.update(absent_tag(kind.name, r[kind.key]) for r in rows)
     return tags

@@ -7,7 +7,6 @@ Core statements over the same tables (see :mod:`service.repository`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -17,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -69,16 +69,10 @@ article_tags = Table(
 )
 
 
-def natural_key(entity: Any) -> Any:
-    """Return the column that names an author (``username``), category or tag (``slug``)."""
-    return getattr(entity, entity.key_name)
-
-
 class Author(Base):
     """A person who writes articles."""
 
     __tablename__ = "authors"
-    key_name: ClassVar[str] = "username"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(100), unique=True)
@@ -91,7 +85,6 @@ class Category(Base):
     """A section an article belongs to (at most one)."""
 
     __tablename__ = "categories"
-    key_name: ClassVar[str] = "slug"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
@@ -103,11 +96,21 @@ class Tag(Base):
     """A label an article may carry (many)."""
 
     __tablename__ = "tags"
-    key_name: ClassVar[str] = "slug"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     slug: Mapped[str] = mapped_column(String(200), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+
+
+class Series(Base):
+    """An ordered collection of articles, such as the chapters of a guide."""
+
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Article(Base):
@@ -132,6 +135,7 @@ class Article(Base):
         Index("ix_articles_title", "title", "id", postgresql_where=text("status = 'published'")),
         Index("ix_articles_author_id_published_at", "author_id", text("published_at DESC")),
         Index("ix_articles_category_id_published_at", "category_id", text("published_at DESC")),
+        Index("ix_articles_series_id_series_position", "series_id", "series_position"),
         Index("ix_articles_search_vector", "search_vector", postgresql_using="gin"),
     )
     # Server-generated values are not fetched with RETURNING: the search vector (as large as
@@ -149,6 +153,9 @@ class Article(Base):
     category_id: Mapped[int | None] = mapped_column(
         ForeignKey("categories.id", ondelete="SET NULL")
     )
+    series_id: Mapped[int | None] = mapped_column(ForeignKey("series.id", ondelete="SET NULL"))
+    #: Its place in its series (1 first); meaningless while ``series_id`` is null.
+    series_position: Mapped[int | None] = mapped_column(Integer)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()

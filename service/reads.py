@@ -18,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cache import CacheKey, CircuitBreaker, Loaded, Loader, Lookup, Pacer, ReadThroughCache
 from service import repository as repo
 from service.documents import (
-    ENTITY_DOCUMENTS,
     article_document,
     comment_threads,
     dumps,
+    entity_document,
     page_document,
     summary_document,
 )
@@ -29,7 +29,6 @@ from service.errors import NotFoundError, UnavailableError, is_unreachable
 from service.keyspaces import (
     ARTICLE,
     ARTICLES,
-    ENTITY_KINDS,
     ContentKeys,
     absent_tag,
     article_tag,
@@ -37,16 +36,11 @@ from service.keyspaces import (
     entity_tag,
     listed_tags,
 )
+from service.kinds import BY_NAME
 from service.pages import RANK, TEXT, TIME, decode_cursor, encode_cursor, query_digest
 from service.problems import error_bytes
 from service.schemas import ArticleListParams, PageParams
 from service.statements import DriverReads, Reads, Row
-
-#: kind to (model, renderer, list namespace and tag)
-_ENTITIES = {
-    kind: (model, ENTITY_DOCUMENTS[model], list_tag) for model, kind, list_tag in ENTITY_KINDS
-}
-
 
 #: The kind of cursor value of each row column an order is keyed on.
 _KEY_KINDS = {
@@ -54,8 +48,6 @@ _KEY_KINDS = {
     "updated_at": TIME,
     "title": TEXT,
     "rank": RANK,
-    "username": TEXT,
-    "slug": TEXT,
 }
 
 
@@ -266,7 +258,7 @@ class ContentReader:
         return self._keys.articles.key_for_params({**values, "cursor": cursor}), load
 
     async def entity(self, kind: str, key: str) -> Lookup:
-        """Return one author (``kind`` "author", by username), category or tag (by slug).
+        """Return one entity of ``kind`` (an entity kind's name) by its key.
 
         A 404 lookup when nothing has that key. Its ``article_count`` lives no longer than the
         next scheduled publication.
@@ -274,24 +266,30 @@ class ContentReader:
         return await self._cache.get_or_load(*self.entity_load(kind, key))
 
     def entity_load(self, kind: str, key: str) -> tuple[CacheKey, Loader]:
-        """Return the key and the loader of :meth:`entity`."""
-        entity, render, _ = _ENTITIES[kind]
+        """Return the key and the loader of :meth:`entity`.
+
+        Raises:
+            KeyError: ``kind`` names no entity kind.
+        """
+        entity_kind = BY_NAME[kind]
 
         async def load() -> Loaded:
-            row = await self._read(lambda s: repo.entity_by_key(s, entity, key))
+            row = await self._read(lambda s: repo.entity_by_key(s, entity_kind, key))
             if row is None:
                 return self._absent(kind, key, f"no {kind} {key!r}")
+            tags = list(listed_tags(kind, row["id"]))
+            if entity_kind.position_column:
+                tags.extend(article_tag(a["id"]) for a in row["articles"])
             return Loaded(
-                dumps(render(row)),
-                listed_tags(kind, row["id"]),
+                dumps(entity_document(entity_kind, row, item=True)),
+                tags,
                 expires_at=_timestamp(row["next_publication"]),
             )
 
-        namespace = getattr(self._keys, kind)
-        return namespace.key(key), load
+        return self._keys.items[kind].key(key), load
 
     async def entities(self, kind: str, params: PageParams) -> Lookup:
-        """Return a page of authors (``kind`` "author"), categories or tags.
+        """Return a page of the entities of ``kind`` (an entity kind's name), by key.
 
         The page lives no longer than the next scheduled publication. With ``cursor``, the page
         that follows the cursor's row (keyset; ``page`` is null in the answer).
@@ -306,28 +304,29 @@ class ContentReader:
 
         Raises:
             InvalidInputError: the cursor is malformed or belongs to another query.
+            KeyError: ``kind`` names no entity kind.
         """
-        entity, render, list_tag = _ENTITIES[kind]
+        entity_kind = BY_NAME[kind]
+        list_tag = entity_kind.list_namespace
         values = params.model_dump()
         digest = query_digest(list_tag, values)
-        column = entity.key_name
+        column = entity_kind.key
         after = None
         if params.cursor is not None:
-            after = decode_cursor(params.cursor, digest, [_KEY_KINDS[column]])
+            after = decode_cursor(params.cursor, digest, [TEXT])
             values["page"] = None
 
         async def load() -> Loaded:
             page = await self._read(
-                lambda s: repo.entity_page(s, entity, params.page, params.per_page, after)
+                lambda s: repo.entity_page(s, entity_kind, params.page, params.per_page, after)
             )
             tags = {list_tag}
             for row in page.rows:
                 tags.update(listed_tags(kind, row["id"]))
-            items = [render(r) for r in page.rows]
+            items = [entity_document(entity_kind, r) for r in page.rows]
             number = None if after is not None else params.page
             next_cursor = _next_cursor(page, digest, column)
             body = dumps(page_document(items, number, params.per_page, page.total, next_cursor))
             return Loaded(body, tags, expires_at=_timestamp(page.next_publication))
 
-        namespace = getattr(self._keys, list_tag)
-        return namespace.key_for_params(values), load
+        return self._keys.lists[kind].key_for_params(values), load

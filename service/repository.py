@@ -11,7 +11,7 @@ Writes change rows through the ORM models, so that their flushes are tagged for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,8 @@ from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import joinedload
 
-from service.models import Article, Author, Category, Comment, Tag, article_tags, natural_key
+from service.kinds import BY_NAME, LINKED, REFERENCED, EntityKind
+from service.models import Article, Author, Base, Category, Comment, Tag, article_tags
 from service.statements import Read, Reads, Row
 
 SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
@@ -102,29 +103,29 @@ def _tags_json() -> Any:
 
 
 def _summary_columns() -> list[Any]:
-    return [
-        Article.id,
-        Article.slug,
-        Article.title,
-        Article.summary,
-        Author.id.label("author_id"),
-        Author.username.label("author_username"),
-        Author.display_name.label("author_display_name"),
-        Category.id.label("category_id"),
-        Category.slug.label("category_slug"),
-        Category.name.label("category_name"),
-        _tags_json().label("tags"),
-        Article.published_at,
-        Article.updated_at,
-    ]
+    """The summary's columns: the article's, and each referenced kind's embedded ones.
+
+    A referenced kind's columns are labelled ``{kind}_{column}`` (its ``id`` always, and the
+    article's ``position_column`` as ``{kind}_position``); the linked kind's are one JSON
+    array under its plural.
+    """
+    columns: list[Any] = [Article.id, Article.slug, Article.title, Article.summary]
+    for kind in REFERENCED:
+        columns.append(kind.id_column.label(f"{kind.name}_id"))
+        names = [n for n in kind.embedded if n != "id"]
+        columns += [getattr(kind.model, n).label(f"{kind.name}_{n}") for n in names]
+        if kind.position_column:
+            columns.append(getattr(Article, kind.position_column).label(f"{kind.name}_position"))
+    columns += [_tags_json().label(LINKED.plural), Article.published_at, Article.updated_at]
+    return columns
 
 
 def _with_joins(stmt: Select[Any]) -> Select[Any]:
-    return (
-        stmt.select_from(Article)
-        .join(Author, Author.id == Article.author_id)
-        .outerjoin(Category, Category.id == Article.category_id)
-    )
+    stmt = stmt.select_from(Article)
+    for kind in REFERENCED:
+        refers = kind.id_column == getattr(Article, kind.article_column or "")
+        stmt = stmt.outerjoin(kind.model, refers)
+    return stmt
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,81 +409,135 @@ async def comments_of(reads: Reads, slug: str) -> Row | None:
 # Authors, categories and tags -------------------------------------------------------------
 
 
-def _count_of(entity: Any) -> Any:
-    if entity is Tag:
+def article_count(kind: EntityKind) -> Any:
+    """The scalar subquery of an entity's ``article_count``: its visible articles."""
+    if kind.article_column is None:
         return (
             select(func.count())
             .select_from(article_tags.join(Article, Article.id == article_tags.c.article_id))
-            .where(article_tags.c.tag_id == Tag.id, visible())
+            .where(article_tags.c.tag_id == kind.id_column, visible())
             .scalar_subquery()
         )
-    cond = (
-        Article.author_id == Author.id if entity is Author else Article.category_id == Category.id
+    refers = getattr(Article, kind.article_column) == kind.id_column
+    return select(func.count()).select_from(Article).where(refers, visible()).scalar_subquery()
+
+
+def _ordered_articles(kind: EntityKind) -> Any:
+    """The JSON array of a series' visible articles (``slug``, ``title``, ``position``, ``id``)."""
+    position = getattr(Article, kind.position_column or "")
+    obj = func.json_build_object(
+        "id", Article.id, "slug", Article.slug, "title", Article.title, "position", position
     )
-    return select(func.count()).select_from(Article).where(cond, visible()).scalar_subquery()
+    return (
+        select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(obj, position, Article.id)),
+                literal_column("'[]'::json"),
+            )
+        )
+        .where(getattr(Article, kind.article_column or "") == kind.id_column, visible())
+        .scalar_subquery()
+        .cast(JSON)
+    )
 
 
-def _entity_page_read(entity: Any, keyset: bool = False) -> Read:
-    order = (natural_key(entity), entity.id)
-    total = select(func.count()).select_from(entity).scalar_subquery()
-    rows = select(*entity.__table__.columns, _count_of(entity).label("article_count"))
+def _entity_page_read(kind: EntityKind, keyset: bool = False) -> Read:
+    order = (kind.key_column, kind.id_column)
+    total = select(func.count()).select_from(kind.model).scalar_subquery()
+    table_columns = kind.model.__table__.columns
+    rows = select(*table_columns, article_count(kind).label("article_count"))
     if keyset:
-        after = tuple_(natural_key(entity), entity.id) > tuple_(bindparam("k0"), bindparam("kid"))
+        after = tuple_(*order) > tuple_(bindparam("k0"), bindparam("kid"))
         return Read(_paged(rows.where(after), order, total, {}), "limit", "offset", "k0", "kid")
     return Read(_paged(rows, order, total, {}), "limit", "offset")
 
 
-def _entity_read(entity: Any) -> Read:
-    stmt = select(
-        *entity.__table__.columns,
-        _count_of(entity).label("article_count"),
+def _entity_read(kind: EntityKind) -> Read:
+    columns = [
+        *kind.model.__table__.columns,
+        article_count(kind).label("article_count"),
         next_publication().label("next_publication"),
-    ).where(natural_key(entity) == bindparam("key"))
-    return Read(stmt, "key")
+    ]
+    if kind.position_column:
+        columns.append(_ordered_articles(kind).label("articles"))
+    return Read(select(*columns).where(kind.key_column == bindparam("key")), "key")
 
 
 _ENTITY_PAGES = {
-    (entity, keyset): _entity_page_read(entity, keyset)
-    for entity in (Author, Category, Tag)
+    (name, keyset): _entity_page_read(kind, keyset)
+    for name, kind in BY_NAME.items()
     for keyset in (False, True)
 }
-_ENTITIES = {entity: _entity_read(entity) for entity in (Author, Category, Tag)}
+_ENTITIES = {name: _entity_read(kind) for name, kind in BY_NAME.items()}
 
 
 async def entity_page(
-    reads: Reads, entity: Any, page: int, per_page: int, after: tuple[Any, ...] | None = None
+    reads: Reads, kind: EntityKind, page: int, per_page: int, after: tuple[Any, ...] | None = None
 ) -> Page:
-    """Return a page of authors, categories or tags with their article counts: one statement.
+    """Return a page of one kind's entities with their article counts: one statement.
 
-    With ``after`` (the natural key and id of the previous page's last row), the page is the
-    rows that follow it (keyset) and ``page`` is ignored.
+    Ordered by the kind's key. With ``after`` (the key and id of the previous page's last
+    row), the page is the rows that follow it (keyset) and ``page`` is ignored.
     """
-    read = _ENTITY_PAGES[entity, after is not None]
+    read = _ENTITY_PAGES[kind.name, after is not None]
     return await _page(reads, read, (), page, per_page, after)
 
 
-async def entity_by_key(reads: Reads, entity: Any, key: str) -> Row | None:
-    """Return the author (by username), category or tag (by slug) with its article count.
+async def entity_by_key(reads: Reads, kind: EntityKind, key: str) -> Row | None:
+    """Return the entity of ``kind`` named ``key``, with its ``article_count``, or None.
 
-    The row also has ``next_publication`` (see :func:`next_publication`).
+    The row also has ``next_publication`` (see :func:`next_publication`), and a series'
+    ``articles``: its visible articles in order, as dicts (``id``, ``slug``, ``title``,
+    ``position``).
     """
-    return await reads.first(_ENTITIES[entity], key=key)
+    return await reads.first(_ENTITIES[kind.name], key=key)
 
 
 # Writes -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class Named:
-    """An author (``key`` its username, ``name`` its display name), category or tag, as embedded."""
+class Reference:
+    """An entity an article refers to, as the article's representation embeds it.
+
+    Attributes:
+        id: its id.
+        values: its embedded columns (:attr:`EntityKind.embedded`), by name.
+        next_position: for a kind with a ``position_column``, the position after its last
+            article (1 when it has none); else None.
+    """
 
     id: int
-    key: str
-    name: str
+    values: dict[str, Any]
+    next_position: int | None = None
 
 
-def _named(id_: int | None, key: str | None, name: str | None) -> Named | None:
-    return None if id_ is None or key is None or name is None else Named(id_, key, name)
+def _reference_columns(kind: EntityKind, *, next_position: bool = False) -> list[Any]:
+    columns = [kind.id_column.label(f"{kind.name}_id")]
+    names = [n for n in kind.embedded if n != "id"]
+    columns += [getattr(kind.model, n).label(f"{kind.name}_{n}") for n in names]
+    if next_position and kind.position_column:
+        position = getattr(Article, kind.position_column)
+        refers = getattr(Article, kind.article_column or "") == kind.id_column
+        after_last = select(func.coalesce(func.max(position), 0) + 1).where(refers)
+        columns.append(after_last.scalar_subquery().label(f"{kind.name}_next_position"))
+    return columns
+
+
+def _references_of(row: Row) -> dict[str, Reference | None]:
+    found: dict[str, Reference | None] = {}
+    for kind in REFERENCED:
+        entity_id = row[f"{kind.name}_id"]
+        found[kind.name] = (
+            None
+            if entity_id is None
+            else Reference(
+                entity_id,
+                {n: row[f"{kind.name}_{n}"] for n in kind.embedded},
+                row.get(f"{kind.name}_next_position"),
+            )
+        )
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,38 +546,34 @@ class LockedArticle:
 
     Attributes:
         article: the ORM article, its ``tags`` loaded (ordered by slug).
-        author: its author.
-        category: its category, or None.
+        references: the entity it refers to of each referenced kind (or None), by kind name.
         comment_count: how many comments it has.
         now: the transaction's ``now()`` (the database clock that visibility is judged by).
     """
 
     article: Article
-    author: Named
-    category: Named | None
+    references: dict[str, Reference | None]
     comment_count: int
     now: datetime
 
 
-_LOCK_ARTICLE = (
-    select(
+def _lock_article() -> Select[Any]:
+    comment_count = select(func.count()).where(Comment.article_id == Article.id)
+    stmt = select(
         Article,
-        Author.username,
-        Author.display_name,
-        Category.slug,
-        Category.name,
-        select(func.count())
-        .where(Comment.article_id == Article.id)
-        .scalar_subquery()
-        .label("comment_count"),
+        *(c for kind in REFERENCED for c in _reference_columns(kind)),
+        comment_count.scalar_subquery().label("comment_count"),
         func.now().label("now"),
     )
-    .join(Author, Author.id == Article.author_id)
-    .outerjoin(Category, Category.id == Article.category_id)
-    .where(Article.slug == bindparam("slug"))
-    .options(joinedload(Article.tags))
-    .with_for_update(of=Article)
-)
+    return (
+        _with_joins(stmt)
+        .where(Article.slug == bindparam("slug"))
+        .options(joinedload(Article.tags))
+        .with_for_update(of=Article)
+    )
+
+
+_LOCK_ARTICLE = _lock_article()
 
 
 async def article_for_update(session: AsyncSession, slug: str) -> LockedArticle | None:
@@ -534,13 +585,9 @@ async def article_for_update(session: AsyncSession, slug: str) -> LockedArticle 
     row = result.unique().first()
     if row is None:
         return None
-    article, username, display_name, category_slug, category_name, comments, now = row
+    values = row._mapping
     return LockedArticle(
-        article,
-        Named(article.author_id, username, display_name),
-        _named(article.category_id, category_slug, category_name),
-        comments,
-        now,
+        values[Article], _references_of(values), values["comment_count"], values["now"]
     )
 
 
@@ -551,79 +598,82 @@ class References:
     Attributes:
         now: the transaction's ``now()``.
         slug_taken: whether an article (of any status) has the slug asked about.
-        author: the author asked about, or None when none has that username (or none asked).
-        category: likewise, by slug.
-        tags: the ORM tags asked about that exist, ordered by slug (the database's collation,
-            as reads order them).
+        found: of each referenced kind, the entity asked about, or None when none has that key
+            (or none was asked about), by kind name.
+        linked: the ORM entities of the linked kind (tags) asked about that exist, ordered by
+            key (the database's collation, as reads order them).
     """
 
     now: datetime
     slug_taken: bool
-    author: Named | None
-    category: Named | None
-    tags: list[Tag]
+    found: dict[str, Reference | None]
+    linked: list[Tag]
 
 
-_HEAD = select(func.now().label("now")).subquery("head")
-_REFERENCES = (
-    select(
-        _HEAD.c.now,
+def _references() -> Select[Any]:
+    head = select(func.now().label("now")).subquery("head")
+    stmt = select(
+        head.c.now,
         exists().where(Article.slug == bindparam("slug")).label("slug_taken"),
-        Author.id,
-        Author.username,
-        Author.display_name,
-        Category.id,
-        Category.slug,
-        Category.name,
-        Tag,
-    )
-    .select_from(_HEAD)
-    .outerjoin(Author, Author.username == bindparam("author"))
-    .outerjoin(Category, Category.slug == bindparam("category"))
-    .outerjoin(Tag, Tag.slug.in_(bindparam("tags", expanding=True)))
-    .order_by(Tag.slug)
-)
+        *(c for kind in REFERENCED for c in _reference_columns(kind, next_position=True)),
+        LINKED.model,
+    ).select_from(head)
+    for kind in REFERENCED:
+        stmt = stmt.outerjoin(kind.model, kind.key_column == bindparam(kind.name))
+    linked = LINKED.key_column.in_(bindparam(LINKED.plural, expanding=True))
+    return stmt.outerjoin(LINKED.model, linked).order_by(LINKED.key_column)
+
+
+_REFERENCES = _references()
 
 
 async def references(
     session: AsyncSession,
     *,
     slug: str | None = None,
-    author: str | None = None,
-    category: str | None = None,
-    tags: Sequence[str] = (),
+    keys: Mapping[str, str | None] | None = None,
+    linked: Sequence[str] = (),
 ) -> References:
-    """Return whether ``slug`` is taken and the author, category and tags named: one statement.
+    """Return whether ``slug`` is taken and the entities named: one statement.
 
-    Each argument left out is looked up as nothing (``slug_taken`` false, None, no tags).
+    Args:
+        session: the write's session.
+        slug: an article slug to check, or None.
+        keys: the key of the entity to look up, by referenced kind's name; kinds left out
+            (or None) are looked up as nothing.
+        linked: keys of the linked kind (tag slugs) to look up.
     """
-    rows = (
-        await session.execute(
-            _REFERENCES,
-            {"slug": slug, "author": author, "category": category, "tags": list(tags)},
-        )
-    ).all()
-    first = rows[0]
+    values: dict[str, Any] = {"slug": slug, LINKED.plural: list(linked)}
+    values.update({kind.name: (keys or {}).get(kind.name) for kind in REFERENCED})
+    rows = (await session.execute(_REFERENCES, values)).all()
+    first = rows[0]._mapping
+    linked_model = LINKED.model
     return References(
-        first[0],
-        bool(first[1]),
-        _named(first[2], first[3], first[4]),
-        _named(first[5], first[6], first[7]),
-        [r[8] for r in rows if r[8] is not None],
+        first["now"],
+        bool(first["slug_taken"]),
+        _references_of(first),
+        [r._mapping[linked_model] for r in rows if r._mapping[linked_model] is not None],
     )
 
 
-async def find_one(session: AsyncSession, entity: Any, key: str, *, lock: bool = False) -> Any:
-    """Return the author (by username), category or tag (by slug) named ``key``, or None."""
-    stmt = select(entity).where(natural_key(entity) == key)
+async def find_one(
+    session: AsyncSession, kind: EntityKind, key: str, *, lock: bool = False
+) -> Base | None:
+    """Return the entity of ``kind`` named ``key``, or None; with ``lock``, ``FOR UPDATE``."""
+    stmt = select(kind.model).where(kind.key_column == key)
     if lock:
         stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    found: Base | None = (await session.execute(stmt)).scalar_one_or_none()
+    return found
 
 
-async def has_articles(session: AsyncSession, author_id: int) -> bool:
-    """Return whether the author wrote any article, of any status."""
-    return bool(await session.scalar(select(exists().where(Article.author_id == author_id))))
+async def has_articles(session: AsyncSession, kind: EntityKind, entity_id: int) -> bool:
+    """Return whether any article, of any status, refers to the entity ``entity_id``."""
+    if kind.article_column is None:
+        refers: ColumnElement[bool] = article_tags.c.tag_id == entity_id
+    else:
+        refers = getattr(Article, kind.article_column) == entity_id
+    return bool(await session.scalar(select(exists().where(refers))))
 
 
 async def comment_by_id(session: AsyncSession, comment_id: int) -> Comment | None:

@@ -13,6 +13,7 @@ from service.endpoints import (
     statistics,
     taxonomy,
 )
+from service.kinds import KINDS
 
 _READ_WRITE = ["GET", "POST"]
 _ITEM = ["GET", "PATCH", "DELETE"]
@@ -26,9 +27,9 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/articles/{slug}/comments", articles.article_comments, methods=_READ_WRITE),
         Route("/api/v1/comments/{comment_id:int}", articles.comment_item, methods=["DELETE"]),
     ]
-    for kind, (*_, path) in taxonomy.KINDS.items():
-        table.append(Route(path, taxonomy.collection_endpoint(kind), methods=_READ_WRITE))
-        table.append(Route(f"{path}/{{key}}", taxonomy.item_endpoint(kind), methods=_ITEM))
+    for kind in KINDS:
+        table.append(Route(kind.path, taxonomy.collection_endpoint(kind), methods=_READ_WRITE))
+        table.append(Route(f"{kind.path}/{{key}}", taxonomy.item_endpoint(kind), methods=_ITEM))
     table += [
         Route("/openapi.json", operations.openapi, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),

@@ -25,6 +25,8 @@ Username = Annotated[
 ]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Cursor = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", max_length=2800)]
+#: An article's place in its series, 1 first.
+Position = Annotated[int, Field(ge=1, le=100_000)]
 Sort = Literal["-published_at", "published_at", "-updated_at", "title"]
 BodyFormat = Literal["markdown", "rst", "text"]
 Status = Literal["draft", "published", "archived"]
@@ -63,7 +65,11 @@ class ArticleListParams(PageParams):
 
 
 class ArticleCreate(_Strict):
-    """The body of ``POST /api/v1/articles``."""
+    """The body of ``POST /api/v1/articles``.
+
+    ``series_position`` without ``series`` is refused; ``series`` without it appends the
+    article to the end of that series.
+    """
 
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
     body: str
@@ -75,13 +81,16 @@ class ArticleCreate(_Strict):
     author: Username
     category: Slug | None = None
     tags: Annotated[list[Slug], Field(max_length=50)] = []
+    series: Slug | None = None
+    series_position: Position | None = None
 
 
 class ArticlePatch(_Strict):
     """The body of ``PATCH /api/v1/articles/{slug}`` (a JSON merge patch).
 
     Members left out stay as they are; ``null`` clears the members that may be empty
-    (``category``, ``published_at``) and is refused for the others.
+    (``category``, ``published_at``, ``series``; ``series_position`` null moves the article to
+    the end of its series) and is refused for the others.
     """
 
     title: (
@@ -97,9 +106,11 @@ class ArticlePatch(_Strict):
     author: Username | None = None
     category: Slug | None = None
     tags: Annotated[list[Slug], Field(max_length=50)] | None = None
+    series: Slug | None = None
+    series_position: Position | None = None
 
 
-NULLABLE_ARTICLE_FIELDS = frozenset({"category", "published_at"})
+NULLABLE_ARTICLE_FIELDS = frozenset({"category", "published_at", "series", "series_position"})
 
 
 class CommentCreate(_Strict):
@@ -154,6 +165,22 @@ class TagPatch(_Strict):
 
     name: Name | None = None
     slug: Slug | None = None
+
+
+class SeriesCreate(_Strict):
+    """The body of ``POST /api/v1/series``; ``slug`` is derived from ``name`` when absent."""
+
+    name: Name
+    slug: Slug | None = None
+    description: Annotated[str, StringConstraints(max_length=5000)] = ""
+
+
+class SeriesPatch(_Strict):
+    """The body of ``PATCH /api/v1/series/{slug}``."""
+
+    name: Name | None = None
+    slug: Slug | None = None
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
 
 
 class PurgeRequest(_Strict):

@@ -10,13 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cache import CacheStats, CircuitBreaker, Invalidator, MemberRegistry
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
+from service.entity_writes import EntityWrites
 from service.keyspaces import ContentKeys
 from service.metrics import ServiceMetrics
 from service.outbox import OutboxRelay
 from service.reads import ContentReader
 from service.settings import Settings
+from service.unit_of_work import UnitOfWork
 from service.warming import ContentWarming
-from service.writes import ContentWriter
+from service.writes import ArticleWrites
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +34,9 @@ class AppState:
     stats: CacheStats
     invalidator: Invalidator
     reader: ContentReader
-    writer: ContentWriter
+    unit_of_work: UnitOfWork
+    article_writes: ArticleWrites
+    entity_writes: EntityWrites
     warming: ContentWarming
     auth: TokenAuthority
     relay: OutboxRelay

@@ -43,24 +43,15 @@ from cache import (
     every,
 )
 from service.errors import InvalidInputError
-from service.keyspaces import (
-    ARTICLE,
-    ARTICLES,
-    AUTHOR,
-    AUTHORS,
-    CATEGORIES,
-    CATEGORY,
-    COMMENTS,
-    NAMESPACES,
-    TAG,
-    TAGS,
-)
+from service.keyspaces import ARTICLE, ARTICLES, COMMENTS, NAMESPACES
+from service.kinds import BY_NAME, KINDS
 from service.reads import ContentReader
 from service.schemas import ArticleListParams, PageParams, WarmRequest
 
 logger = logging.getLogger(__name__)
 
-_LISTS = {AUTHORS: AUTHOR, CATEGORIES: CATEGORY, TAGS: TAG}
+#: Each entity kind's list namespace, and the kind's name.
+_LISTS = {kind.list_namespace: kind.name for kind in KINDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +295,7 @@ class ContentWarming:
         try:
             if namespace == COMMENTS:
                 resolved = self._reader.comments_load(unquote(identity))
-            elif namespace in (AUTHOR, CATEGORY, TAG):
+            elif namespace in BY_NAME:
                 resolved = self._reader.entity_load(namespace, unquote(identity))
             elif namespace == ARTICLES:
                 params = ArticleListParams.model_validate(_query(identity))

@@ -1,59 +1,30 @@
-"""The writes: each one unit of work, committed at its end, then invalidated before it answers.
+"""The writes of articles and comments, with their rules, each in one unit of work.
 
-The tags to invalidate are collected from the session's flushes by
-:class:`cache.SessionTagCollector` (see :func:`service.keyspaces.tags_for_change`); this module
-never names a cache key or tag.
+Each runs in :class:`service.unit_of_work.UnitOfWork` (commit, then invalidate); the writes of
+the other entity kinds are in :mod:`service.entity_writes`.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from slugify import slugify
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cache import (
-    BreakerState,
-    CacheUnavailableError,
-    CircuitBreaker,
-    Invalidator,
-    SessionTagCollector,
-    coded_etags,
-    etag_for,
-)
+from cache import coded_etags, etag_for
 from service import repository as repo
-from service.documents import (
-    ENTITY_DOCUMENTS,
-    comment_document,
-    dumps,
-    written_article_document,
-)
+from service.documents import comment_document, dumps, written_article_document
 from service.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
     PreconditionFailedError,
 )
-from service.models import Article, Author, Comment, Tag
-from service.schemas import (
-    NULLABLE_ARTICLE_FIELDS,
-    ArticleCreate,
-    ArticlePatch,
-    AuthorCreate,
-    AuthorPatch,
-    CategoryCreate,
-    CategoryPatch,
-    CommentCreate,
-    TagCreate,
-    TagPatch,
-)
-from service.statements import SessionReads
-
-logger = logging.getLogger(__name__)
+from service.kinds import LINKED, REFERENCED
+from service.models import Article, Comment, Tag
+from service.schemas import NULLABLE_ARTICLE_FIELDS, ArticleCreate, ArticlePatch, CommentCreate
+from service.unit_of_work import UnitOfWork
 
 
 def if_match_holds(header: str, etag: str) -> bool:
@@ -66,85 +37,44 @@ def if_match_holds(header: str, etag: str) -> bool:
     return "*" in candidates or not candidates.isdisjoint((etag, *coded_etags(etag)))
 
 
-class ContentWriter:
-    """Writes the content and invalidates what each write made wrong. Safe to share.
+Found = dict[str, repo.Reference | None]
 
-    Each write's triggers also record it in the invalidation outbox (see
-    :mod:`service.outbox`); the invalidation here is the fast path that makes the write's
-    answer safe to read at once, and the outbox is its backstop.
+
+class ArticleWrites:
+    """Writes articles and their comments. Safe to share.
 
     Args:
-        sessions: makes the write sessions; its session class must have the collector installed.
-        invalidator: applies the collected tags after each commit.
-        redis_breaker: skipped while open; tripped when an invalidation fails.
+        unit_of_work: runs each write and invalidates after its commit.
     """
 
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        invalidator: Invalidator,
-        redis_breaker: CircuitBreaker | None = None,
-    ) -> None:
-        self._sessions = sessions
-        self._invalidator = invalidator
-        self._breaker = redis_breaker
-        self.invalidation_failures = 0
-
-    @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        """Yield a session in a transaction; commit at the end, then invalidate.
-
-        Nothing is invalidated when the block raises (the transaction rolls back).
-        """
-        async with self._sessions() as session:
-            async with session.begin():
-                yield session
-            tags = SessionTagCollector.take(session.sync_session)
-        await self._invalidate(tags)
-
-    async def _invalidate(self, tags: frozenset[str]) -> None:
-        # Checked after the commit: while the breaker is open nothing is served from Redis, and
-        # its recovery applies the outbox (where the triggers recorded this write) first.
-        if self._breaker is not None and self._breaker.state is BreakerState.OPEN:
-            return
-        try:
-            await self._invalidator.invalidate_tags(tags)
-            return
-        except CacheUnavailableError as exc:
-            # Not retried: the write waits at most one Redis timeout, and the outbox holds it.
-            logger.error("invalidation of %d tags failed: %r", len(tags), exc)
-        self.invalidation_failures += 1
-        # Redis may now hold what this write replaced: serve nothing from it until the
-        # outbox has been applied.
-        if self._breaker is not None:
-            self._breaker.trip()
-
-    # Articles -------------------------------------------------------------------------------
+    def __init__(self, unit_of_work: UnitOfWork) -> None:
+        self._unit_of_work = unit_of_work
 
     async def create_article(self, data: ArticleCreate) -> dict[str, Any]:
         """Create an article and return its representation.
 
-        Five round trips to PostgreSQL: the references (slug, author, category, tags and the
-        clock) in one statement, the article's and its tag links' inserts, and the ``BEGIN``
-        and ``COMMIT``; the answer is built from what the write holds.
+        Five round trips to PostgreSQL: the references (slug, author, category, series, tags
+        and the clock) in one statement, the article's and its tag links' inserts, and the
+        ``BEGIN`` and ``COMMIT``; the answer is built from what the write holds.
 
         Raises:
-            InvalidInputError: the author, category or a tag does not exist, or no slug can be
-                derived from the title.
+            InvalidInputError: the author, category, series or a tag does not exist, a
+                ``series_position`` comes without a series, or no slug can be derived from
+                the title.
             ConflictError: the slug is taken.
         """
         slug = data.slug or slugify(data.title, max_length=200, word_boundary=True)
         if not slug:
             raise InvalidInputError("no slug can be derived from the title; give one")
-        async with self.unit_of_work() as s:
-            refs = await repo.references(
-                s, slug=slug, author=data.author, category=data.category, tags=data.tags
-            )
+        keys = {kind.name: getattr(data, kind.name) for kind in REFERENCED}
+        _check_positions(data, keys)
+        linked_keys: list[str] = getattr(data, LINKED.plural)
+        async with self._unit_of_work() as s:
+            refs = await repo.references(s, slug=slug, keys=keys, linked=linked_keys)
             if refs.slug_taken:
                 raise ConflictError(f"the slug {slug!r} is taken", slug=slug)
-            author = _existing(refs.author, "author", data.author)
-            category = _optional(refs.category, data.category)
-            tags = _all_tags(refs.tags, data.tags)
+            found = {name: _existing(refs.found[name], name, key) for name, key in keys.items()}
+            linked = _all_linked(refs.linked, linked_keys)
             # The transaction's now(): the value the database's own clock gives its statements.
             published_at = data.published_at or _now_if_published(data.status, refs.now)
             article = Article(
@@ -155,67 +85,66 @@ class ContentWriter:
                 body_format=data.body_format,
                 status=data.status,
                 published_at=published_at,
-                author_id=author.id,
-                category_id=None if category is None else category.id,
                 created_at=refs.now,
                 updated_at=refs.now,
             )
-            article.tags = tags
+            for kind in REFERENCED:
+                _refer(article, kind.name, found[kind.name], data, moved=True)
+            article.tags = linked
             s.add(article)
             await s.flush()
-            return written_article_document(article, author, category, tags, 0)
+            return written_article_document(article, found, linked, 0)
 
     async def patch_article(
         self, slug: str, patch: ArticlePatch, if_match: str | None
     ) -> dict[str, Any]:
         """Apply a JSON merge patch to the article at ``slug`` and return its representation.
 
-        The article is locked and read with its author, category, tags and comment count in
+        The article is locked and read with what it refers to, its tags and comment count in
         one statement; the references a patch names in one more; all its changes go out in
         one ``UPDATE`` (and the tag links' changes); the answer is built from what the write
-        holds.
+        holds. A new series without a ``series_position``, or a null ``series_position``, puts
+        the article at the end of its series.
 
         Raises:
             NotFoundError: no article has that slug (of any status).
             PreconditionFailedError: ``if_match`` does not match its current ETag.
-            InvalidInputError: a member is null that may not be, or names nothing.
+            InvalidInputError: a member is null that may not be, or names nothing, or a
+                ``series_position`` is given for an article in no series.
             ConflictError: the new slug is taken.
         """
         fields = patch.model_fields_set
         for name in fields - NULLABLE_ARTICLE_FIELDS:
             if getattr(patch, name) is None:
                 raise InvalidInputError(f"{name} may not be null", member=name)
-        async with self.unit_of_work() as s:
+        async with self._unit_of_work() as s:
             locked = await repo.article_for_update(s, slug)
             if locked is None:
                 raise NotFoundError(f"no article {slug!r}")
-            article, author, category = locked.article, locked.author, locked.category
-            tags = list(article.tags)
+            article = locked.article
+            found: Found = dict(locked.references)
+            linked = list(article.tags)
             if if_match is not None:
-                current = written_article_document(
-                    article, author, category, tags, locked.comment_count
-                )
+                current = written_article_document(article, found, linked, locked.comment_count)
                 if not if_match_holds(if_match, etag_for(dumps(current))):
                     raise PreconditionFailedError("the article changed since that ETag")
             new_slug = patch.slug if "slug" in fields and patch.slug != slug else None
-            named = {"author", "category", "tags"} & fields
+            asked = _asked_references(patch, fields, found)
+            _check_positions(patch, {**_keys_of(found), **asked})
+            moved: set[str] = set()
             # Looked up before any attribute changes, so that no autoflush splits the UPDATE.
-            if new_slug is not None or named:
-                refs = await repo.references(
-                    s,
-                    slug=new_slug,
-                    author=patch.author if "author" in fields else None,
-                    category=patch.category if "category" in fields else None,
-                    tags=patch.tags or [] if "tags" in fields else [],
-                )
+            if new_slug is not None or asked or LINKED.plural in fields:
+                linked_keys: list[str] = getattr(patch, LINKED.plural) or []
+                refs = await repo.references(s, slug=new_slug, keys=asked, linked=linked_keys)
                 if new_slug is not None and refs.slug_taken:
                     raise ConflictError(f"the slug {new_slug!r} is taken", slug=new_slug)
-                if "author" in fields:
-                    author = _existing(refs.author, "author", patch.author or "")
-                if "category" in fields:
-                    category = _optional(refs.category, patch.category)
-                if "tags" in fields:
-                    tags = _all_tags(refs.tags, patch.tags or [])
+                for name, key in asked.items():
+                    before, after = found[name], _existing(refs.found[name], name, key)
+                    if before is None or after is None or before.id != after.id:
+                        moved.add(name)
+                    found[name] = after
+                if LINKED.plural in fields:
+                    linked = _all_linked(refs.linked, linked_keys)
             if new_slug is not None:
                 article.slug = new_slug
             for name in ("title", "summary", "body", "body_format", "status", "published_at"):
@@ -223,15 +152,14 @@ class ContentWriter:
                     setattr(article, name, getattr(patch, name))
             if "status" in fields and "published_at" not in fields and article.published_at is None:
                 article.published_at = _now_if_published(article.status, locked.now)
-            if "author" in fields:
-                article.author_id = author.id
-            if "category" in fields:
-                article.category_id = None if category is None else category.id
-            if "tags" in fields:
-                article.tags = tags
+            for kind in REFERENCED:
+                if kind.name in asked:
+                    _refer(article, kind.name, found[kind.name], patch, moved=kind.name in moved)
+            if LINKED.plural in fields:
+                article.tags = linked
             article.updated_at = locked.now
             await s.flush()
-            return written_article_document(article, author, category, tags, locked.comment_count)
+            return written_article_document(article, found, linked, locked.comment_count)
 
     async def delete_article(self, slug: str) -> None:
         """Delete the article at ``slug`` with its comments.
@@ -239,7 +167,7 @@ class ContentWriter:
         Raises:
             NotFoundError: no article has that slug.
         """
-        async with self.unit_of_work() as s:
+        async with self._unit_of_work() as s:
             locked = await repo.article_for_update(s, slug)
             if locked is None:
                 raise NotFoundError(f"no article {slug!r}")
@@ -254,7 +182,7 @@ class ContentWriter:
             NotFoundError: no visible article has that slug.
             InvalidInputError: ``parent_id`` is not a comment of that article.
         """
-        async with self.unit_of_work() as s:
+        async with self._unit_of_work() as s:
             article_id = await repo.article_id_of_visible(s, slug)
             if article_id is None:
                 raise NotFoundError(f"no article {slug!r}")
@@ -277,103 +205,89 @@ class ContentWriter:
         Raises:
             NotFoundError: no comment has that id.
         """
-        async with self.unit_of_work() as s:
+        async with self._unit_of_work() as s:
             comment = await repo.comment_by_id(s, comment_id)
             if comment is None:
                 raise NotFoundError(f"no comment {comment_id}")
             await s.delete(comment)
 
-    # Authors, categories, tags --------------------------------------------------------------
 
-    async def create_entity(
-        self, entity: Any, data: AuthorCreate | CategoryCreate | TagCreate
-    ) -> dict[str, Any]:
-        """Create an author, category or tag and return its representation.
-
-        Raises:
-            ConflictError: the username or slug is taken.
-            InvalidInputError: no slug can be derived from the name.
-        """
-        values = data.model_dump()
-        if entity is not Author and not values.get("slug"):
-            values["slug"] = slugify(values["name"], max_length=200, word_boundary=True)
-            if not values["slug"]:
-                raise InvalidInputError("no slug can be derived from the name; give one")
-        key = values[entity.key_name]
-        async with self.unit_of_work() as s:
-            if await repo.find_one(s, entity, key) is not None:
-                raise ConflictError(f"{key!r} is taken")
-            s.add(entity(**values))
-            await s.flush()
-            return await self._entity_document(s, entity, key)
-
-    async def patch_entity(
-        self, entity: Any, key: str, patch: AuthorPatch | CategoryPatch | TagPatch
-    ) -> dict[str, Any]:
-        """Apply a merge patch to an author, category or tag and return its representation.
-
-        Raises:
-            NotFoundError: nothing has that key.
-            InvalidInputError: a member is null.
-            ConflictError: the new username or slug is taken.
-        """
-        fields = patch.model_fields_set
-        for name in fields:
-            if getattr(patch, name) is None:
-                raise InvalidInputError(f"{name} may not be null", member=name)
-        key_attr = entity.key_name
-        async with self.unit_of_work() as s:
-            row = await repo.find_one(s, entity, key, lock=True)
-            if row is None:
-                raise NotFoundError(f"no {entity.__name__.lower()} {key!r}")
-            new_key = getattr(patch, key_attr) if key_attr in fields else key
-            if new_key != key and await repo.find_one(s, entity, new_key) is not None:
-                raise ConflictError(f"{new_key!r} is taken")
-            for name in fields:
-                setattr(row, name, getattr(patch, name))
-            await s.flush()
-            return await self._entity_document(s, entity, new_key)
-
-    async def delete_entity(self, entity: Any, key: str) -> None:
-        """Delete an author (only one with no articles), a category or a tag.
-
-        Raises:
-            NotFoundError: nothing has that key.
-            ConflictError: the author still has articles.
-        """
-        async with self.unit_of_work() as s:
-            row = await repo.find_one(s, entity, key, lock=True)
-            if row is None:
-                raise NotFoundError(f"no {entity.__name__.lower()} {key!r}")
-            if entity is Author and await repo.has_articles(s, row.id):
-                raise ConflictError(f"author {key!r} still has articles")
-            await s.delete(row)
-
-    # Lookups of referenced rows -------------------------------------------------------------
-
-    async def _entity_document(self, s: AsyncSession, entity: Any, key: str) -> dict[str, Any]:
-        row = await repo.entity_by_key(SessionReads(s), entity, key)
-        assert row is not None  # read in the transaction that wrote it
-        return ENTITY_DOCUMENTS[entity](row)
+# The rules of the references an article write names -------------------------------------------
 
 
-# Checks of the references an article write names -----------------------------------------------
-
-
-def _existing(found: repo.Named | None, kind: str, key: str) -> repo.Named:
+def _existing(found: repo.Reference | None, kind: str, key: str | None) -> repo.Reference | None:
+    """Return ``found``; None when no key was given. Raises InvalidInputError for a dangling key."""
+    if key is None:
+        return None
     if found is None:
         raise InvalidInputError(f"{kind} {key!r} does not exist", member=kind)
     return found
 
 
-def _optional(found: repo.Named | None, slug: str | None) -> repo.Named | None:
-    return None if slug is None else _existing(found, "category", slug)
+def _asked_references(patch: ArticlePatch, fields: set[str], found: Found) -> dict[str, str | None]:
+    """The referenced kinds a patch changes, with the key of each (None to clear it).
+
+    A null position of a kind with positions asks for the current entity again, to learn
+    the position after its last article.
+    """
+    asked: dict[str, str | None] = {}
+    for kind in REFERENCED:
+        if kind.name in fields:
+            asked[kind.name] = getattr(patch, kind.name)
+        elif kind.position_column in fields and found[kind.name] is not None:
+            current = found[kind.name]
+            assert current is not None
+            asked[kind.name] = current.values[kind.key]
+    return asked
 
 
-def _all_tags(found: list[Tag], slugs: list[str]) -> list[Tag]:
-    missing = sorted(set(slugs) - {t.slug for t in found})
+def _keys_of(found: Found) -> dict[str, str | None]:
+    """The key of each referenced entity, by kind name."""
+    return {
+        kind.name: None if (ref := found[kind.name]) is None else ref.values[kind.key]
+        for kind in REFERENCED
+    }
+
+
+def _check_positions(data: ArticleCreate | ArticlePatch, keys: Mapping[str, str | None]) -> None:
+    """Refuse a position for a kind the article will not refer to."""
+    for kind in REFERENCED:
+        column = kind.position_column
+        if column and getattr(data, column) is not None and keys.get(kind.name) is None:
+            raise InvalidInputError(f"{column} needs a {kind.name}", member=column)
+
+
+def _refer(
+    article: Article,
+    kind_name: str,
+    found: repo.Reference | None,
+    data: ArticleCreate | ArticlePatch,
+    *,
+    moved: bool,
+) -> None:
+    """Point the article at ``found`` (or at nothing), and place it in it when it has positions.
+
+    The position is the one ``data`` gives; else the end of the entity's articles when the
+    article ``moved`` to it or its position was set to null; else it stays.
+    """
+    kind = next(k for k in REFERENCED if k.name == kind_name)
+    setattr(article, kind.article_column or "", None if found is None else found.id)
+    column = kind.position_column
+    if not column:
+        return
+    given: int | None = getattr(data, column)
+    if found is None:
+        setattr(article, column, None)
+    elif given is not None:
+        setattr(article, column, given)
+    elif moved or column in data.model_fields_set:
+        setattr(article, column, found.next_position)
+
+
+def _all_linked(found: list[Tag], keys: list[str]) -> list[Tag]:
+    missing = sorted(set(keys) - {getattr(t, LINKED.key) for t in found})
     if missing:
-        raise InvalidInputError(f"unknown tags: {', '.join(missing)}", member="tags")
+        raise InvalidInputError(f"unknown {LINKED.plural}: {', '.join(missing)}", member="tags")
     return found
 
 

@@ -49,7 +49,7 @@ async def truncate(database_url: str) -> None:
     conn = await asyncpg.connect(**asyncpg_dsn(database_url))
     try:
         await conn.execute(
-            "TRUNCATE comments, article_tags, articles, tags, categories, authors"
+            "TRUNCATE comments, article_tags, articles, series, tags, categories, authors"
             " RESTART IDENTITY CASCADE; TRUNCATE cache_outbox"
         )
     finally:

@@ -16,7 +16,7 @@ async def article_collection(request: Request) -> Response:
     if request.method == "POST":
         state.auth.require(request, "editor")
         no_query(request)
-        doc = await state.writer.create_article(await body(request, ArticleCreate))
+        doc = await state.article_writes.create_article(await body(request, ArticleCreate))
         return written(doc, 201, location=f"/api/v1/articles/{doc['slug']}")
     params = list_query(request, ArticleListParams)
     return await cached(request, state.reader.articles(params), paged=True)
@@ -33,9 +33,9 @@ async def article_item(request: Request) -> Response:
     no_query(request)
     if request.method == "PATCH":
         patch = await body(request, ArticlePatch)
-        doc = await state.writer.patch_article(slug, patch, request.headers.get("if-match"))
+        doc = await state.article_writes.patch_article(slug, patch, request.headers.get("if-match"))
         return written(doc)
-    await state.writer.delete_article(slug)
+    await state.article_writes.delete_article(slug)
     return Response(status_code=204)
 
 
@@ -46,7 +46,7 @@ async def article_comments(request: Request) -> Response:
     no_query(request)
     if request.method == "POST":
         state.auth.require(request, "editor")
-        doc = await state.writer.create_comment(slug, await body(request, CommentCreate))
+        doc = await state.article_writes.create_comment(slug, await body(request, CommentCreate))
         return written(doc, 201)
     return await cached(request, state.reader.comments(slug))
 
@@ -56,5 +56,5 @@ async def comment_item(request: Request) -> Response:
     state = ctx(request)
     state.auth.require(request, "editor")
     no_query(request)
-    await state.writer.delete_comment(request.path_params["comment_id"])
+    await state.article_writes.delete_comment(request.path_params["comment_id"])
     return Response(status_code=204)

@@ -42,7 +42,7 @@ async def stats(request: Request) -> Response:
 
     # Concurrent polls share one round trip, and so one reading: it is copied, not changed.
     reading = await state.stats.read(NAMESPACES, queue_reads, share="stats")
-    cache = {**reading.counters, "invalidation_failures": state.writer.invalidation_failures}
+    cache = {**reading.counters, "invalidation_failures": state.unit_of_work.invalidation_failures}
     # This worker's own row is always fresh, and present even before its first heartbeat.
     me = workers.report_now()
     redis: dict[str, Any] = {

@@ -104,7 +104,7 @@ async def test_a_write_whose_invalidation_fails_is_applied_from_the_outbox(
     took = time.monotonic() - started
     assert took < REDIS_TIMEOUT + 0.3, took  # one timeout, no retry
     print(f"\nwrite whose invalidation timed out: {took * 1000:.0f} ms")
-    assert api.state.writer.invalidation_failures == 1
+    assert api.state.unit_of_work.invalidation_failures == 1
     assert not api.state.redis_breaker.allows()  # tripped by the failed invalidation
     private_redis.resume()
     await eventually(lambda: redis_breaker_closed(api), 5)

@@ -187,7 +187,7 @@ async def test_service_writes_are_applied_by_the_outbox_alone(api: Api) -> None:
     async def lost(tags: Any) -> None:  # the commit-time invalidation never arrives
         return None
 
-    api.state.writer._invalidate = lost  # type: ignore[method-assign]
+    api.state.unit_of_work._invalidate = lost  # type: ignore[method-assign]
     await api.client.patch(ARTICLE, json={"title": "Outbox only"}, headers=EDITOR)
     await eventually(lambda: _title_is(api, "Outbox only"), 2.0)
 

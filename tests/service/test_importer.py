@@ -15,7 +15,7 @@ PYTHON_DOCS = Path("/usr/share/doc/python3.11/html/_sources")
 
 
 async def test_import_reads_titles_authors_categories_and_tags(api: Api) -> None:
-    report = await import_tree(api.state.writer, FIXTURES)
+    report = await import_tree(api.state.unit_of_work, FIXTURES)
     assert (report.created, report.updated, report.unchanged) == (4, 0, 0)
     page = (await api.client.get("/api/v1/articles?sort=title")).json()
     by_slug = {a["slug"]: a for a in page["items"]}
@@ -41,10 +41,10 @@ async def test_import_reads_titles_authors_categories_and_tags(api: Api) -> None
 
 
 async def test_import_twice_changes_nothing(api: Api) -> None:
-    await import_tree(api.state.writer, FIXTURES)
+    await import_tree(api.state.unit_of_work, FIXTURES)
     await api.state.relay.drain_all()  # the import's outbox rows, applied before the read
     await api.client.get("/api/v1/articles")
-    again = await import_tree(api.state.writer, FIXTURES)
+    again = await import_tree(api.state.unit_of_work, FIXTURES)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 4)
     assert (await api.client.get("/api/v1/articles")).headers["x-cache"] == "HIT"
 
@@ -52,10 +52,10 @@ async def test_import_twice_changes_nothing(api: Api) -> None:
 async def test_reimport_of_an_edited_file_invalidates_it(api: Api, tmp_path: Path) -> None:
     doc = tmp_path / "note.md"
     doc.write_text("# First title\n\nbody\n")
-    await import_tree(api.state.writer, tmp_path)
+    await import_tree(api.state.unit_of_work, tmp_path)
     assert (await api.client.get("/api/v1/articles/note")).json()["title"] == "First title"
     doc.write_text("# Second title\n\nbody\n")
-    report = await import_tree(api.state.writer, tmp_path)
+    report = await import_tree(api.state.unit_of_work, tmp_path)
     assert report.updated == 1
     assert (await api.client.get("/api/v1/articles/note")).json()["title"] == "Second title"
 
@@ -63,7 +63,7 @@ async def test_reimport_of_an_edited_file_invalidates_it(api: Api, tmp_path: Pat
 @pytest.mark.corpus
 @pytest.mark.skipif(not PYTHON_DOCS.is_dir(), reason="python3.11-doc is not installed")
 async def test_python_documentation_is_served_and_second_pass_is_all_hits(api: Api) -> None:
-    report = await import_tree(api.state.writer, PYTHON_DOCS)
+    report = await import_tree(api.state.unit_of_work, PYTHON_DOCS)
     assert report.created == 497 and not report.skipped
     slugs: list[str] = []
     page = 1

@@ -33,7 +33,7 @@ async def test_row_tags_cover_orm_tags(api: Api, content: dict[str, Any]) -> Non
     await api.state.relay.aclose()
     await outbox_tags(api)
     seen: list[frozenset[str]] = []
-    writer: Any = api.state.writer
+    writer: Any = api.state.unit_of_work
     invalidate = writer._invalidate
 
     async def recording(tags: frozenset[str]) -> None:

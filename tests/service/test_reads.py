@@ -6,8 +6,8 @@ from typing import Any
 from tests.apps import Api
 
 ARTICLE_FIELDS = {
-    "id", "slug", "title", "summary", "author", "category", "tags", "published_at", "updated_at",
-    "body", "body_format", "status", "comment_count", "created_at",
+    "id", "slug", "title", "summary", "author", "category", "tags", "series", "published_at",
+    "updated_at", "body", "body_format", "status", "comment_count", "created_at",
 }  # fmt: skip
 
 

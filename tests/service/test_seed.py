@@ -21,7 +21,7 @@ async def test_seed_adds_rows_and_purges_without_outbox_rows(api: Api) -> None:
             text("SELECT count(*) FROM pg_trigger WHERE tgname = 'cache_outbox_row'"
                  " AND tgenabled = 'O'")
         )  # fmt: skip
-    assert enabled == 6
+    assert enabled == 7  # one per content table
 
 
 async def test_seed_draws_article_bodies_within_the_size_range(api: Api) -> None:

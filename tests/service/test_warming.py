@@ -85,8 +85,8 @@ async def test_recent_warms_the_newest_articles_and_the_first_pages(
     )
     job = await _finished(api, r.json()["job_id"])
     assert job["state"] == "done" and job["errors"] == 0
-    # the two newest articles, and the first page of articles, authors, categories, tags
-    assert (job["total"], job["done"]) == (6, 6)
+    # the two newest articles, and the first page of articles, authors, categories, tags, series
+    assert (job["total"], job["done"]) == (7, 7)
     for path in (
         f"/api/v1/articles/{slugs[-1]}",
         f"/api/v1/articles/{slugs[-2]}",

@@ -1,0 +1,83 @@
+"""The unit of work of every write: one transaction, committed, then invalidated.
+
+The tags to invalidate are collected from the session's flushes by
+:class:`cache.SessionTagCollector` (see :func:`service.keyspaces.tags_for_change`); the write
+rules that run inside it (:mod:`service.writes`, :mod:`service.entity_writes`) never name a
+cache key or tag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cache import (
+    BreakerState,
+    CacheUnavailableError,
+    CircuitBreaker,
+    Invalidator,
+    SessionTagCollector,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    """Runs writes in transactions and invalidates what each committed one made wrong.
+
+    Each write's triggers also record it in the invalidation outbox (see
+    :mod:`service.outbox`); the invalidation here is the fast path that makes the write's
+    answer safe to read at once, and the outbox is its backstop. Safe to share.
+
+    Args:
+        sessions: makes the write sessions; its session class must have the collector installed.
+        invalidator: applies the collected tags after each commit.
+        redis_breaker: skipped while open; tripped when an invalidation fails.
+
+    Attributes:
+        invalidation_failures: how many invalidations failed (their writes were answered, and
+            the breaker tripped until the outbox is applied).
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        invalidator: Invalidator,
+        redis_breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._invalidator = invalidator
+        self._breaker = redis_breaker
+        self.invalidation_failures = 0
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[AsyncSession]:
+        """Yield a session in a transaction; commit at the end, then invalidate.
+
+        Nothing is invalidated when the block raises (the transaction rolls back).
+        """
+        async with self._sessions() as session:
+            async with session.begin():
+                yield session
+            tags = SessionTagCollector.take(session.sync_session)
+        await self._invalidate(tags)
+
+    async def _invalidate(self, tags: frozenset[str]) -> None:
+        # Checked after the commit: while the breaker is open nothing is served from Redis, and
+        # its recovery applies the outbox (where the triggers recorded this write) first.
+        if self._breaker is not None and self._breaker.state is BreakerState.OPEN:
+            return
+        try:
+            await self._invalidator.invalidate_tags(tags)
+            return
+        except CacheUnavailableError as exc:
+            # Not retried: the write waits at most one Redis timeout, and the outbox holds it.
+            logger.error("invalidation of %d tags failed: %r", len(tags), exc)
+        self.invalidation_failures += 1
+        # Redis may now hold what this write replaced: serve nothing from it until the
+        # outbox has been applied.
+        if self._breaker is not None:
+            self._breaker.trip()
