@@ -43,8 +43,17 @@ DEFAULT_AUTHOR = ("python-docs", "Python documentation")
 BATCH = 100
 SUMMARY_CHARS = 300
 
-_ROLE = re.compile(r":[\w:+.-]+:`(?:[^`<]*<)?([^`>]*)>?`")
-_LITERAL = re.compile(r"``([^`]*)``|`([^`]*)`_*")
+# Inline markup, matched left to right in one pass so that a literal's text stays as it is.
+_INLINE = re.compile(
+    r":[\w:+.-]+:`(?P<role>[^`]*)`"
+    r"|``(?P<literal>[^`]*)``"
+    r"|`(?P<reference>[^`]*)`_*"
+    r"|(?<![\w*])\*\*(?=\S)(?P<strong>.*?\S)\*\*(?![\w*])"
+    r"|(?<![\w*])\*(?=\S)(?P<emphasis>[^*]*?\S)\*(?![\w*])"
+    r"|\\(?:\s|(?P<escaped>.?))",
+    re.DOTALL,
+)
+_EXPLICIT_TITLE = re.compile(r"(.*?)\s*<[^<>]*>", re.DOTALL)
 _UNDERLINE = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
 _AUTHOR = re.compile(r"^:Author:\s*(.+)$", re.MULTILINE | re.IGNORECASE)
 _MODULE = re.compile(r"^\.\. (?:py:)?module::\s*(\S+)", re.MULTILINE)
@@ -83,10 +92,24 @@ class ImportReport:
 
 
 def plain(text: str) -> str:
-    """Return reST inline markup reduced to its text (roles, literals, emphasis)."""
-    text = _ROLE.sub(r"\1", text)
-    text = _LITERAL.sub(lambda m: m.group(1) or m.group(2) or "", text)
-    return re.sub(r"\s+", " ", text.replace("**", "").replace("\\", "")).strip()
+    """Return reST inline markup reduced to its text, whitespace collapsed.
+
+    Literals, emphasis and strong emphasis lose their markup, an escaped character its
+    backslash and an escaped space all of it (as in reST). A role shows what Sphinx shows: the
+    title of ``:ref:`title <target>```, the last part of ``:func:`~os.path.join``` (``join``),
+    the target of ``:mod:`!os``` (``os``).
+    """
+    return re.sub(r"\s+", " ", _INLINE.sub(_inline_text, text)).strip()
+
+
+def _inline_text(match: re.Match[str]) -> str:
+    role = match.group("role")
+    if role is None:
+        return next((g for g in match.groups() if g is not None), "")
+    if explicit := _EXPLICIT_TITLE.fullmatch(role):
+        return explicit.group(1)
+    role = role.removeprefix("!")
+    return role[1:].rpartition(".")[2] if role.startswith("~") else role
 
 
 def _format_of(path: Path) -> str | None:

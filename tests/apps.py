@@ -46,7 +46,7 @@ class Api:
             The created resource's JSON object.
         """
         r = await self.client.post(path, json=body, headers=EDITOR)
-        assert r.status_code == 201, r.text
+        assert r.status_code == 201, (path, body, r.status_code, r.text)
         await self.settle()
         return cast(dict[str, Any], r.json())
 
@@ -57,7 +57,7 @@ class Api:
     async def stats(self) -> dict[str, Any]:
         """The ``/stats`` JSON object (expects 200)."""
         r = await self.client.get("/stats")
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200, (r.status_code, r.text)
         return cast(dict[str, Any], r.json())
 
 

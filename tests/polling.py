@@ -20,5 +20,6 @@ async def eventually(
         if await check():
             return time.monotonic() - started
         if time.monotonic() - started > timeout_seconds:
-            raise AssertionError(f"not true within {timeout_seconds} s")
+            name = getattr(check, "__qualname__", None) or repr(check)  # a partial has none
+            raise AssertionError(f"{name} not true within {timeout_seconds} s")
         await asyncio.sleep(interval)

@@ -1,4 +1,7 @@
-"""Deep pages: cursors, the Link header, the offset depth cap, caching of cursor pages."""
+"""Deep pages over HTTP: cursors, the Link header, the depth cap, caching of cursor pages.
+
+The pure functions behind them are tested in ``test_cursors.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,80 +14,11 @@ from typing import Any
 import orjson
 import pytest
 
-from service.errors import InvalidInputError
-from service.pages import (
-    RANK,
-    TEXT,
-    TIME,
-    decode_cursor,
-    encode_cursor,
-    next_cursor_of,
-    query_digest,
-)
 from tests.apps import ADMIN, EDITOR, Api
-
-DIGEST = query_digest("articles", {"per_page": 2, "sort": None})
-MOMENT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
 
 
 def _raw(parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(parts)).rstrip(b"=").decode()
-
-
-@pytest.mark.parametrize(
-    ("kinds", "values", "row_id"),
-    [
-        ([TIME], [MOMENT], 7),
-        ([TEXT], ['Ünïcode title, with "quotes"'], 1),
-        ([RANK], [0.0607927106320858], 2**40),
-        ([RANK], [0], 3),
-        ([TEXT], [""], 9),
-    ],
-)
-def test_cursor_round_trips(kinds: list[str], values: list[Any], row_id: int) -> None:
-    cursor = encode_cursor(DIGEST, values, row_id)
-    assert cursor.replace("-", "").replace("_", "").isalnum()
-    assert decode_cursor(cursor, DIGEST, kinds) == (*values, row_id)
-
-
-@pytest.mark.parametrize(
-    ("cursor", "detail"),
-    [
-        ("!!!", "malformed"),
-        ("a", "malformed"),
-        (_raw({"not": "a list"}), "malformed"),
-        (_raw([DIGEST, "2026-01-02T03:04:05+00:00"]), "malformed"),
-        (_raw([DIGEST, "yesterday", 1]), "malformed"),
-        (_raw([DIGEST, "2026-01-02T03:04:05", 1]), "malformed"),
-        (_raw([DIGEST, "2026-01-02T03:04:05+00:00", "1"]), "malformed"),
-        (_raw([DIGEST, "2026-01-02T03:04:05+00:00", True]), "malformed"),
-        (_raw(["0123456789ab", "2026-01-02T03:04:05+00:00", 1]), "another query"),
-        ("x" * 3000, "malformed"),
-    ],
-)
-def test_bad_cursors_are_refused(cursor: str, detail: str) -> None:
-    with pytest.raises(InvalidInputError, match=detail):
-        decode_cursor(cursor, DIGEST, [TIME])
-
-
-@pytest.mark.parametrize(
-    ("body", "expected"),
-    [
-        (b'{"items":[],"next_cursor":null}', None),
-        (b'{"items":[],"next_cursor":"eyJh-_"}', "eyJh-_"),
-        (b'{"detail":"no next member"}', None),
-    ],
-)
-def test_next_cursor_is_read_from_the_tail(body: bytes, expected: str | None) -> None:
-    assert next_cursor_of(body) == expected
-
-
-def test_digest_ignores_position_and_order_of_parameters() -> None:
-    a = query_digest("articles", {"page": 3, "per_page": 2, "q": "x", "tag": None})
-    b = query_digest("articles", {"q": "x", "cursor": "abc", "per_page": 2})
-    assert a == b
-    assert a != query_digest("articles", {"q": "y", "per_page": 2})
-    assert a != query_digest("tags", {"q": "x", "per_page": 2})
 
 
 async def _articles(api: Api, content: dict[str, Any]) -> None:
