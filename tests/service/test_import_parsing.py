@@ -83,6 +83,7 @@ def test_summary_is_the_first_paragraph_of_prose(source: str, expected: str) -> 
 
 
 def doc(
+    stem: str,
     slug: str,
     title: str,
     summary: str,
@@ -92,7 +93,17 @@ def doc(
     tags: dict[str, str] | None = None,
 ) -> Document:
     """The expected document, without its body (the source, which the test fills in)."""
-    return Document(slug, title, summary, "", body_format, author, category, tags or {})
+    return Document(
+        stem=stem,
+        slug=slug,
+        title=title,
+        summary=summary,
+        body="",
+        body_format=body_format,
+        author=author,
+        category=category,
+        tags=tags or {},
+    )
 
 
 WHATSNEW = """\
@@ -141,7 +152,7 @@ Cache-aside keeps hot reads in memory.
     [
         pytest.param(
             "guides/whatsnew.rst", WHATSNEW,
-            doc("guides-whatsnew", "What's New In Python 3.2",
+            doc("guides/whatsnew", "guides-whatsnew", "What's New In Python 3.2",
                 "This article explains the new features in Python 3.2.", "rst",
                 author=("raymond-hettinger", "Raymond Hettinger"),
                 category=("guides", "Guides")),
@@ -149,14 +160,14 @@ Cache-aside keeps hot reads in memory.
         ),
         pytest.param(
             "library/stat.rst", STAT,
-            doc("library-stat", "stat --- Interpreting stat_result values",
+            doc("library/stat", "library-stat", "stat --- Interpreting stat_result values",
                 "See the file system chapter for more.", "rst",
                 category=("library", "Library")),
             id="rst-sphinx-roles-in-title",
         ),
         pytest.param(
             "library/os.path.rst.txt", OS_PATH,
-            doc("library-os-path", "os.path --- Common pathname manipulations",
+            doc("library/os.path", "library-os-path", "os.path --- Common pathname manipulations",
                 "This module implements some useful functions on pathnames.", "rst",
                 category=("library", "Library"),
                 tags={"os-path": "os.path", "posixpath": "posixpath"}),
@@ -164,35 +175,35 @@ Cache-aside keeps hot reads in memory.
         ),
         pytest.param(
             "guides/caching.md", CACHING,
-            doc("guides-caching", "Caching in practice", "How hot reads stay in memory.",
+            doc("guides/caching", "guides-caching", "Caching in practice", "How hot reads stay in memory.",
                 "markdown", author=("ann-lee", "Ann Lee"), category=("guides", "Guides"),
                 tags={"redis": "redis", "cache-aside": "Cache Aside"}),
             id="markdown-front-matter",
         ),
         pytest.param(
             "notes/first.md", "# First title\n\nSome *body* text.\n\nMore.\n",
-            doc("notes-first", "First title", "Some body text.", "markdown",
+            doc("notes/first", "notes-first", "First title", "Some body text.", "markdown",
                 category=("notes", "Notes")),
             id="markdown-without-front-matter",
         ),
         pytest.param(
             "list.md", "---\n- a\n- b\n---\n# Listed\n\nText.\n",
-            doc("list", "Listed", "Text.", "markdown"),
+            doc("list", "list", "Listed", "Text.", "markdown"),
             id="markdown-front-matter-not-a-mapping",
         ),
         pytest.param(
             "notes.txt", "Plain notes,\nnothing marked up.\n\nMore.\n",
-            doc("notes", "notes.txt", "Plain notes, nothing marked up.", "text"),
+            doc("notes", "notes", "notes.txt", "Plain notes, nothing marked up.", "text"),
             id="text-file-titled-by-its-name",
         ),
         pytest.param(
             "about.rst.txt", "About these documents\n=====================\n\nGenerated.\n",
-            doc("about", "About these documents", "Generated.", "rst"),
+            doc("about", "about", "About these documents", "Generated.", "rst"),
             id="top-level-file-has-no-category",
         ),
         pytest.param(
             "whats_new/2024/march.md", "# March\n\nNews.\n",
-            doc("whats-new-2024-march", "March", "News.", "markdown",
+            doc("whats_new/2024/march", "whats-new-2024-march", "March", "News.", "markdown",
                 category=("whats-new", "Whats New")),
             id="nested-folder-category-from-the-top-folder",
         ),
