@@ -175,8 +175,9 @@ Cache-aside keeps hot reads in memory.
         ),
         pytest.param(
             "guides/caching.md", CACHING,
-            doc("guides/caching", "guides-caching", "Caching in practice", "How hot reads stay in memory.",
-                "markdown", author=("ann-lee", "Ann Lee"), category=("guides", "Guides"),
+            doc("guides/caching", "guides-caching", "Caching in practice",
+                "How hot reads stay in memory.", "markdown", author=("ann-lee", "Ann Lee"),
+                category=("guides", "Guides"),
                 tags={"redis": "redis", "cache-aside": "Cache Aside"}),
             id="markdown-front-matter",
         ),
