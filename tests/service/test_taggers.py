@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from cache import Change
 from service.keyspaces import tags_for_change, tags_for_row_change
-from service.models import Article, Author, Category, Comment, Tag
+from service.models import Article, Author, Category, Comment, Series, Tag
 
 M = TypeVar("M")
 
@@ -41,6 +41,7 @@ ARTICLE_COUNTS = {"author-count:3", "category-count:4", "tag-count:7", "tag-coun
 AUTHOR_ROW = {"id": 3, "username": "ann", "display_name": "Ann", "bio": "", "created_at": "x"}
 CATEGORY_ROW = {"id": 4, "slug": "guides", "name": "Guides", "description": ""}
 TAG_ROW = {"id": 7, "slug": "redis", "name": "Redis"}
+SERIES_ROW = {"id": 5, "slug": "guide", "name": "Guide", "description": ""}
 COMMENT_ROW = {"id": 9, "article_id": 1, "parent_id": None, "author_name": "x", "created_at": "x"}
 
 
@@ -59,16 +60,23 @@ def row(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def entity_row_cases(
-    table: str, kind: str, base: dict[str, Any], key: str, renamed: str, other: dict[str, Any]
+    table: str,
+    kind: str,
+    base: dict[str, Any],
+    key: str,
+    renamed: str,
+    other: dict[str, Any],
+    listed: str = "",
 ) -> list[Any]:
-    """Insert, delete, rename and a change of another column of an author, category or tag."""
+    """Insert, delete, rename and a change of another column of an entity (list tag: table)."""
     entity, absent = f"{kind}:{base['id']}", f"absent:{kind}:{base[key]}"
+    listed = listed or table
     return [
-        pytest.param(table, "INSERT", None, base, {entity, table, absent}, id=f"{table}-insert"),
-        pytest.param(table, "DELETE", base, None, {entity, table, absent}, id=f"{table}-delete"),
+        pytest.param(table, "INSERT", None, base, {entity, listed, absent}, id=f"{table}-insert"),
+        pytest.param(table, "DELETE", base, None, {entity, listed, absent}, id=f"{table}-delete"),
         pytest.param(
             table, "UPDATE", base, row(base, **{key: renamed}),
-            {entity, table, absent, f"absent:{kind}:{renamed}"},
+            {entity, listed, absent, f"absent:{kind}:{renamed}"},
             id=f"{table}-rename",
         ),
         pytest.param(table, "UPDATE", base, row(base, **other), {entity}, id=f"{table}-non-key"),
@@ -123,6 +131,16 @@ def entity_row_cases(
         *entity_row_cases("categories", "category", CATEGORY_ROW, "slug", "howto",
                           {"name": "How-to", "description": "d"}),
         *entity_row_cases("tags", "tag", TAG_ROW, "slug", "valkey", {"name": "REDIS"}),
+        *entity_row_cases("series", "series", SERIES_ROW, "slug", "howto", {"name": "How-to"},
+                          listed="series-list"),
+        pytest.param("articles", "UPDATE", old_article(),
+                     new_article(series_id=5, series_position=1),
+                     ARTICLE_ITSELF | ARTICLE_COUNTS | {"series-count:5"},
+                     id="articles-join-series"),
+        pytest.param("articles", "UPDATE", old_article(series_id=5, series_position=1),
+                     new_article(series_id=5, series_position=2),
+                     ARTICLE_ITSELF | ARTICLE_COUNTS | {"series-count:5"},
+                     id="articles-move-in-series"),
         pytest.param("cache_outbox", "INSERT", None, {"id": 1}, set(), id="unknown-table"),
     ],
 )  # fmt: skip
@@ -246,6 +264,10 @@ def entity_cases(
         *entity_cases(Category, "category", "categories", "slug", "howto",
                       {"name": "How-to"}),
         *entity_cases(Tag, "tag", "tags", "slug", "valkey", {"name": "Valkey"}),
+        *entity_cases(Series, "series", "series-list", "slug", "howto", {"name": "How-to"}),
+        pytest.param(article(series_id=5, series_position=1), Change.UPDATE,
+                     ARTICLE_ITSELF | ARTICLE_COUNTS | {"series-count:5"},
+                     id="article-joins-a-series"),
         pytest.param(object(), Change.INSERT, set(), id="not-a-content-model"),
     ],
 )  # fmt: skip
