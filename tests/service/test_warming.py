@@ -282,7 +282,7 @@ async def test_seed_warms_the_newest_content_when_asked(
         WARM_DEFAULT_LIMIT="10",
     )
     assert status == 0, out
-    assert "done: 14 keys, 14 loaded" in out  # 10 newest articles and 4 first pages
+    assert "done: 15 keys, 15 loaded" in out  # 10 newest articles and 5 first pages
     assert (await api.client.get("/api/v1/articles")).headers["x-cache"] == "HIT"
 
 
