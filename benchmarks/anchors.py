@@ -36,8 +36,8 @@ from service.keyspaces import ContentKeys
 PATH = "/a/{slug}"
 BODY = b'{"id":1,"slug":"hello","title":"Hello"}'
 
-#: The article, its author, category, tags and comment count in one statement, the same shape
-#: as ``service.repository.article_by_slug`` restricted to visible articles.
+#: The article, its author, category, tags, series and comment count in one statement, the same
+#: shape as ``service.repository.article_by_slug`` restricted to visible articles.
 ARTICLE_SQL = """
 SELECT a.id, a.slug, a.title, a.summary,
        au.id AS author_id, au.username AS author_username,
@@ -47,12 +47,15 @@ SELECT a.id, a.slug, a.title, a.summary,
                                  ORDER BY t.slug), '[]'::json)
           FROM article_tags at JOIN tags t ON t.id = at.tag_id
          WHERE at.article_id = a.id) AS tags,
+       s.id AS series_id, s.slug AS series_slug, s.name AS series_name,
+       a.series_position AS series_position,
        a.published_at, a.updated_at, a.body, a.body_format, a.status,
        (SELECT count(*) FROM comments m WHERE m.article_id = a.id) AS comment_count,
        a.created_at
   FROM articles a
   JOIN authors au ON au.id = a.author_id
   LEFT JOIN categories c ON c.id = a.category_id
+  LEFT JOIN series s ON s.id = a.series_id
  WHERE a.slug = $1 AND a.status = 'published' AND a.published_at <= now()
 """
 
