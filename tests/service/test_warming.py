@@ -335,8 +335,8 @@ async def test_warm_on_startup_and_after_purge_when_asked(servers: Any, app_on: 
         await api.settle()
     options = {"warm_on_startup": True, "warm_after_purge": True}
     async with app_on(servers.database_url, servers.redis_url, **options) as api:
-        first = await _last_job(api)  # nothing read yet: the newest content
-        assert (first["source"], first["state"], first["done"]) == ("hot", "done", 6)
+        first = await _last_job(api)  # nothing read yet: 2 newest articles, 5 first pages
+        assert (first["source"], first["state"], first["done"]) == ("hot", "done", 7)
         assert (await api.client.get(f"/api/v1/articles/{slugs[0]}")).headers["x-cache"] == "HIT"
         r = await api.client.post("/admin/cache/purge", json={"namespace": "all"}, headers=ADMIN)
         assert r.status_code == 200
