@@ -26,6 +26,7 @@ from typing import Any
 
 from hiredis import pack_command
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript as Script
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -166,7 +167,7 @@ class AutoPipeline:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
 
-async def _reply(connection: Any) -> Any:
+async def _reply(connection: AbstractConnection) -> Any:
     """Read one reply; an error reply is returned as its ``ResponseError``, not raised."""
     try:
         return await connection.read_response()
@@ -174,7 +175,7 @@ async def _reply(connection: Any) -> Any:
         return exc
 
 
-def _settle_reads(reads: list[tuple[str, asyncio.Future[Any]]], reply: Any) -> None:
+def _settle_reads(reads: list[tuple[str, asyncio.Future[Any]]], reply: object) -> None:
     """Answer each read from the ``GET`` or ``MGET`` reply; an error reply fails them all."""
     values = [reply] if len(reads) == 1 else reply
     if isinstance(reply, ResponseError) or not isinstance(values, list):
@@ -187,7 +188,7 @@ def _settle_reads(reads: list[tuple[str, asyncio.Future[Any]]], reply: Any) -> N
         _settle(future, value)
 
 
-def _fail(futures: list[asyncio.Future[Any]], cause: Any) -> None:
+def _fail(futures: list[asyncio.Future[Any]], cause: object) -> None:
     """Fail each pending future with its own :class:`CacheUnavailableError` from ``cause``."""
     for future in futures:
         if not future.done():
@@ -203,7 +204,7 @@ def _raise_if_cancelled(exc: BaseException) -> None:
         raise exc
 
 
-def _settle(future: asyncio.Future[Any], reply: Any) -> None:
+def _settle(future: asyncio.Future[Any], reply: object) -> None:
     if future.done():
         return  # its caller went away
     if isinstance(reply, BaseException):

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, SessionTransaction, UOWTransaction
 
 _INFO_KEY = "cache.invalidation_tags"
 
@@ -29,7 +32,7 @@ class Change(enum.Enum):
 #: ``tagger(instance, change)`` returns the tags that the change of ``instance`` makes wrong.
 #: It runs inside ``after_flush``: it may read the instance's attribute history
 #: (``sqlalchemy.inspect(instance).attrs.x.history``) but must not emit SQL.
-Tagger = Callable[[Any, Change], Iterable[str]]
+Tagger = Callable[[object, Change], Iterable[str]]
 
 
 class SessionTagCollector:
@@ -42,7 +45,7 @@ class SessionTagCollector:
     def __init__(self, tagger: Tagger) -> None:
         self._tagger = tagger
 
-    def install(self, session_class: type[Any]) -> None:
+    def install(self, session_class: type[Session]) -> None:
         """Listen to ``session_class`` (a synchronous ``sqlalchemy.orm.Session`` subclass).
 
         For an ``AsyncSession``, pass its ``sync_session_class``. Bulk ``update()`` and
@@ -54,11 +57,11 @@ class SessionTagCollector:
         event.listen(session_class, "after_soft_rollback", self._after_soft_rollback)
 
     @staticmethod
-    def take(session: Any) -> frozenset[str]:
+    def take(session: Session) -> frozenset[str]:
         """Return and forget the tags collected since the last take (a synchronous ``Session``)."""
         return frozenset(session.info.pop(_INFO_KEY, ()))
 
-    def _after_flush(self, session: Any, _flush_context: Any) -> None:
+    def _after_flush(self, session: Session, _flush_context: UOWTransaction) -> None:
         tags: set[str] = session.info.setdefault(_INFO_KEY, set())
         for instance in session.new:
             tags.update(self._tagger(instance, Change.INSERT))
@@ -69,7 +72,7 @@ class SessionTagCollector:
             tags.update(self._tagger(instance, Change.DELETE))
 
     @staticmethod
-    def _after_soft_rollback(session: Any, previous_transaction: Any) -> None:
+    def _after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
         # Only the outermost transaction's rollback undoes every flush; a savepoint's
         # leaves earlier flushes in place, and over-invalidating is safe.
         if previous_transaction.parent is None:

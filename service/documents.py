@@ -22,7 +22,7 @@ from service.statements import Row
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
 
 
-def dumps(document: Any) -> bytes:
+def dumps(document: object) -> bytes:
     """Return ``document`` as compact UTF-8 JSON bytes."""
     return orjson.dumps(document, option=_OPTIONS)
 

@@ -17,8 +17,9 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
-from cache import KeyScheme, MemberRegistry, MemberReport
+from cache import BoundedConnectionPool, KeyScheme, MemberRegistry, MemberReport
 
 GROUP: Final = "workers"
 #: A worker whose report is older than this many seconds is no longer listed (at least three
@@ -36,7 +37,9 @@ def rfc3339(unix_seconds: float) -> str:
 
 def db_pool_figures(engine: AsyncEngine) -> dict[str, int]:
     """Return the SQLAlchemy pool's size, checked-out, checked-in and overflow connections."""
-    pool: Any = engine.pool
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):  # an engine made elsewhere, with a pool of no size
+        return {"size": 0, "checked_out": 0, "checked_in": 0, "overflow": 0}
     return {
         "size": pool.size(),
         "checked_out": pool.checkedout(),
@@ -48,8 +51,9 @@ def db_pool_figures(engine: AsyncEngine) -> dict[str, int]:
 
 def redis_pool_figures(redis: Redis) -> dict[str, int]:
     """Return the Redis client pool's busy connections and its bound."""
-    pool: Any = redis.connection_pool
-    return {"pool_in_use": pool.in_use, "pool_max": pool.max_connections}
+    pool = redis.connection_pool
+    in_use = pool.in_use if isinstance(pool, BoundedConnectionPool) else 0
+    return {"pool_in_use": in_use, "pool_max": pool.max_connections}
 
 
 def create_worker_registry(
