@@ -1,379 +1,226 @@
-"""The OpenAPI 3.1 document: every path, parameter, body and answer of the service.
+"""The OpenAPI 3.1 document, generated from the operation table and the pydantic models.
 
-Request bodies are the pydantic models' JSON Schemas; answers are described by the schemas
-below, which follow the contract's field lists.
+Paths and operations come from :func:`service.operation_table.operations`; schemas from the
+pydantic models it names: request bodies and query parameters in pydantic's ``validation``
+mode, answers in its ``serialization`` mode, their definitions hoisted into
+``components/schemas``. Each field of a query model is one ``in: query`` parameter.
+
+The document is built once per process (:func:`openapi_document`) and serialized once
+(:func:`openapi_body`).
 """
 
 from __future__ import annotations
 
-from functools import cache
+import functools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
-
-from service import schemas
-
-_TIME = {"type": "string", "format": "date-time"}
-_INT = {"type": "integer"}
-_STR = {"type": "string"}
-
-
-def _obj(**props: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": list(props)}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _page(item: str) -> dict[str, Any]:
-    return _obj(
-        items={"type": "array", "items": _ref(item)},
-        page={**_nullable(_INT), "description": "null on a page reached by cursor"},
-        per_page=_INT,
-        total=_INT,
-        pages=_INT,
-        next_cursor={
-            **_nullable(_STR),
-            "description": "give it as cursor= for the next page; null on the last page",
-        },
-    )
-
-
-_SUMMARY = dict(
-    id=_INT,
-    slug=_STR,
-    title=_STR,
-    summary=_STR,
-    author=_obj(id=_INT, username=_STR, display_name=_STR),
-    category=_nullable(_obj(slug=_STR, name=_STR)),
-    tags={"type": "array", "items": _obj(slug=_STR, name=_STR)},
-    published_at=_nullable(_TIME),
-    updated_at=_TIME,
+from pydantic.json_schema import (
+    GenerateJsonSchema,
+    JsonSchemaMode,
+    JsonSchemaValue,
+    models_json_schema,
 )
+from pydantic_core import CoreSchema
 
-_RESULT_SCHEMAS: dict[str, Any] = {
-    "ArticleSummary": _obj(**_SUMMARY),
-    "Article": _obj(
-        **_SUMMARY,
-        body=_STR,
-        body_format={"enum": ["markdown", "rst", "text"]},
-        status={"enum": ["draft", "published", "archived"]},
-        comment_count=_INT,
-        created_at=_TIME,
-    ),
-    "Comment": _obj(
-        id=_INT,
-        parent_id=_nullable(_INT),
-        author_name=_STR,
-        body=_STR,
-        created_at=_TIME,
-        replies={"type": "array", "items": _ref("Comment")},
-    ),
-    "Comments": _obj(items={"type": "array", "items": _ref("Comment")}, total=_INT),
-    "Author": _obj(
-        id=_INT, username=_STR, display_name=_STR, bio=_STR, article_count=_INT, created_at=_TIME
-    ),
-    "Category": _obj(id=_INT, slug=_STR, name=_STR, description=_STR, article_count=_INT),
-    "Tag": _obj(id=_INT, slug=_STR, name=_STR, article_count=_INT),
-    "ArticlePage": _page("ArticleSummary"),
-    "AuthorPage": _page("Author"),
-    "CategoryPage": _page("Category"),
-    "TagPage": _page("Tag"),
-    "Problem": {
-        "type": "object",
-        "properties": {"type": _STR, "title": _STR, "status": _INT, "detail": _STR},
-        "required": ["type", "title", "status", "detail"],
-    },
-    "Stats": {
-        "type": "object",
-        "required": ["cache", "rates", "db_pool", "redis", "outbox", "warming"],
-    },
-    "WarmingJob": {
-        "type": "object",
-        "properties": {
-            "job_id": _STR,
-            "state": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
-            "source": {"enum": ["hot", "recent", "keys"]},
-            "namespace": _STR,
-            "limit": _INT,
-            "total": _INT,
-            "done": _INT,
-            "skipped": _INT,
-            "errors": _INT,
-            "keys_per_second": {"type": "number"},
-            "eta_seconds": {"type": ["number", "null"]},
-            "created_at": _STR,
-            "started_at": {"type": ["string", "null"]},
-            "finished_at": {"type": ["string", "null"]},
-            "error": {"type": ["string", "null"]},
-            "cancel_requested": {"type": "boolean"},
-        },
-        "required": ["job_id", "state", "source", "total", "done", "skipped", "errors"],
-    },
-    "WarmingStarted": {
-        "type": "object",
-        "properties": {"job_id": _STR, "state": {"const": "queued"}, "location": _STR},
-        "required": ["job_id", "state", "location"],
-    },
-}
+from cache import etag_for
+from service.documents import dumps
+from service.operation_table import HEADERS, JSON, SECURITY_SCHEMES, Answer, Operation, operations
 
-_CACHE_HEADERS = {
-    "ETag": {"schema": _STR, "description": "strong ETag of the body, one per content coding"},
-    "Cache-Control": {"schema": _STR, "description": "public, max-age=N (seconds)"},
-    "X-Cache": {"schema": {"enum": ["HIT", "MISS", "STALE", "BYPASS"]}},
-    "Cache-Status": {"schema": _STR, "description": "RFC 9211, e.g. content-service; hit"},
-    "Server-Timing": {"schema": _STR, "description": "cache;dur=ms and, on a miss, db;dur=ms"},
-    "Vary": {"schema": _STR, "description": "accept-encoding"},
-    "Content-Encoding": {"schema": {"enum": ["gzip", "br"]}, "description": "when compressed"},
-    "X-Request-ID": {"schema": _STR, "description": "the request's id, also in the logs"},
-}
+OPENAPI_VERSION = "3.1.0"
+#: The version of the API the document describes (its paths are under ``/api/v1``).
+API_VERSION = "1.0.0"
+_SCHEMA_REF = "#/components/schemas/{model}"
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/problem+json": {"schema": _ref("Problem")}},
-    }
+def _allows_null(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    return any(_allows_null(option) for option in schema.get("anyOf", ()))
 
 
-def _json(
-    schema: str, description: str = "OK", headers: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": _ref(schema)}},
-    }
-    if headers:
-        answer["headers"] = headers
-    return answer
+class SchemaGenerator(GenerateJsonSchema):
+    """Pydantic's JSON Schema, without per-field titles, naming ``Page[X]`` ``XPage``.
+
+    A member that is left out rather than null (``X | SkipJsonSchema[None] = None``) gets no
+    ``default``: null would break its own schema.
+    """
+
+    def default_schema(self, schema: Any) -> JsonSchemaValue:
+        """Return a defaulted field's schema; a null default only where null is allowed."""
+        json_schema = super().default_schema(schema)
+        if json_schema.get("default", ...) is None and not _allows_null(json_schema):
+            del json_schema["default"]
+        return json_schema
+
+    def normalize_name(self, name: str) -> str:
+        """Return the schema name of a model: ``Page[Author]`` becomes ``AuthorPage``."""
+        generic = re.fullmatch(r"(\w+)\[(\w+)\]", name)
+        if generic is not None:
+            return generic[2] + generic[1]
+        return super().normalize_name(name)
+
+    def field_title_should_be_set(self, schema: CoreSchema | Any) -> bool:
+        """Leave fields untitled: their names say it."""
+        return False
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
-
-
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _STR}
-
-
-_PAGING = [
-    _query(
-        "page",
-        {"type": "integer", "minimum": 1, "default": 1},
-        "1-based page number; page * per_page over MAX_PAGE_DEPTH (default 10000) is a 400 "
-        "pointing to cursor",
-    ),
-    _query(
-        "per_page", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "page size"
-    ),
-    _query(
-        "cursor",
-        {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 2800},
-        "a next_cursor of the same query (filters, q, sort, per_page): the following page by "
-        "keyset, at the same cost at any depth; not with page; malformed or foreign: 400",
-    ),
-]
-_LIST_HEADERS = {
-    **_CACHE_HEADERS,
-    "Link": {
-        "schema": _STR,
-        "description": 'RFC 8288: rel="first", rel="next" (cursor=) when there is a next '
-        'page, rel="prev" on an offset page past the first',
-    },
-}
-_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-
-
-def _read(schema: str, params: list[dict[str, Any]], summary: str) -> dict[str, Any]:
-    headers = _LIST_HEADERS if schema.endswith("Page") else _CACHE_HEADERS
-    return {
-        "summary": summary,
-        "parameters": params,
-        "responses": {
-            "200": _json(schema, headers=headers),
-            "304": {"description": "Not modified (If-None-Match matched)"},
-            "400": _problem("Unknown parameter or value outside its rule"),
-            "404": _problem("Not found"),
-            "429": _problem("Over RATE_LIMIT_READS (only when set); see Retry-After"),
-            "503": _problem("PostgreSQL unavailable and nothing cached"),
-        },
-    }
-
-
-def _write(
-    summary: str, model: type[BaseModel] | None, ok: str, schema: str | None
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "security": _BEARER, "responses": {}}
-    if model is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(model.__name__)}},
-        }
-    op["responses"][ok] = _json(schema) if schema else {"description": "Done"}
-    for code, what in (
-        ("400", "Invalid body"),
-        ("401", "Missing or unknown token"),
-        ("403", "Role too low"),
-        ("404", "Not found"),
-        ("409", "Conflict"),
-        ("413", "Body over MAX_BODY_BYTES"),
-        ("429", "Over RATE_LIMIT_WRITES (only when set); see Retry-After"),
-    ):
-        op["responses"][code] = _problem(what)
-    return op
-
-
-def _warm_start() -> dict[str, Any]:
-    op = _write("Start a warming job (one at a time)", schemas.WarmRequest, "202", None)
-    op["requestBody"]["required"] = False
-    op["responses"]["202"] = _json(
-        "WarmingStarted",
-        "Started",
-        {"Location": {"schema": _STR, "description": "the job's URL"}},
+def _schemas(
+    declared: Sequence[Operation],
+) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
+    """Return each (model, mode)'s reference, and every schema they need, by name."""
+    wanted: dict[tuple[type[BaseModel], JsonSchemaMode], None] = {}
+    for op in declared:
+        if op.body is not None:
+            wanted[(op.body, "validation")] = None
+        for answer in op.answers.values():
+            if answer.model is not None:
+                wanted[(answer.model, "serialization")] = None
+    refs, defs = models_json_schema(
+        list(wanted), ref_template=_SCHEMA_REF, schema_generator=SchemaGenerator
     )
-    op["responses"]["409"] = _problem("A job is running: its id is in the job_id member")
-    op["responses"]["503"] = _problem("Redis unavailable")
-    del op["responses"]["404"]
-    return op
+    return dict(refs), defs.get("$defs", {})
 
 
-def _warming_job(summary: str, ok: str) -> dict[str, Any]:
-    op = _write(summary, None, ok, "WarmingJob")
-    op["responses"]["409"] = _problem("The job has ended: nothing to cancel")
-    op["responses"]["503"] = _problem("Redis unavailable")
-    return op
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """Return a parameter's schema without its null: an absent parameter is the null."""
+    options = schema.get("anyOf")
+    if not options or {"type": "null"} not in options:
+        return schema
+    rest = [option for option in options if option != {"type": "null"}]
+    out = {k: v for k, v in schema.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**out, **(rest[0] if len(rest) == 1 else {"anyOf": rest})}
 
 
-@cache
-def openapi_document() -> dict[str, Any]:
-    """Return the OpenAPI 3.1 document (built once)."""
-    models: list[type[BaseModel]] = [
-        schemas.ArticleCreate, schemas.ArticlePatch, schemas.CommentCreate,
-        schemas.AuthorCreate, schemas.AuthorPatch, schemas.CategoryCreate,
-        schemas.CategoryPatch, schemas.TagCreate, schemas.TagPatch, schemas.PurgeRequest,
-        schemas.WarmRequest,
-    ]  # fmt: skip
-    components = dict(_RESULT_SCHEMAS)
-    for model in models:
-        components[model.__name__] = model.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-    article_params = [
-        *_PAGING,
-        _query("category", _STR, "category slug; 404 if none"),
-        _query("tag", _STR, "tag slug; 404 if none"),
-        _query("author", _STR, "author username; 404 if none"),
-        _query("q", {"type": "string", "minLength": 1, "maxLength": 200}, "full-text search"),
-        _query(
-            "sort", {"enum": ["-published_at", "published_at", "-updated_at", "title"]}, "order"
-        ),
-    ]
-    patch_article = _write("Merge-patch an article", schemas.ArticlePatch, "200", "Article")
-    patch_article["parameters"] = [{"name": "If-Match", "in": "header", "schema": _STR}]
-    patch_article["responses"]["412"] = _problem("If-Match does not match")
-    paths: dict[str, Any] = {
-        "/api/v1/articles": {
-            "get": _read("ArticlePage", article_params, "A page of visible article summaries"),
-            "post": _write("Create an article", schemas.ArticleCreate, "201", "Article"),
-        },
-        "/api/v1/articles/{slug}": {
-            "parameters": [_path("slug")],
-            "get": _read("Article", [], "One visible article"),
-            "patch": patch_article,
-            "delete": _write("Delete an article", None, "204", None),
-        },
-        "/api/v1/articles/{slug}/comments": {
-            "parameters": [_path("slug")],
-            "get": _read("Comments", [], "Comment threads, oldest first"),
-            "post": _write("Add a comment", schemas.CommentCreate, "201", "Comment"),
-        },
-        "/api/v1/comments/{id}": {
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": _INT}],
-            "delete": _write("Delete a comment and its replies", None, "204", None),
-        },
-    }
-    for kind, key, create, patch in (
-        ("authors", "username", schemas.AuthorCreate, schemas.AuthorPatch),
-        ("categories", "slug", schemas.CategoryCreate, schemas.CategoryPatch),
-        ("tags", "slug", schemas.TagCreate, schemas.TagPatch),
-    ):
-        one = {"authors": "Author", "categories": "Category", "tags": "Tag"}[kind]
-        paths[f"/api/v1/{kind}"] = {
-            "get": _read(f"{one}Page", list(_PAGING), f"A page of {kind}"),
-            "post": _write(f"Create a {one.lower()}", create, "201", one),
+def query_parameters(model: type[BaseModel], components: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one ``in: query`` parameter per field of ``model``; add its ``$defs`` to components.
+
+    Raises:
+        ValueError: a definition of ``model`` clashes with a component of the same name.
+    """
+    schema = model.model_json_schema(
+        mode="validation", ref_template=_SCHEMA_REF, schema_generator=SchemaGenerator
+    )
+    for name, definition in schema.get("$defs", {}).items():
+        if components.setdefault(name, definition) != definition:
+            raise ValueError(f"two schemas are named {name}")
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = _present(prop)
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        if "description" in prop:
+            parameter["description"] = prop.pop("description")
+        parameters.append({**parameter, "schema": prop})
+    return parameters
+
+
+def _answer_object(answer: Answer, refs: Mapping[Any, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": answer.description}
+    for name in answer.headers:
+        if name not in HEADERS:
+            raise ValueError(f"no header {name} is described")
+    out["headers"] = {name: {"$ref": f"#/components/headers/{name}"} for name in answer.headers}
+    if answer.media_types:
+        if answer.model is not None:
+            schema = refs[(answer.model, "serialization")]
+        elif answer.schema is not None:
+            schema = dict(answer.schema)
+        else:
+            raise ValueError(f"an answer with a body has no schema: {answer}")
+        out["content"] = {media: {"schema": schema} for media in answer.media_types}
+    if answer.links:
+        out["links"] = {
+            link.name: {"operationId": link.operation_id, "parameters": dict(link.parameters)}
+            for link in answer.links
         }
-        paths[f"/api/v1/{kind}/{{{key}}}"] = {
-            "parameters": [_path(key)],
-            "get": _read(one, [], f"One {one.lower()}"),
-            "patch": _write(f"Merge-patch a {one.lower()}", patch, "200", one),
-            "delete": _write(f"Delete a {one.lower()}", None, "204", None),
-        }
-    ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
-    paths.update(
+    return out
+
+
+def _operation_object(
+    op: Operation, refs: Mapping[Any, dict[str, Any]], components: dict[str, Any]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": op.operation_id, "tags": [op.tag], "summary": op.summary}
+    if op.description:
+        out["description"] = op.description
+    parameters = [
         {
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok}}},
-            "/health/live": {"get": {"summary": "Liveness", "responses": {"200": ok}}},
-            "/dashboard": {
-                "get": {
-                    "summary": "The operators' dashboard (HTML; its script polls /stats)",
-                    "responses": {"200": {"description": "OK", "content": {"text/html": {}}}},
-                }
-            },
-            "/health/ready": {
-                "get": {
-                    "summary": "Readiness: ok, or degraded when Redis or PostgreSQL is down",
-                    "responses": {
-                        "200": ok,
-                        "503": {"description": "starting, draining, or neither server answers"},
-                    },
-                }
-            },
-            "/stats": {
-                "get": {
-                    "summary": "Cache, rates, per-worker pools, Redis, outbox and warming figures",
-                    "responses": {"200": _json("Stats"), "401": _problem("Stats token required")},
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus text exposition (the sum of this instance's workers)",
-                    "responses": {
-                        "200": {
-                            "description": "OK",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        "401": _problem("Stats token required"),
-                    },
-                }
-            },
-            "/admin/cache/purge": {
-                "post": _write("Purge a namespace or all", schemas.PurgeRequest, "200", None)
-            },
-            "/admin/cache/warm": {"post": _warm_start()},
-            "/admin/cache/warm/{job_id}": {
-                "parameters": [_path("job_id")],
-                "get": _warming_job("A warming job's state and progress", "200"),
-                "delete": _warming_job("Cancel a queued or running warming job", "202"),
-            },
+            "name": p.name,
+            "in": p.location,
+            "required": p.required,
+            "description": p.description,
+            "schema": dict(p.schema),
         }
-    )
+        for p in op.parameters
+    ]
+    if op.query is not None:
+        parameters += query_parameters(op.query, components)
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        out["requestBody"] = {
+            "required": op.body_required,
+            "content": {JSON: {"schema": refs[(op.body, "validation")]}},
+        }
+    out["responses"] = {
+        str(status): _answer_object(op.answers[status], refs) for status in sorted(op.answers)
+    }
+    if op.security is not None:
+        out["security"] = [{name: list(roles) for name, roles in r.items()} for r in op.security]
+    return out
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of :func:`operations` (built once per process).
+
+    The caller must not change it: it is shared.
+
+    Raises:
+        ValueError: two schemas share a name, an answer names a header not described or has
+            a body without a schema; or as :func:`operations` raises.
+    """
+    declared = operations()
+    refs, components = _schemas(declared)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in declared:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation_object(op, refs, components)
+    tags = list(dict.fromkeys(op.tag for op in declared))
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "Content service", "version": "1.0.0"},
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Content service",
+            "version": API_VERSION,
+            "description": "A read-heavy content API (articles, their comments, authors, "
+            "categories, tags and series) read through a Redis cache in front of PostgreSQL. "
+            "Errors are RFC 9457 problem documents; times are RFC 3339 in UTC.",
+        },
+        "tags": [{"name": tag} for tag in tags],
         "paths": paths,
         "components": {
-            "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": dict(sorted(components.items())),
+            "headers": HEADERS,
+            "securitySchemes": SECURITY_SCHEMES,
         },
     }
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentBody:
+    """The document serialized: its bytes and their ETag."""
+
+    body: bytes
+    etag: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "etag", etag_for(self.body))
+
+
+@functools.cache
+def openapi_body() -> DocumentBody:
+    """Return :func:`openapi_document` as JSON bytes with their ETag (serialized once)."""
+    return DocumentBody(dumps(openapi_document()))

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError, with_config
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from typing_extensions import TypedDict
 
 from service.errors import ServiceError
 
@@ -27,8 +28,14 @@ MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 2
 
 
+# typing_extensions' TypedDict: pydantic describes it (in the OpenAPI document) on Python 3.11.
+@with_config(ConfigDict(extra="forbid"))
 class FailedMember(TypedDict):
-    """One failed member of a 400 problem's ``errors`` list."""
+    """One failed member of a 400 problem's ``errors`` list.
+
+    ``member`` is the dotted path of the member or query parameter (null for the whole
+    input); ``message`` says what is wrong with it.
+    """
 
     member: str | None
     message: str

@@ -49,10 +49,16 @@ WARN_INTERVAL_SECONDS = 5.0
 Network = IPv4Network | IPv6Network
 
 _READ_METHODS = frozenset({"GET", "HEAD"})
-_OPERATIONS = ("/health/", "/metrics", "/stats", "/dashboard")
+#: The paths never limited: the operations endpoints, by prefix.
+UNLIMITED_PREFIXES: tuple[str, ...] = ("/health/", "/metrics", "/stats", "/dashboard")
 _XFF = b"x-forwarded-for"
 _AUTHORIZATION = b"authorization"
 _PROBLEM = b"application/problem+json"
+
+
+def is_limited(path: str) -> bool:
+    """Return whether requests to ``path`` are counted (when limits are configured)."""
+    return not path.startswith(UNLIMITED_PREFIXES)
 
 
 def token_digest(token: str) -> str:
@@ -204,8 +210,7 @@ class RateLimits:
         The identity is ``a:{address}`` or, for a write with a known bearer token,
         ``t:{digest}``.
         """
-        path: str = scope["path"]
-        if path.startswith(_OPERATIONS):
+        if not is_limited(scope["path"]):
             return None
         if scope["method"] in _READ_METHODS:
             if self.reads is None:

@@ -1,16 +1,21 @@
 """The representations the API answers with, as pydantic models: the OpenAPI document's schemas.
 
-The answers themselves are rendered from rows into plain dicts (see :mod:`service.documents`),
-never through these models, which are on no request's path; the tests check that what is
-rendered validates against them.
+The content's representations, its pages, and the problem document every error answers with.
+The answers themselves are rendered into plain dicts (see :mod:`service.documents` and
+:mod:`service.problems`), never through these models, which are on no request's path; the
+tests check that what is rendered validates against them. The operations endpoints' answers
+are in :mod:`service.operations_representations`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from service.problems import FailedMember
 
 
 class _Answer(BaseModel):
@@ -151,3 +156,53 @@ class Page(_Answer, Generic[T]):
     next_cursor: str | None = Field(
         description="give it as cursor= for the next page; null on the last page"
     )
+
+    @classmethod
+    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
+        """Name ``Page[X]`` ``XPage``, as the OpenAPI document's schemas name it."""
+        return f"{params[0].__name__}Page"
+
+
+class Problem(_Answer):
+    """An RFC 9457 problem document, the body of every error answer.
+
+    Besides type, title, status and detail, a problem carries the extension members its kind
+    of error sets, and no others.
+    """
+
+    type: str = Field(
+        description="the problem type, a URI whose last segment names it",
+        json_schema_extra={"format": "uri"},
+    )
+    title: str = Field(description="the problem type's fixed summary")
+    status: int = Field(ge=100, le=599, description="the HTTP status")
+    detail: str = Field(description="what went wrong in this occurrence, for a person")
+    member: str | SkipJsonSchema[None] = Field(
+        None, description="400: the body member (or query parameter) at fault"
+    )
+    errors: list[FailedMember] | SkipJsonSchema[None] = Field(
+        None, description="400 of a body or query that breaks its model: each failed member"
+    )
+    slug: str | SkipJsonSchema[None] = Field(
+        None, description="409 of a write whose slug is taken: that slug"
+    )
+    username: str | SkipJsonSchema[None] = Field(
+        None, description="409 of an author write whose username is taken: that username"
+    )
+    job_id: str | SkipJsonSchema[None] = Field(
+        None, description="409 of POST /admin/cache/warm: the id of the job that runs"
+    )
+    readiness: Literal["starting", "draining", "unavailable"] | SkipJsonSchema[None] = Field(
+        None, description="503 of GET /health/ready: why the instance is not ready"
+    )
+    redis: Literal["unavailable"] | SkipJsonSchema[None] = Field(
+        None, description="503 of GET /health/ready when neither server answers"
+    )
+    postgres: Literal["unavailable"] | SkipJsonSchema[None] = Field(
+        None, description="503 of GET /health/ready when neither server answers"
+    )
+
+
+def page_of(item: type[BaseModel]) -> type[BaseModel]:
+    """Return ``Page[item]``, the page model of a model chosen at run time."""
+    return Page[item]  # type: ignore[valid-type]

@@ -189,7 +189,7 @@ async def test_cursor_pages_are_cached_and_invalidated_by_a_write(
 
 async def test_openapi_describes_cursor_pages(api: Api) -> None:
     spec = (await api.client.get("/openapi.json")).json()
-    page = spec["components"]["schemas"]["ArticlePage"]
+    page = spec["components"]["schemas"]["ArticleSummaryPage"]
     assert "next_cursor" in page["required"] and "next_cursor" in page["properties"]
     for path in ("/api/v1/articles", "/api/v1/tags"):
         get = spec["paths"][path]["get"]

@@ -182,8 +182,8 @@ async def test_operations_endpoints(api: Api) -> None:
     spec = (await api.client.get("/openapi.json")).json()
     assert spec["openapi"].startswith("3.1")
     for path in ("/api/v1/articles", "/api/v1/articles/{slug}", "/api/v1/articles/{slug}/comments",
-                 "/api/v1/comments/{id}", "/api/v1/authors/{username}", "/api/v1/tags/{slug}",
-                 "/stats", "/health/ready", "/admin/cache/purge"):  # fmt: skip
+                 "/api/v1/comments/{comment_id}", "/api/v1/authors/{username}", "/stats",
+                 "/api/v1/tags/{slug}", "/health/ready", "/admin/cache/purge"):  # fmt: skip
         assert path in spec["paths"], path
     missing = await api.client.get("/no/such/path")
     assert (

@@ -1,0 +1,236 @@
+"""The answers of the operations endpoints, as pydantic models: the OpenAPI document's schemas.
+
+Health and readiness (:mod:`service.endpoints.health`), ``/stats``
+(:mod:`service.endpoints.statistics`), the cache purge and the warming jobs
+(:mod:`service.endpoints.admin`). Like :mod:`service.representations`, these models are on no
+request's path: the answers are rendered as dicts, and the tests check that they validate.
+Times are RFC 3339 strings in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+#: The states of a warming job (see :mod:`cache.warming`).
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Liveness(_Answer):
+    """The process runs."""
+
+    status: Literal["ok"]
+
+
+class Readiness(_Answer):
+    """The instance can answer some reads; degraded when Redis or PostgreSQL does not answer.
+
+    Hits still serve while PostgreSQL is down; reads bypass the cache while Redis is down.
+    """
+
+    status: Literal["ok", "degraded"]
+    redis: Literal["ok", "unavailable"]
+    postgres: Literal["ok", "unavailable"]
+
+
+class Purged(_Answer):
+    """The answer to a purge."""
+
+    purged: int = Field(description="entries deleted")
+
+
+class WarmingStarted(_Answer):
+    """A warming job was queued; its location (and the Location header) tells its progress."""
+
+    job_id: str
+    state: Literal["queued"]
+    location: str = Field(description="the job's path, also the Location header")
+
+
+class WarmingJob(_Answer):
+    """A warming job's state and progress; counts are in keys."""
+
+    job_id: str
+    state: JobState
+    source: Literal["hot", "recent", "keys"]
+    namespace: str | SkipJsonSchema[None] = Field(
+        None, description="the namespace warmed; absent when the job warms every namespace"
+    )
+    limit: int = Field(description="the most keys the job plans")
+    instance: str = Field(description="the instance (host:pid) that runs the job")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    total: int = Field(description="keys planned")
+    done: int = Field(description="keys filled")
+    skipped: int = Field(description="keys skipped: fresh enough already, or nothing to load")
+    errors: int = Field(description="keys whose load failed")
+    keys_per_second: float = Field(description="keys processed per second since the start")
+    eta_seconds: float | None = Field(description="seconds left at that rate; null when unknown")
+    error: str | None = Field(description="why the job failed; null otherwise")
+    cancel_requested: bool
+
+
+# /stats ---------------------------------------------------------------------------------------
+
+
+class CacheCounters(_Answer):
+    """Cache outcomes, counted over every worker and instance."""
+
+    hits: int = Field(description="first reads answered from the cache")
+    misses: int = Field(description="first reads loaded from PostgreSQL")
+    stale: int = Field(description="stale entries answered")
+    stale_if_error: int = Field(description="of the stale answers, those after a failed load")
+    bypass: int = Field(description="reads that did not use Redis")
+    coalesced: int = Field(description="misses answered by another caller's load")
+    lease_losses: int = Field(description="misses that found another process's load lease")
+    herd_timeouts: int = Field(description="of those, loads made after the wait ran out")
+    store_rejected: int = Field(description="stores refused because an invalidation came first")
+    refreshes: int = Field(description="background refreshes")
+    refresh_failures: int = Field(description="background refreshes that failed")
+    hit_ratio: float = Field(description="hits / (hits + misses); 0 when both are 0")
+
+
+class CacheFigures(CacheCounters):
+    """The totals over every namespace, and each namespace's counters."""
+
+    complete: bool = Field(
+        description="whether the counters are the deployment's (false: Redis could not be read, "
+        "only this process's unsent counts)"
+    )
+    namespaces: dict[str, CacheCounters] = Field(description="by namespace, sorted")
+    invalidation_failures: int = Field(
+        description="invalidations this worker could not apply after a commit (the outbox "
+        "applies them later)"
+    )
+
+
+class StatePerSecond(_Answer):
+    """Requests per second of each cache state."""
+
+    hit: float
+    miss: float
+    stale: float
+    bypass: float
+
+
+class WindowRates(_Answer):
+    """The request rates of one window."""
+
+    seconds: float = Field(description="the time the counted buckets cover, the rates' divisor")
+    requests_per_second: float
+    hit_ratio: float = Field(description="hits / (hits + misses) in the window; 0 when none")
+    per_second: StatePerSecond
+
+
+class Rates(_Answer):
+    """Request rates over the last 10 seconds, minute and 5 minutes."""
+
+    ten_seconds: WindowRates = Field(alias="10s")
+    one_minute: WindowRates = Field(alias="1m")
+    five_minutes: WindowRates = Field(alias="5m")
+
+
+class WorkerIdentity(_Answer):
+    """A live worker: which instance and process, when it started and last reported."""
+
+    instance: str
+    pid: int
+    started_at: datetime
+    reported_at: datetime
+
+
+class DbPoolFigures(_Answer):
+    """A SQLAlchemy pool's connections."""
+
+    size: int
+    checked_out: int
+    checked_in: int
+    overflow: int
+
+
+class DbPoolWorker(WorkerIdentity, DbPoolFigures):
+    """One live worker's database pool."""
+
+
+class DbPool(DbPoolFigures):
+    """The database pools: sums over the live workers of every instance, and each worker."""
+
+    workers: list[DbPoolWorker]
+
+
+class RedisPoolFigures(_Answer):
+    """A Redis client pool's connections."""
+
+    pool_in_use: int
+    pool_max: int
+
+
+class RedisPoolWorker(WorkerIdentity, RedisPoolFigures):
+    """One live worker's Redis pool."""
+
+
+class RedisFigures(RedisPoolFigures):
+    """Redis's memory and keys (null when Redis refused the command), and the client pools."""
+
+    used_memory_bytes: int | None
+    keys: int | None
+    evicted_keys: int | None
+    available: bool = Field(description="whether Redis answered this poll")
+    workers: list[RedisPoolWorker]
+
+
+class OutboxFigures(_Answer):
+    """The invalidation outbox: the last backlog sample and this worker's relay."""
+
+    backlog: int | None = Field(description="rows waiting; null before the first sample")
+    lag_seconds: float | None = Field(description="age of the oldest row, seconds")
+    sampled_at: datetime | None
+    sample_failures: int
+    applied: int = Field(description="rows this worker's relay applied")
+    failures: int = Field(description="rows this worker's relay failed to apply")
+    listening: bool = Field(description="whether the relay listens for new rows")
+
+
+class BreakerFigures(_Answer):
+    """A circuit breaker in this worker."""
+
+    state: Literal["closed", "open", "recovering"]
+    opened: int = Field(description="times it opened")
+
+
+class Breakers(_Answer):
+    """This worker's circuit breakers."""
+
+    redis: BreakerFigures
+    database: BreakerFigures
+
+
+class WarmingFigures(_Answer):
+    """The running warming job and the last one that ended."""
+
+    state: Literal["idle", "running"]
+    current: WarmingJob | None
+    last_run: WarmingJob | None
+    available: bool | SkipJsonSchema[None] = Field(
+        None, description="false when Redis could not say (state is then idle); absent otherwise"
+    )
+
+
+class Stats(_Answer):
+    """The figures a dashboard polls: cache, rates, pools, Redis, outbox, breakers, warming."""
+
+    cache: CacheFigures
+    rates: Rates
+    db_pool: DbPool
+    redis: RedisFigures
+    outbox: OutboxFigures
+    breakers: Breakers
+    warming: WarmingFigures
