@@ -303,7 +303,10 @@ def run_target(bench: Bench, name: str, round_number: int) -> Measurement:
 
 @contextmanager
 def database_servers(env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Yield ``env`` with both URLs: the given ones, or embedded servers' when both are unset."""
+    """Yield ``env`` with both URLs: the given ones, or embedded servers' when both are unset.
+
+    Embedded servers keep their data under a temporary folder, removed when they stop.
+    """
     if env.get("DATABASE_URL") and env.get("REDIS_URL"):
         yield env
         return
@@ -311,11 +314,15 @@ def database_servers(env: dict[str, str]) -> Iterator[dict[str, str]]:
         raise SystemExit("set both DATABASE_URL and REDIS_URL, or neither (embedded servers)")
     from service import embedded
 
-    servers = embedded.start(Path(tempfile.mkdtemp(prefix="content-bench-")))
+    data_dir = Path(tempfile.mkdtemp(prefix="content-bench-"))
     try:
-        yield {**env, "DATABASE_URL": servers.database_url, "REDIS_URL": servers.redis_url}
+        servers = embedded.start(data_dir)
+        try:
+            yield {**env, "DATABASE_URL": servers.database_url, "REDIS_URL": servers.redis_url}
+        finally:
+            servers.stop()
     finally:
-        servers.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def start_servers(stack: ExitStack, env: dict[str, str], targets: list[str]) -> dict[str, Server]:
