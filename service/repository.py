@@ -69,9 +69,14 @@ async def ping(engine: AsyncEngine) -> None:
 # The statements --------------------------------------------------------------------------------
 
 
+#: ``status = 'published'`` with the value written into the SQL, not bound: the partial indexes'
+#: predicate, so that a prepared statement's generic plan can still use them.
+PUBLISHED: ColumnElement[bool] = Article.status == literal_column("'published'")
+
+
 def visible() -> ColumnElement[bool]:
     """The condition of an article that readers may see."""
-    return and_(Article.status == "published", Article.published_at <= func.now())
+    return and_(PUBLISHED, Article.published_at <= func.now())
 
 
 def next_publication() -> Any:
@@ -82,7 +87,7 @@ def next_publication() -> Any:
     """
     return (
         select(func.min(Article.published_at))
-        .where(Article.status == "published", Article.published_at > func.now())
+        .where(PUBLISHED, Article.published_at > func.now())
         .scalar_subquery()
     )
 
@@ -318,7 +323,7 @@ def _article_read(by_slugs: bool = False) -> Read:
             Article.created_at,
             visible().label("visible"),
         )
-    ).where(Article.status == "published")
+    ).where(PUBLISHED)
     if by_slugs:
         # Untyped, so that asyncpg encodes the list as text[] itself (no bind processor).
         return Read(stmt.where(Article.slug == func.any(bindparam("slugs"))), "slugs")
@@ -390,7 +395,7 @@ def _comments_read() -> Read:
         Article.published_at,
         visible().label("visible"),
         comments.label("comments"),
-    ).where(Article.slug == bindparam("slug"), Article.status == "published")
+    ).where(Article.slug == bindparam("slug"), PUBLISHED)
     return Read(stmt, "slug")
 
 
