@@ -100,6 +100,9 @@ def create_engine(
             "server_settings": {
                 "application_name": "content-service",
                 "statement_timeout": str(settings.db_statement_timeout_ms),
+                # Short statements: compiling one to machine code costs more than it saves
+                # (22 ms on a page's generic plan; see benchmarks.pages).
+                "jit": "off",
             },
         },
     )
