@@ -56,7 +56,7 @@ from service.keyspaces import (
     TAGS,
 )
 from service.reads import ContentReader
-from service.schemas import ArticleListParams, PageParams, WarmRequest
+from service.schemas import ArticleListParams, PageParams, WarmRequest, is_entry_key
 
 logger = logging.getLogger(__name__)
 
@@ -331,8 +331,8 @@ def _query(identity: str) -> dict[str, str]:
 
 def parse_key(text: str, namespace: str | None) -> Target | None:
     """Parse ``namespace:identity``, or a bare identity of ``namespace``; None when neither."""
-    name, sep, identity = text.partition(":")
-    if sep and name in NAMESPACES and identity:
+    if is_entry_key(text):
+        name, _, identity = text.partition(":")
         return Target(name, identity)
     if namespace is not None:
         return Target(namespace, text)

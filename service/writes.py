@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from slugify import slugify
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cache import (
@@ -50,6 +49,7 @@ from service.schemas import (
     CommentCreate,
     TagCreate,
     TagPatch,
+    derive_slug,
 )
 from service.statements import SessionReads
 
@@ -133,7 +133,7 @@ class ContentWriter:
                 derived from the title.
             ConflictError: the slug is taken.
         """
-        slug = data.slug or slugify(data.title, max_length=200, word_boundary=True)
+        slug = data.slug or derive_slug(data.title)
         if not slug:
             raise InvalidInputError("no slug can be derived from the title; give one")
         async with self.unit_of_work() as s:
@@ -296,7 +296,7 @@ class ContentWriter:
         """
         values = data.model_dump()
         if entity is not Author and not values.get("slug"):
-            values["slug"] = slugify(values["name"], max_length=200, word_boundary=True)
+            values["slug"] = derive_slug(values["name"])
             if not values["slug"]:
                 raise InvalidInputError("no slug can be derived from the name; give one")
         key = values[entity.key_name]

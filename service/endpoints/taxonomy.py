@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import cached, ctx, list_query, written
+from service.endpoints import cached, ctx, list_query, path_key, written
 from service.keyspaces import AUTHOR, CATEGORY, TAG
 from service.models import Author, Category, Tag
 from service.responses import body, no_query
@@ -58,7 +58,7 @@ def item_endpoint(kind: str) -> Endpoint:
 
     async def endpoint(request: Request) -> Response:
         state = ctx(request)
-        key: str = request.path_params["key"]
+        key = path_key(request, "key")
         no_query(request)
         if request.method in ("GET", "HEAD"):
             return await cached(request, state.reader.entity(kind, key))
