@@ -129,9 +129,8 @@ class ContentWriter:
         and ``COMMIT``; the answer is built from what the write holds.
 
         Raises:
-            InvalidInputError: the author, category or a tag does not exist, or no slug can be
-                derived from the title.
-            ConflictError: the slug is taken.
+            ConflictError: the slug is taken, or the author, category or a tag does not exist.
+            InvalidInputError: no slug can be derived from the title.
         """
         slug = data.slug or derive_slug(data.title)
         if not slug:
@@ -178,8 +177,9 @@ class ContentWriter:
         Raises:
             NotFoundError: no article has that slug (of any status).
             PreconditionFailedError: ``if_match`` does not match its current ETag.
-            InvalidInputError: a member is null that may not be, or names nothing.
-            ConflictError: the new slug is taken.
+            InvalidInputError: a member is null that may not be.
+            ConflictError: the new slug is taken, or the author, category or a tag it names
+                does not exist.
         """
         fields = patch.model_fields_set
         for name in fields - NULLABLE_ARTICLE_FIELDS:
@@ -252,7 +252,7 @@ class ContentWriter:
 
         Raises:
             NotFoundError: no visible article has that slug.
-            InvalidInputError: ``parent_id`` is not a comment of that article.
+            ConflictError: ``parent_id`` is not a comment of that article.
         """
         async with self.unit_of_work() as s:
             article_id = await repo.article_id_of_visible(s, slug)
@@ -261,7 +261,7 @@ class ContentWriter:
             if data.parent_id is not None:
                 parent = await repo.comment_by_id(s, data.parent_id)
                 if parent is None or parent.article_id != article_id:
-                    raise InvalidInputError(
+                    raise ConflictError(
                         f"parent_id {data.parent_id} is not a comment of this article",
                         member="parent_id",
                     )
@@ -358,11 +358,15 @@ class ContentWriter:
 
 
 # Checks of the references an article write names -----------------------------------------------
+#
+# A body that names a row that does not exist conflicts with the current data, as a foreign key
+# that a concurrent delete broke does (see service.problems): a 409, and the same request
+# succeeds once the row exists.
 
 
 def _existing(found: repo.Named | None, kind: str, key: str) -> repo.Named:
     if found is None:
-        raise InvalidInputError(f"{kind} {key!r} does not exist", member=kind)
+        raise ConflictError(f"{kind} {key!r} does not exist", member=kind)
     return found
 
 
@@ -373,7 +377,7 @@ def _optional(found: repo.Named | None, slug: str | None) -> repo.Named | None:
 def _all_tags(found: list[Tag], slugs: list[str]) -> list[Tag]:
     missing = sorted(set(slugs) - {t.slug for t in found})
     if missing:
-        raise InvalidInputError(f"unknown tags: {', '.join(missing)}", member="tags")
+        raise ConflictError(f"unknown tags: {', '.join(missing)}", member="tags")
     return found
 
 
