@@ -1,7 +1,9 @@
 """The OpenAPI 3.1 document: every path, parameter, body and answer of the service.
 
-Request bodies are the pydantic models' JSON Schemas; answers are described by the schemas
-below, which follow the contract's field lists.
+Request bodies, query parameters and path parameters are the pydantic models' and types'
+JSON Schemas (see :mod:`service.schemas`), so that what the document states is what the
+service holds its input to; answers are described by the schemas below, which follow the
+contract's field lists.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from service import schemas
 
@@ -163,23 +165,29 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _STR}
+def _param(model: type[BaseModel], name: str) -> dict[str, Any]:
+    """The JSON Schema of the query parameter ``name`` of ``model``."""
+    schema: dict[str, Any] = dict(model.model_json_schema()["properties"][name])
+    schema.pop("title", None)
+    return schema
+
+
+def _path(name: str, rule: Any = schemas.PathKey) -> dict[str, Any]:
+    schema = TypeAdapter(rule).json_schema()
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 _PAGING = [
     _query(
         "page",
-        {"type": "integer", "minimum": 1, "default": 1},
+        _param(schemas.PageParams, "page"),
         "1-based page number; page * per_page over MAX_PAGE_DEPTH (default 10000) is a 400 "
         "pointing to cursor",
     ),
-    _query(
-        "per_page", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, "page size"
-    ),
+    _query("per_page", _param(schemas.PageParams, "per_page"), "page size"),
     _query(
         "cursor",
-        {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 2800},
+        _param(schemas.PageParams, "cursor"),
         "a next_cursor of the same query (filters, q, sort, per_page): the following page by "
         "keyset, at the same cost at any depth; not with page; malformed or foreign: 400",
     ),
@@ -206,7 +214,7 @@ def _read(schema: str, params: list[dict[str, Any]], summary: str) -> dict[str, 
             "400": _problem("Unknown parameter or value outside its rule"),
             "404": _problem("Not found"),
             "429": _problem("Over RATE_LIMIT_READS (only when set); see Retry-After"),
-            "503": _problem("PostgreSQL unavailable and nothing cached"),
+            "503": _problem("PostgreSQL unavailable and nothing cached; see Retry-After"),
         },
     }
 
@@ -222,15 +230,25 @@ def _write(
         }
     op["responses"][ok] = _json(schema) if schema else {"description": "Done"}
     for code, what in (
-        ("400", "Invalid body"),
+        ("400", "Invalid body, path or query parameter"),
         ("401", "Missing or unknown token"),
         ("403", "Role too low"),
         ("404", "Not found"),
-        ("409", "Conflict"),
+        ("409", "Conflict: a slug or username taken, or a name in the body names nothing"),
         ("413", "Body over MAX_BODY_BYTES"),
+        ("415", "Body not JSON"),
         ("429", "Over RATE_LIMIT_WRITES (only when set); see Retry-After"),
+        ("503", "PostgreSQL unavailable; see Retry-After"),
     ):
         op["responses"][code] = _problem(what)
+    if model is None:
+        del op["responses"]["413"], op["responses"]["415"]
+    return op
+
+
+def _create(summary: str, model: type[BaseModel], schema: str) -> dict[str, Any]:
+    op = _write(summary, model, "201", schema)
+    del op["responses"]["404"]  # a collection is always there
     return op
 
 
@@ -243,7 +261,14 @@ def _warm_start() -> dict[str, Any]:
         {"Location": {"schema": _STR, "description": "the job's URL"}},
     )
     op["responses"]["409"] = _problem("A job is running: its id is in the job_id member")
-    op["responses"]["503"] = _problem("Redis unavailable")
+    op["responses"]["503"] = _problem("Redis unavailable; see Retry-After")
+    del op["responses"]["404"]
+    return op
+
+
+def _purge() -> dict[str, Any]:
+    op = _write("Purge a namespace or all", schemas.PurgeRequest, "200", None)
+    op["responses"]["503"] = _problem("Redis unavailable; see Retry-After")
     del op["responses"]["404"]
     return op
 
@@ -251,8 +276,77 @@ def _warm_start() -> dict[str, Any]:
 def _warming_job(summary: str, ok: str) -> dict[str, Any]:
     op = _write(summary, None, ok, "WarmingJob")
     op["responses"]["409"] = _problem("The job has ended: nothing to cancel")
-    op["responses"]["503"] = _problem("Redis unavailable")
+    op["responses"]["503"] = _problem("Redis unavailable; see Retry-After")
     return op
+
+
+def _operation_ref(path: str, method: str) -> str:
+    """The JSON pointer (RFC 6901) of an operation of this document."""
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+_AUTHOR = "/api/v1/authors/{username}"
+_CATEGORY = "/api/v1/categories/{slug}"
+_TAG = "/api/v1/tags/{slug}"
+_ARTICLE = "/api/v1/articles/{slug}"
+_COMMENTS = "/api/v1/articles/{slug}/comments"
+_JOB = "/admin/cache/warm/{job_id}"
+
+_USERNAME = {"username": "$response.body#/username"}
+_SLUG = {"slug": "$response.body#/slug"}
+_SAME_SLUG = {"slug": "$request.path.slug"}
+
+#: The links (OpenAPI 3.1, 4.8.20) of answers: what a client may do next with what it got.
+#: Each promise holds for every answer of that status: a created article may be a draft or
+#: scheduled, which readers cannot see yet (404), so no link leads from it to its public reads;
+#: a warming job ends by itself, so cancelling the one just started may be refused (409).
+#: (source path, method, status, link name, target path, method, parameters, body members)
+_LINKS: list[tuple[str, str, str, str, str, str, dict[str, str], dict[str, str]]] = [
+    ("/api/v1/authors", "post", "201", "GetAuthor", _AUTHOR, "get", _USERNAME, {}),
+    ("/api/v1/authors", "post", "201", "PatchAuthor", _AUTHOR, "patch", _USERNAME, {}),
+    ("/api/v1/authors", "post", "201", "DeleteAuthor", _AUTHOR, "delete", _USERNAME, {}),
+    ("/api/v1/authors", "post", "201", "CreateArticleByAuthor", "/api/v1/articles", "post", {},
+     {"author": "$response.body#/username"}),
+    (_AUTHOR, "patch", "200", "GetAuthor", _AUTHOR, "get", _USERNAME, {}),
+    (_AUTHOR, "patch", "200", "PatchAuthor", _AUTHOR, "patch", _USERNAME, {}),
+    (_AUTHOR, "patch", "200", "DeleteAuthor", _AUTHOR, "delete", _USERNAME, {}),
+    ("/api/v1/categories", "post", "201", "GetCategory", _CATEGORY, "get", _SLUG, {}),
+    ("/api/v1/categories", "post", "201", "PatchCategory", _CATEGORY, "patch", _SLUG, {}),
+    ("/api/v1/categories", "post", "201", "DeleteCategory", _CATEGORY, "delete", _SLUG, {}),
+    ("/api/v1/categories", "post", "201", "CreateArticleInCategory", "/api/v1/articles", "post",
+     {}, {"category": "$response.body#/slug"}),
+    (_CATEGORY, "patch", "200", "GetCategory", _CATEGORY, "get", _SLUG, {}),
+    (_CATEGORY, "patch", "200", "PatchCategory", _CATEGORY, "patch", _SLUG, {}),
+    (_CATEGORY, "patch", "200", "DeleteCategory", _CATEGORY, "delete", _SLUG, {}),
+    ("/api/v1/tags", "post", "201", "GetTag", _TAG, "get", _SLUG, {}),
+    ("/api/v1/tags", "post", "201", "PatchTag", _TAG, "patch", _SLUG, {}),
+    ("/api/v1/tags", "post", "201", "DeleteTag", _TAG, "delete", _SLUG, {}),
+    (_TAG, "patch", "200", "GetTag", _TAG, "get", _SLUG, {}),
+    (_TAG, "patch", "200", "PatchTag", _TAG, "patch", _SLUG, {}),
+    (_TAG, "patch", "200", "DeleteTag", _TAG, "delete", _SLUG, {}),
+    ("/api/v1/articles", "post", "201", "PatchArticle", _ARTICLE, "patch", _SLUG, {}),
+    ("/api/v1/articles", "post", "201", "DeleteArticle", _ARTICLE, "delete", _SLUG, {}),
+    (_ARTICLE, "patch", "200", "PatchArticle", _ARTICLE, "patch", _SLUG, {}),
+    (_ARTICLE, "patch", "200", "DeleteArticle", _ARTICLE, "delete", _SLUG, {}),
+    (_COMMENTS, "post", "201", "GetComments", _COMMENTS, "get", _SAME_SLUG, {}),
+    (_COMMENTS, "post", "201", "Reply", _COMMENTS, "post", _SAME_SLUG,
+     {"parent_id": "$response.body#/id"}),
+    (_COMMENTS, "post", "201", "DeleteComment", "/api/v1/comments/{id}", "delete",
+     {"id": "$response.body#/id"}, {}),
+    ("/admin/cache/warm", "post", "202", "GetJob", _JOB, "get",
+     {"job_id": "$response.body#/job_id"}, {}),
+]  # fmt: skip
+
+
+def _add_links(paths: dict[str, Any]) -> None:
+    """Put :data:`_LINKS` into the answers of ``paths``."""
+    for path, method, status, name, target, target_method, parameters, body in _LINKS:
+        link: dict[str, Any] = {"operationRef": _operation_ref(target, target_method)}
+        if parameters:
+            link["parameters"] = parameters
+        if body:
+            link["requestBody"] = body
+        paths[path][method]["responses"][status].setdefault("links", {})[name] = link
 
 
 @cache
@@ -269,15 +363,14 @@ def openapi_document() -> dict[str, Any]:
         components[model.__name__] = model.model_json_schema(
             ref_template="#/components/schemas/{model}"
         )
+    listing = schemas.ArticleListParams
     article_params = [
         *_PAGING,
-        _query("category", _STR, "category slug; 404 if none"),
-        _query("tag", _STR, "tag slug; 404 if none"),
-        _query("author", _STR, "author username; 404 if none"),
-        _query("q", {"type": "string", "minLength": 1, "maxLength": 200}, "full-text search"),
-        _query(
-            "sort", {"enum": ["-published_at", "published_at", "-updated_at", "title"]}, "order"
-        ),
+        _query("category", _param(listing, "category"), "category slug; 404 if none"),
+        _query("tag", _param(listing, "tag"), "tag slug; 404 if none"),
+        _query("author", _param(listing, "author"), "author username; 404 if none"),
+        _query("q", _param(listing, "q"), "full-text search"),
+        _query("sort", _param(listing, "sort"), "order"),
     ]
     patch_article = _write("Merge-patch an article", schemas.ArticlePatch, "200", "Article")
     patch_article["parameters"] = [{"name": "If-Match", "in": "header", "schema": _STR}]
@@ -285,7 +378,7 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/v1/articles": {
             "get": _read("ArticlePage", article_params, "A page of visible article summaries"),
-            "post": _write("Create an article", schemas.ArticleCreate, "201", "Article"),
+            "post": _create("Create an article", schemas.ArticleCreate, "Article"),
         },
         "/api/v1/articles/{slug}": {
             "parameters": [_path("slug")],
@@ -299,7 +392,7 @@ def openapi_document() -> dict[str, Any]:
             "post": _write("Add a comment", schemas.CommentCreate, "201", "Comment"),
         },
         "/api/v1/comments/{id}": {
-            "parameters": [{"name": "id", "in": "path", "required": True, "schema": _INT}],
+            "parameters": [_path("id", schemas.RowId)],
             "delete": _write("Delete a comment and its replies", None, "204", None),
         },
     }
@@ -311,7 +404,7 @@ def openapi_document() -> dict[str, Any]:
         one = {"authors": "Author", "categories": "Category", "tags": "Tag"}[kind]
         paths[f"/api/v1/{kind}"] = {
             "get": _read(f"{one}Page", list(_PAGING), f"A page of {kind}"),
-            "post": _write(f"Create a {one.lower()}", create, "201", one),
+            "post": _create(f"Create a {one.lower()}", create, one),
         }
         paths[f"/api/v1/{kind}/{{{key}}}"] = {
             "parameters": [_path(key)],
@@ -322,7 +415,15 @@ def openapi_document() -> dict[str, Any]:
     ok = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
     paths.update(
         {
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok}}},
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": ok,
+                        "429": _problem("Over RATE_LIMIT_READS (only when set); see Retry-After"),
+                    },
+                }
+            },
             "/health/live": {"get": {"summary": "Liveness", "responses": {"200": ok}}},
             "/dashboard": {
                 "get": {
@@ -342,7 +443,11 @@ def openapi_document() -> dict[str, Any]:
             "/stats": {
                 "get": {
                     "summary": "Cache, rates, per-worker pools, Redis, outbox and warming figures",
-                    "responses": {"200": _json("Stats"), "401": _problem("Stats token required")},
+                    "responses": {
+                        "200": _json("Stats"),
+                        "400": _problem("Unknown parameter"),
+                        "401": _problem("Stats token required"),
+                    },
                 }
             },
             "/metrics": {
@@ -353,21 +458,21 @@ def openapi_document() -> dict[str, Any]:
                             "description": "OK",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         },
+                        "400": _problem("Unknown parameter"),
                         "401": _problem("Stats token required"),
                     },
                 }
             },
-            "/admin/cache/purge": {
-                "post": _write("Purge a namespace or all", schemas.PurgeRequest, "200", None)
-            },
+            "/admin/cache/purge": {"post": _purge()},
             "/admin/cache/warm": {"post": _warm_start()},
             "/admin/cache/warm/{job_id}": {
-                "parameters": [_path("job_id")],
+                "parameters": [_path("job_id", str)],
                 "get": _warming_job("A warming job's state and progress", "200"),
                 "delete": _warming_job("Cancel a queued or running warming job", "202"),
             },
         }
     )
+    _add_links(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Content service", "version": "1.0.0"},
