@@ -42,6 +42,7 @@ from cache import (
 )
 from service import embedded, repository
 from service.access import AccessRecorder
+from service.admin_requests import WarmRequest
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
@@ -56,7 +57,6 @@ from service.problems import EXCEPTION_HANDLERS
 from service.ratelimits import RateLimitMiddleware, RateLimits
 from service.reads import ContentReader
 from service.routes import routes
-from service.schemas import WarmRequest
 from service.settings import Settings
 from service.state import AppState
 from service.tracing import RequestIdMiddleware

@@ -24,7 +24,7 @@ from service.metrics_dir import prepare_multiprocess_dir, remove_multiprocess_di
 from service.settings import Settings
 
 if TYPE_CHECKING:
-    from service.schemas import WarmRequest
+    from service.admin_requests import WarmRequest
     from service.state import AppState
 
 logger = logging.getLogger("service")
@@ -55,9 +55,9 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _import(settings: Settings, root: Path) -> None:
+    from service.admin_requests import WarmRequest
     from service.app import open_state
     from service.importer import import_tree
-    from service.schemas import WarmRequest
 
     async with open_state(settings) as state:
         report = await import_tree(state.unit_of_work, root)
@@ -72,8 +72,8 @@ async def _import(settings: Settings, root: Path) -> None:
 
 
 async def _seed(settings: Settings, args: argparse.Namespace) -> None:
+    from service.admin_requests import WarmRequest
     from service.app import open_state
-    from service.schemas import WarmRequest
     from service.seed import SeedCounts, seed
 
     counts = SeedCounts(
@@ -92,8 +92,8 @@ async def _seed(settings: Settings, args: argparse.Namespace) -> None:
 
 
 async def _warm(settings: Settings, args: argparse.Namespace) -> int:
+    from service.admin_requests import WarmRequest
     from service.app import open_state
-    from service.schemas import WarmRequest
 
     request = WarmRequest(
         source=args.source, namespace=args.namespace, limit=args.limit, keys=args.keys or None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
-from slugify import slugify
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import repository as repo
 from service.documents import entity_document
 from service.errors import ConflictError, InvalidInputError, NotFoundError
 from service.kinds import EntityKind
+from service.schemas import derive_slug
 from service.statements import SessionReads
 from service.unit_of_work import UnitOfWork
 
@@ -35,7 +35,7 @@ class EntityWrites:
         """
         values = data.model_dump()
         if kind.slug_source is not None and not values.get(kind.key):
-            values[kind.key] = slugify(values[kind.slug_source], max_length=200, word_boundary=True)
+            values[kind.key] = derive_slug(values[kind.slug_source])
             if not values[kind.key]:
                 raise InvalidInputError(
                     f"no {kind.key} can be derived from the {kind.slug_source}; give one",

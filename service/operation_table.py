@@ -24,10 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from service import operations_representations as ops
 from service import representations as rep
+from service.admin_requests import PurgeRequest, WarmRequest
 from service.endpoints.admin import WARM_PATH
 from service.endpoints.dashboard import FILES
 from service.kinds import KINDS, EntityKind
@@ -40,8 +41,8 @@ from service.schemas import (
     ArticlePatch,
     CommentCreate,
     PageParams,
-    PurgeRequest,
-    WarmRequest,
+    PathKey,
+    RowId,
 )
 
 JSON = "application/json"
@@ -296,7 +297,12 @@ _LIST_400 = (
 )
 
 
-def _path(name: str, description: str, schema: Mapping[str, Any] = _STRING) -> Parameter:
+#: The rules of the path parameters, as the endpoints check them (``path_key``, ``path_id``).
+_PATH_KEY: Mapping[str, Any] = TypeAdapter(PathKey).json_schema()
+_ROW_ID: Mapping[str, Any] = TypeAdapter(RowId).json_schema()
+
+
+def _path(name: str, description: str, schema: Mapping[str, Any] = _PATH_KEY) -> Parameter:
     return Parameter(name, "path", schema, description)
 
 
@@ -471,10 +477,10 @@ def _article_operations() -> tuple[Operation, ...]:
                 ),
                 **_problems(
                     {
-                        400: f"{_BAD_BODY}; or the author, category, series or a tag does "
-                        "not exist (member names it), series_position comes without series, or "
-                        "no slug can be derived from the title",
-                        409: "the slug is taken (the problem's slug member names it)",
+                        400: f"{_BAD_BODY}; or series_position comes without series",
+                        409: "the slug is taken (the problem's slug member names it), or the "
+                        "author, category, series or a tag named does not exist (the member "
+                        "member names which)",
                     }
                 ),
                 **_writes("editor"),
@@ -511,10 +517,12 @@ def _article_operations() -> tuple[Operation, ...]:
                 **_written(200, rep.Article, "the article, patched"),
                 **_problems(
                     {
-                        400: f"{_BAD_BODY}; or a member is null that may not be, names nothing, or "
-                        "series_position is given for an article in no series",
+                        400: f"{_BAD_BODY}; or series_position is given for an article in no "
+                        "series",
                         404: "no article has that slug",
-                        409: "the new slug is taken (the problem's slug member names it)",
+                        409: "the new slug is taken (the problem's slug member names it), or the "
+                        "author, category, series or a tag named does not exist (the member "
+                        "member names which)",
                         412: "If-Match does not name the article's current ETag",
                     }
                 ),
@@ -576,10 +584,10 @@ def _article_operations() -> tuple[Operation, ...]:
                 ),
                 **_problems(
                     {
-                        400: f"{_BAD_BODY}; or parent_id is not a comment of the article",
+                        400: _BAD_BODY,
                         404: missing,
-                        409: "the article or the parent comment was deleted while the comment "
-                        "was written",
+                        409: "parent_id is not a comment of the article, or the article or the "
+                        "parent comment was deleted while the comment was written",
                     }
                 ),
                 **_writes("editor"),
@@ -599,7 +607,7 @@ def _article_operations() -> tuple[Operation, ...]:
                 **_problems({400: _NO_QUERY, 404: "no comment has that id"}),
                 **_writes("editor", body=False),
             },
-            parameters=(_path("comment_id", "the comment's id", {"type": "integer"}),),
+            parameters=(_path("comment_id", "the comment's id", _ROW_ID),),
             security=EDITOR,
         ),
     )
@@ -607,7 +615,7 @@ def _article_operations() -> tuple[Operation, ...]:
 
 def _operations_endpoints() -> tuple[Operation, ...]:
     job = f"{WARM_PATH}/{{job_id}}"
-    job_id = _path("job_id", "the job's id, as its start answered")
+    job_id = _path("job_id", "the job's id, as its start answered", _STRING)
     no_store = ("Cache-Control",)
     files = sorted(name for name in FILES if name != "index.html")
     file_types = tuple(sorted({FILES[name][1].split(";")[0] for name in files}))

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from pydantic import ConfigDict, ValidationError, with_config
+from pydantic_core import ErrorDetails
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -20,6 +21,7 @@ from starlette.responses import Response
 from typing_extensions import TypedDict
 
 from service.errors import ServiceError
+from service.schemas import PATTERN_RULES
 
 logger = logging.getLogger(__name__)
 
@@ -117,17 +119,47 @@ async def on_service_error(request: Request, exc: Exception) -> Response:
     )
 
 
+def _rule(error: ErrorDetails) -> str:
+    """The message of one failed check, for a person.
+
+    A pattern's rule in words when :data:`service.schemas.PATTERN_RULES` has them; a
+    validator's own message without pydantic's "Value error, " in front.
+    """
+    context = error.get("ctx", {})
+    if error["type"] == "string_pattern_mismatch":
+        rule = PATTERN_RULES.get(str(context.get("pattern")))
+        if rule is not None:
+            return rule
+    if error["type"] == "value_error" and "error" in context:
+        return str(context["error"])
+    return error["msg"]
+
+
+def failed_members(exc: ValidationError, *within: str) -> list[FailedMember]:
+    """Return each failed check of ``exc``: the member's dotted path, and what it broke.
+
+    Args:
+        exc: the validation error.
+        *within: path segments put in front of each member's (e.g. the path parameter's name).
+    """
+    return [
+        {"member": ".".join((*within, *(str(p) for p in e["loc"]))) or None, "message": _rule(e)}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def failures_detail(errors: list[FailedMember]) -> str:
+    """Return the ``detail`` of a 400 problem that lists ``errors``, one clause each."""
+    return "; ".join(
+        f"{e['member']}: {e['message']}" if e["member"] else e["message"] for e in errors
+    )
+
+
 async def on_validation_error(request: Request, exc: Exception) -> Response:
     """Answer a pydantic validation error with a 400 listing each failed member."""
     assert isinstance(exc, ValidationError)
-    errors: list[FailedMember] = [
-        {"member": ".".join(str(p) for p in e["loc"]) or None, "message": e["msg"]}
-        for e in exc.errors(include_url=False, include_input=False)
-    ]
-    detail = "; ".join(
-        f"{e['member']}: {e['message']}" if e["member"] else e["message"] for e in errors
-    )
-    return problem(400, detail, errors=errors)
+    errors = failed_members(exc)
+    return problem(400, failures_detail(errors), errors=errors)
 
 
 async def on_http_exception(request: Request, exc: Exception) -> Response:

@@ -16,13 +16,10 @@ from starlette.responses import Response
 from cache import CacheState, Lookup
 from service.documents import dumps
 from service.errors import ContentTooLargeError, InvalidInputError, UnsupportedMediaTypeError
+from service.schemas import MAX_JSON_DEPTH, MAX_JSON_STRING_CHARS
 
 M = TypeVar("M", bound=BaseModel)
 
-#: The deepest nesting of arrays and objects accepted in a request body.
-MAX_JSON_DEPTH = 32
-#: The longest string (value or member name) accepted in a request body, in characters.
-MAX_JSON_STRING_CHARS = 512 * 1024
 JSON = "application/json"
 _JSON_BYTES = JSON.encode()
 _PROBLEM = b"application/problem+json"

@@ -42,11 +42,12 @@ from cache import (
     WarmingJobs,
     every,
 )
+from service.admin_requests import WarmRequest, is_entry_key
 from service.errors import InvalidInputError
 from service.keyspaces import ARTICLE, ARTICLES, COMMENTS, NAMESPACES
 from service.kinds import BY_NAME, KINDS
 from service.reads import ContentReader
-from service.schemas import ArticleListParams, PageParams, WarmRequest
+from service.schemas import ArticleListParams, PageParams
 
 logger = logging.getLogger(__name__)
 
@@ -322,8 +323,8 @@ def _query(identity: str) -> dict[str, str]:
 
 def parse_key(text: str, namespace: str | None) -> Target | None:
     """Parse ``namespace:identity``, or a bare identity of ``namespace``; None when neither."""
-    name, sep, identity = text.partition(":")
-    if sep and name in NAMESPACES and identity:
+    if is_entry_key(text):
+        name, _, identity = text.partition(":")
         return Target(name, identity)
     if namespace is not None:
         return Target(namespace, text)

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from slugify import slugify
-
 from cache import coded_etags, etag_for
 from service import repository as repo
 from service.documents import comment_document, dumps, written_article_document
@@ -23,7 +21,13 @@ from service.errors import (
 )
 from service.kinds import LINKED, REFERENCED
 from service.models import Article, Comment, Tag
-from service.schemas import NULLABLE_ARTICLE_FIELDS, ArticleCreate, ArticlePatch, CommentCreate
+from service.schemas import (
+    NULLABLE_ARTICLE_FIELDS,
+    ArticleCreate,
+    ArticlePatch,
+    CommentCreate,
+    derive_slug,
+)
 from service.unit_of_work import UnitOfWork
 
 
@@ -58,12 +62,12 @@ class ArticleWrites:
         ``BEGIN`` and ``COMMIT``; the answer is built from what the write holds.
 
         Raises:
-            InvalidInputError: the author, category, series or a tag does not exist, a
-                ``series_position`` comes without a series, or no slug can be derived from
-                the title.
-            ConflictError: the slug is taken.
+            ConflictError: the slug is taken, or the author, category, series or a tag does not
+                exist.
+            InvalidInputError: a ``series_position`` comes without a series, or no slug can be
+                derived from the title.
         """
-        slug = data.slug or slugify(data.title, max_length=200, word_boundary=True)
+        slug = data.slug or derive_slug(data.title)
         if not slug:
             raise InvalidInputError("no slug can be derived from the title; give one")
         keys = {kind.name: getattr(data, kind.name) for kind in REFERENCED}
@@ -109,9 +113,10 @@ class ArticleWrites:
         Raises:
             NotFoundError: no article has that slug (of any status).
             PreconditionFailedError: ``if_match`` does not match its current ETag.
-            InvalidInputError: a member is null that may not be, or names nothing, or a
-                ``series_position`` is given for an article in no series.
-            ConflictError: the new slug is taken.
+            InvalidInputError: a member is null that may not be, or a ``series_position`` is
+                given for an article in no series.
+            ConflictError: the new slug is taken, or the author, category, series or a tag it
+                names does not exist.
         """
         fields = patch.model_fields_set
         for name in fields - NULLABLE_ARTICLE_FIELDS:
@@ -180,7 +185,7 @@ class ArticleWrites:
 
         Raises:
             NotFoundError: no visible article has that slug.
-            InvalidInputError: ``parent_id`` is not a comment of that article.
+            ConflictError: ``parent_id`` is not a comment of that article.
         """
         async with self._unit_of_work() as s:
             article_id = await repo.article_id_of_visible(s, slug)
@@ -189,7 +194,7 @@ class ArticleWrites:
             if data.parent_id is not None:
                 parent = await repo.comment_by_id(s, data.parent_id)
                 if parent is None or parent.article_id != article_id:
-                    raise InvalidInputError(
+                    raise ConflictError(
                         f"parent_id {data.parent_id} is not a comment of this article",
                         member="parent_id",
                     )
@@ -213,14 +218,18 @@ class ArticleWrites:
 
 
 # The rules of the references an article write names -------------------------------------------
+#
+# A body that names a row that does not exist conflicts with the current data, as a foreign key
+# that a concurrent delete broke does (see service.problems): a 409, and the same request
+# succeeds once the row exists.
 
 
 def _existing(found: repo.Reference | None, kind: str, key: str | None) -> repo.Reference | None:
-    """Return ``found``; None when no key was given. Raises InvalidInputError for a dangling key."""
+    """Return ``found``; None when no key was given. Raises ConflictError for a dangling key."""
     if key is None:
         return None
     if found is None:
-        raise InvalidInputError(f"{kind} {key!r} does not exist", member=kind)
+        raise ConflictError(f"{kind} {key!r} does not exist", member=kind)
     return found
 
 
@@ -287,7 +296,7 @@ def _refer(
 def _all_linked(found: list[Tag], keys: list[str]) -> list[Tag]:
     missing = sorted(set(keys) - {getattr(t, LINKED.key) for t in found})
     if missing:
-        raise InvalidInputError(f"unknown {LINKED.plural}: {', '.join(missing)}", member="tags")
+        raise ConflictError(f"unknown {LINKED.plural}: {', '.join(missing)}", member="tags")
     return found
 
 

@@ -6,17 +6,24 @@ from collections.abc import Awaitable
 from time import perf_counter
 from typing import Any, TypeVar
 
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cache import Lookup, etag_for
 from service.documents import dumps
+from service.errors import InvalidInputError
 from service.pages import check_depth, link_for_query, next_cursor_of
+from service.problems import failed_members, failures_detail
 from service.responses import JSON, CachedResponse, query
-from service.schemas import PageParams
+from service.schemas import PageParams, PathKey, RowId
 from service.state import AppState
 
 P = TypeVar("P", bound=PageParams)
+V = TypeVar("V")
+
+_PATH_KEY: TypeAdapter[str] = TypeAdapter(PathKey)
+_ROW_ID: TypeAdapter[int] = TypeAdapter(RowId)
 
 
 def ctx(request: Request) -> AppState:
@@ -43,6 +50,34 @@ async def cached(request: Request, read: Awaitable[Lookup], *, paged: bool = Fal
     return CachedResponse(
         request, lookup, ctx(request).settings.http_max_age_seconds, elapsed_ms, link
     )
+
+
+def _path_value(request: Request, name: str, rule: TypeAdapter[V]) -> V:
+    try:
+        return rule.validate_python(request.path_params[name])
+    except ValidationError as exc:
+        errors = failed_members(exc, name)
+        raise InvalidInputError(failures_detail(errors), errors=errors) from exc
+
+
+def path_key(request: Request, name: str) -> str:
+    """Return the path parameter ``name``: a slug or username (see :data:`schemas.PathKey`).
+
+    Checked before any lookup, so that the database never sees a value it cannot hold.
+
+    Raises:
+        InvalidInputError: it holds a NUL character.
+    """
+    return _path_value(request, name, _PATH_KEY)
+
+
+def path_id(request: Request, name: str) -> int:
+    """Return the path parameter ``name``: a row id (see :data:`schemas.RowId`).
+
+    Raises:
+        InvalidInputError: it is 0 or beyond PostgreSQL's ``bigint``.
+    """
+    return _path_value(request, name, _ROW_ID)
 
 
 def list_query(request: Request, model: type[P]) -> P:

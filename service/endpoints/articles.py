@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import cached, ctx, list_query, written
+from service.endpoints import cached, ctx, list_query, path_id, path_key, written
 from service.responses import body, no_query
 from service.schemas import ArticleCreate, ArticleListParams, ArticlePatch, CommentCreate
 
@@ -25,7 +25,7 @@ async def article_collection(request: Request) -> Response:
 async def article_item(request: Request) -> Response:
     """GET: one visible article. PATCH: merge-patch it (editor). DELETE: delete it (editor)."""
     state = ctx(request)
-    slug: str = request.path_params["slug"]
+    slug = path_key(request, "slug")
     if request.method == "GET" or request.method == "HEAD":
         no_query(request)
         return await cached(request, state.reader.article(slug))
@@ -42,7 +42,7 @@ async def article_item(request: Request) -> Response:
 async def article_comments(request: Request) -> Response:
     """GET: the article's comment threads. POST: add a comment (editor)."""
     state = ctx(request)
-    slug: str = request.path_params["slug"]
+    slug = path_key(request, "slug")
     no_query(request)
     if request.method == "POST":
         state.auth.require(request, "editor")
@@ -56,5 +56,5 @@ async def comment_item(request: Request) -> Response:
     state = ctx(request)
     state.auth.require(request, "editor")
     no_query(request)
-    await state.article_writes.delete_comment(request.path_params["comment_id"])
+    await state.article_writes.delete_comment(path_id(request, "comment_id"))
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import cached, ctx, list_query, written
+from service.endpoints import cached, ctx, list_query, path_key, written
 from service.kinds import EntityKind
 from service.responses import body, no_query
 from service.schemas import PageParams
@@ -38,7 +38,7 @@ def item_endpoint(kind: EntityKind) -> Endpoint:
 
     async def endpoint(request: Request) -> Response:
         state = ctx(request)
-        key: str = request.path_params["key"]
+        key = path_key(request, "key")
         no_query(request)
         if request.method in ("GET", "HEAD"):
             return await cached(request, state.reader.entity(kind.name, key))

@@ -206,7 +206,7 @@ CASES: list[Case] = [
     Case("listArticles", "GET", "/api/v1/articles?page=100000", 400),
     Case("listArticles", "GET", "/api/v1/articles?category=no-such-one", 404),
     Case("createArticle", "POST", "/api/v1/articles", 201, NEW_ARTICLE, EDITOR),
-    Case("createArticle", "POST", "/api/v1/articles", 400, {**NEW_ARTICLE, "author": "x"}, EDITOR),
+    Case("createArticle", "POST", "/api/v1/articles", 409, {**NEW_ARTICLE, "author": "x"}, EDITOR),
     Case("createArticle", "POST", "/api/v1/articles", 401, NEW_ARTICLE),
     Case(
         "createArticle",
@@ -256,7 +256,7 @@ CASES: list[Case] = [
         "createComment",
         "POST",
         f"{ARTICLE}/comments",
-        400,
+        409,
         {"author_name": "Bo", "body": "Hi", "parent_id": 999999},
         EDITOR,
     ),

@@ -99,13 +99,13 @@ async def test_positions_move_with_the_series(api: Api, content: dict[str, Any])
 @pytest.mark.parametrize(
     ("body", "status", "member"),
     [
-        ({"series": "nope"}, 400, "series"),
+        ({"series": "nope"}, 409, "series"),
         ({"series_position": 2}, 400, "series_position"),
         ({"series": "caching-guide", "series_position": 0}, 400, None),
     ],
     ids=["unknown-series", "position-without-series", "position-below-one"],
 )
-async def test_bad_series_references_are_400(
+async def test_bad_series_references_are_refused(
     api: Api, content: dict[str, Any], body: dict[str, Any], status: int, member: str | None
 ) -> None:
     await api.create("/api/v1/series", {"name": "Caching guide"})

@@ -125,7 +125,7 @@ async def test_hot_warms_what_was_read_most(servers: Any, app_on: Any) -> None:
 
 
 def _request(**fields: Any) -> Any:
-    from service.schemas import WarmRequest
+    from service.admin_requests import WarmRequest
 
     return WarmRequest(**fields)
 
