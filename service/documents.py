@@ -28,11 +28,11 @@ def dumps(document: object) -> bytes:
 
 
 def _embedded(row: Row, kind: EntityKind) -> dict[str, Any] | None:
-    if row[f"{kind.name}_id"] is None:
+    if row[kind.label("id")] is None:
         return None
-    doc = {name: row[f"{kind.name}_{name}"] for name in kind.embedded}
+    doc = {name: row[kind.label(name)] for name in kind.embedded}
     if kind.position_column:
-        doc["position"] = row[f"{kind.name}_position"]
+        doc["position"] = row[kind.label("position")]
     return doc
 
 
@@ -106,11 +106,11 @@ def written_article_document(
     }
     for kind in REFERENCED:
         found = references.get(kind.name)
-        row[f"{kind.name}_id"] = None if found is None else found.id
+        row[kind.label("id")] = None if found is None else found.id
         for name in kind.embedded:
-            row[f"{kind.name}_{name}"] = None if found is None else found.values[name]
+            row[kind.label(name)] = None if found is None else found.values[name]
         if kind.position_column:
-            row[f"{kind.name}_position"] = getattr(article, kind.position_column)
+            row[kind.label("position")] = getattr(article, kind.position_column)
     return article_document(row)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service import repository as repo
 from service.documents import entity_document
-from service.errors import ConflictError, InvalidInputError, NotFoundError
+from service.errors import ConflictError, NotFoundError
 from service.kinds import EntityKind
 from service.schemas import derive_slug
 from service.statements import SessionReads
@@ -31,16 +31,11 @@ class EntityWrites:
 
         Raises:
             ConflictError: the key is taken.
-            InvalidInputError: no key can be derived from the kind's ``slug_source``.
         """
         values = data.model_dump()
+        # The model refuses a source with nothing to derive a key from when no key is given.
         if kind.slug_source is not None and not values.get(kind.key):
             values[kind.key] = derive_slug(values[kind.slug_source])
-            if not values[kind.key]:
-                raise InvalidInputError(
-                    f"no {kind.key} can be derived from the {kind.slug_source}; give one",
-                    member=kind.key,
-                )
         key = values[kind.key]
         async with self._unit_of_work() as s:
             if await repo.find_one(s, kind, key) is not None:
@@ -54,13 +49,10 @@ class EntityWrites:
 
         Raises:
             NotFoundError: nothing of ``kind`` has that key.
-            InvalidInputError: a member is null.
             ConflictError: the new key is taken.
         """
+        # The model refuses null: no member of an entity may be cleared.
         fields = patch.model_fields_set
-        for name in fields:
-            if getattr(patch, name) is None:
-                raise InvalidInputError(f"{name} may not be null", member=name)
         async with self._unit_of_work() as s:
             row = await repo.find_one(s, kind, key, lock=True)
             if row is None:

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from slugify import slugify
@@ -273,11 +273,11 @@ def _parse_tree(root: Path, report: ImportReport) -> list[Document]:
             docs.append(doc)
             stems[_stem_of(path.relative_to(root))] = doc
     for index in [d for stem, d in stems.items() if stem.rsplit("/", 1)[-1] == "index"]:
-        _place_in_series(root, index, stems)
+        _place_in_series(index, stems)
     return docs
 
 
-def _place_in_series(root: Path, index: Document, stems: dict[str, Document]) -> None:
+def _place_in_series(index: Document, stems: dict[str, Document]) -> None:
     """Make the documents the index's toctree lists in its own folder a series, in order."""
     folder = index.stem.rsplit("/", 1)[0] if "/" in index.stem else ""
     if not folder:
@@ -320,8 +320,7 @@ class _Rows:
         if named is None:
             return None
         key, name = named
-        field = "display_name" if kind is AUTHOR else "name"
-        row = await self.get_or_create(kind, key, **{field: name})
+        row = await self.get_or_create(kind, key, **{kind.name_column: name})
         entity_id: int = getattr(row, "id")  # noqa: B009 (every entity has one; Base does not)
         return entity_id
 
@@ -340,9 +339,8 @@ async def _upsert(session: AsyncSession, docs: list[Document], report: ImportRep
     rows = _Rows(session)
     for doc in docs:
         tags = [
-            tag
+            cast(Tag, await rows.get_or_create(TAG, slug, name=name))
             for slug, name in sorted(doc.tags.items())
-            if isinstance(tag := await rows.get_or_create(TAG, slug, name=name), Tag)
         ]
         values: dict[str, Any] = {
             "title": doc.title,

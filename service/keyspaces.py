@@ -38,8 +38,8 @@ Tags (what a write invalidates; see docs/cache-design.md for the reasoning):
   changed (create, delete, or a change of the sort field). Carried by every page of that list.
 * ``absent:{kind}:{key}``: something may now exist at that slug or username (a create, a
   rename, a change of status). Carried by the cached 404s of that key (negative caching):
-  the article item and comments of a slug, an author, category or tag item, and summary
-  pages filtered by a name that names nothing.
+  the article item and comments of a slug, an entity's item (author, category, tag or
+  series), and summary pages filtered by a name that names nothing.
 """
 
 from __future__ import annotations
@@ -65,13 +65,13 @@ NAMESPACES = (
     *(name for kind in KINDS for name in (kind.name, kind.list_namespace)),
 )
 
-# Attributes of an article whose change can alter which lists, counts and series include it.
-_MEMBERSHIP_ATTRS = (
-    "status",
-    "published_at",
-    *(kind.article_column for kind in REFERENCED if kind.article_column),
-    *(kind.position_column for kind in REFERENCED if kind.position_column),
-)
+# Attributes of an article whose change can alter whether it counts anywhere at all.
+_VISIBILITY_ATTRS = ("status", "published_at")
+
+
+def _membership_attrs(kind: EntityKind) -> tuple[str, ...]:
+    """The article's columns whose change moves it between the entities of ``kind``, or in one."""
+    return tuple(c for c in (kind.article_column, kind.position_column) if c)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,7 @@ def embedded_tags(row: Mapping[str, Any]) -> list[str]:
     """
     tags = []
     for kind in REFERENCED:
-        entity_id = row[f"{kind.name}_id"]
+        entity_id = row[kind.label("id")]
         if entity_id is not None:
             tags.append(entity_tag(kind.name, entity_id))
     tags.extend(entity_tag(LINKED.name, t["id"]) for t in row[LINKED.plural])
@@ -170,18 +170,20 @@ def _article_tags(article: Article, change: Change) -> Iterator[str]:
     yield ARTICLES
     # A create, rename, or change of status or publication time may end a cached 404.
     yield from (absent_tag(ARTICLE, slug) for slug in _values(state.attrs.slug.history))
-    tag_history = state.attrs.tags.history
-    membership_changed = change is not Change.UPDATE or any(
-        state.attrs[name].history.has_changes() for name in _MEMBERSHIP_ATTRS
+    # A create, a delete or a change of visibility moves every count it is in; a change of one
+    # reference (or of its place in a series) moves only that kind's counts, old and new.
+    visibility_changed = change is not Change.UPDATE or any(
+        state.attrs[name].history.has_changes() for name in _VISIBILITY_ATTRS
     )
-    if not membership_changed and not tag_history.has_changes():
-        return
-    if membership_changed:
-        for kind in REFERENCED:
+    for kind in REFERENCED:
+        moved = any(state.attrs[c].history.has_changes() for c in _membership_attrs(kind))
+        if visibility_changed or moved:
             history = state.attrs[kind.article_column or ""].history
             yield from (count_tag(kind.name, i) for i in _values(history))
+    tag_history = state.attrs.tags.history
+    if visibility_changed:
         linked_ids = [t.id for t in _values(tag_history)]
-    else:  # only its links changed: only the counts of the linked entities added and removed
+    else:  # only the counts of the linked entities added and removed
         linked_ids = [t.id for t in (*tag_history.added, *tag_history.deleted)]
     yield from (count_tag(LINKED.name, i) for i in linked_ids)
 
@@ -211,15 +213,20 @@ def tags_for_row_change(
         tags.add(ARTICLES)
         for r in rows:
             tags.update((article_tag(r["id"]), absent_tag(ARTICLE, r["slug"])))
-        changed = (
-            old is None or new is None or any(old.get(a) != new.get(a) for a in _MEMBERSHIP_ATTRS)
+        visibility_changed = (
+            old is None or new is None or any(old.get(a) != new.get(a) for a in _VISIBILITY_ATTRS)
         )
-        if changed:
+        for kind in REFERENCED:
+            moved = (
+                old is not None
+                and new is not None
+                and any(old.get(c) != new.get(c) for c in _membership_attrs(kind))
+            )
+            if visibility_changed or moved:
+                ids = (r.get(kind.article_column or "") for r in rows)
+                tags.update(count_tag(kind.name, i) for i in ids if i is not None)
+        if visibility_changed:  # its links' own changes are rows of article_tags
             for r in rows:
-                for kind in REFERENCED:
-                    entity_id = r.get(kind.article_column or "")
-                    if entity_id is not None:
-                        tags.add(count_tag(kind.name, entity_id))
                 tags.update(count_tag(LINKED.name, t) for t in r.get("tag_ids", ()))
     elif table == "article_tags":
         for r in rows:

@@ -4,7 +4,7 @@ An author, a category, a tag and a series are each an :class:`EntityKind`. Every
 derived from its entry here:
 
 * routes and the OpenAPI document: ``GET``/``POST /api/v1/{plural}``, ``GET``/``PATCH``/
-  ``DELETE /api/v1/{plural}/{key}``, with its request and response schemas
+  ``DELETE /api/v1/{plural}/{<key>}``, with its request and response schemas
   (:mod:`service.routes`, :mod:`service.operation_table`);
 * key spaces and invalidation tags: its item and list namespaces, and the tags of its row, its
   ``article_count`` and its absence (:mod:`service.keyspaces`);
@@ -14,7 +14,9 @@ derived from its entry here:
 * its place in an article: the article column that refers to it (or the tag links), the fields
   an article embeds, and, for a series, the article's position.
 
-Adding a kind is a model, a migration and an entry here.
+Adding a kind is a model and a migration, an entry here, and the request and response models
+the entry names (:mod:`service.schemas`, :mod:`service.representations`); an article embeds it
+(under ``name``) and a kind with a ``position_column`` orders its articles with no more code.
 """
 
 from __future__ import annotations
@@ -45,16 +47,17 @@ class EntityKind:
         create: the body of its ``POST``.
         patch: the body of its ``PATCH`` (a JSON merge patch).
         representation: its representation as a page lists it.
-        item_representation: its representation at ``/api/v1/{plural}/{key}``.
+        item_representation: its representation at ``/api/v1/{plural}/{<key>}``.
         article_column: the article's column that refers to one of it (many-to-one); None when
             articles are linked to it through ``article_tags`` (many-to-many).
-        embedded: its columns that an article's representation embeds.
+        embedded: its columns that an article's representation embeds; ``key`` among them.
         position_column: the article's column that orders a series' articles (embedded as
             ``position``; the item lists its visible articles in that order); None for none.
         slug_source: the member a missing ``key`` is derived from by slugifying; None when the
             key is required.
         restrict_delete: deleting one is refused (409) while articles refer to it; otherwise
             their reference is cleared.
+        name_column: the column of its human-readable name (``display_name`` or ``name``).
         list_namespace: the namespace (and list tag) of its pages; ``plural`` unless that is
             ``name``.
     """
@@ -74,11 +77,22 @@ class EntityKind:
     slug_source: str | None = "name"
     restrict_delete: bool = False
     list_namespace: str = field(default="")
+    name_column: str = "name"
 
     def __post_init__(self) -> None:
+        if self.key not in self.embedded:
+            raise ValueError(f"{self.name}: an article must embed its key {self.key!r}")
         if not self.list_namespace:
             plural = self.plural if self.plural != self.name else f"{self.name}-list"
             object.__setattr__(self, "list_namespace", plural)
+
+    def label(self, column: str) -> str:
+        """Return the label of its ``column`` in an article's row: ``{name}_{column}``.
+
+        ``id`` and the ``embedded`` columns are labelled so, and ``position`` (the article's
+        ``position_column``) and ``next_position`` (see :mod:`service.repository`).
+        """
+        return f"{self.name}_{column}"
 
     @property
     def path(self) -> str:
@@ -119,6 +133,7 @@ AUTHOR = EntityKind(
     embedded=("id", "username", "display_name"),
     slug_source=None,
     restrict_delete=True,
+    name_column="display_name",
 )
 CATEGORY = EntityKind(
     name="category",

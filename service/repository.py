@@ -116,11 +116,11 @@ def _summary_columns() -> list[Any]:
     """
     columns: list[Any] = [Article.id, Article.slug, Article.title, Article.summary]
     for kind in REFERENCED:
-        columns.append(kind.id_column.label(f"{kind.name}_id"))
+        columns.append(kind.id_column.label(kind.label("id")))
         names = [n for n in kind.embedded if n != "id"]
-        columns += [getattr(kind.model, n).label(f"{kind.name}_{n}") for n in names]
+        columns += [getattr(kind.model, n).label(kind.label(n)) for n in names]
         if kind.position_column:
-            columns.append(getattr(Article, kind.position_column).label(f"{kind.name}_position"))
+            columns.append(getattr(Article, kind.position_column).label(kind.label("position")))
     columns += [_tags_json().label(LINKED.plural), Article.published_at, Article.updated_at]
     return columns
 
@@ -411,7 +411,7 @@ async def comments_of(reads: Reads, slug: str) -> Row | None:
     return await reads.first(_COMMENTS, slug=slug)
 
 
-# Authors, categories and tags -------------------------------------------------------------
+# The entity kinds (authors, categories, tags, series) ---------------------------------------
 
 
 def article_count(kind: EntityKind) -> Any:
@@ -518,28 +518,28 @@ class Reference:
 
 
 def _reference_columns(kind: EntityKind, *, next_position: bool = False) -> list[Any]:
-    columns = [kind.id_column.label(f"{kind.name}_id")]
+    columns = [kind.id_column.label(kind.label("id"))]
     names = [n for n in kind.embedded if n != "id"]
-    columns += [getattr(kind.model, n).label(f"{kind.name}_{n}") for n in names]
+    columns += [getattr(kind.model, n).label(kind.label(n)) for n in names]
     if next_position and kind.position_column:
         position = getattr(Article, kind.position_column)
         refers = getattr(Article, kind.article_column or "") == kind.id_column
         after_last = select(func.coalesce(func.max(position), 0) + 1).where(refers)
-        columns.append(after_last.scalar_subquery().label(f"{kind.name}_next_position"))
+        columns.append(after_last.scalar_subquery().label(kind.label("next_position")))
     return columns
 
 
 def _references_of(row: Row) -> dict[str, Reference | None]:
     found: dict[str, Reference | None] = {}
     for kind in REFERENCED:
-        entity_id = row[f"{kind.name}_id"]
+        entity_id = row[kind.label("id")]
         found[kind.name] = (
             None
             if entity_id is None
             else Reference(
                 entity_id,
-                {n: row[f"{kind.name}_{n}"] for n in kind.embedded},
-                row.get(f"{kind.name}_next_position"),
+                {n: row[kind.label(n)] for n in kind.embedded},
+                row.get(kind.label("next_position")),
             )
         )
     return found

@@ -178,7 +178,9 @@ class Problem(_Answer):
     status: int = Field(ge=100, le=599, description="the HTTP status")
     detail: str = Field(description="what went wrong in this occurrence, for a person")
     member: str | SkipJsonSchema[None] = Field(
-        None, description="400: the body member (or query parameter) at fault"
+        None,
+        description="400: the body member (or parameter) at fault; 409: the member naming "
+        "what does not exist",
     )
     errors: list[FailedMember] | SkipJsonSchema[None] = Field(
         None, description="400 of a body or query that breaks its model: each failed member"

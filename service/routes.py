@@ -29,7 +29,8 @@ def routes() -> list[BaseRoute]:
     ]
     for kind in KINDS:
         table.append(Route(kind.path, taxonomy.collection_endpoint(kind), methods=_READ_WRITE))
-        table.append(Route(f"{kind.path}/{{key}}", taxonomy.item_endpoint(kind), methods=_ITEM))
+        item = f"{kind.path}/{{{kind.key}}}"
+        table.append(Route(item, taxonomy.item_endpoint(kind), methods=_ITEM))
     table += [
         Route("/openapi.json", operations.openapi, methods=["GET"]),
         Route("/health/live", health.live, methods=["GET"]),

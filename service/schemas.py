@@ -139,7 +139,7 @@ CommentBody = Annotated[
 ]
 Cursor = Annotated[Text, StringConstraints(pattern=_CURSOR, max_length=2800)]
 SearchText = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
-#: A path segment that names an article, author, category or tag.
+#: A path segment that names an article or an entity (a slug or a username).
 PathKey = Annotated[Text, StringConstraints(min_length=1)]
 # The integers of JSON bodies: numbers without a fraction (``3.0`` is 3), never a string or a
 # boolean. The bounds come first, so that the JSON Schema states them.
@@ -262,7 +262,8 @@ class ArticleCreate(Body):
     """The body of ``POST /api/v1/articles``; ``slug`` is derived from ``title`` when absent.
 
     ``series_position`` without ``series`` is refused; ``series`` without it appends the
-    article to the end of that series.
+    article to the end of that series (after its last position). Positions are not unique:
+    articles at the same position keep the order they were created in.
     """
 
     model_config = ConfigDict(json_schema_extra=_slug_derivable_from("title"))
@@ -301,9 +302,6 @@ class ArticlePatch(Body):
     tags: NotNull[Annotated[list[Slug], Field(max_length=50)]] = None
     series: Slug | None = None
     series_position: Position | None = None
-
-
-NULLABLE_ARTICLE_FIELDS = frozenset({"category", "published_at", "series", "series_position"})
 
 
 class CommentCreate(Body):

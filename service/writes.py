@@ -19,10 +19,9 @@ from service.errors import (
     NotFoundError,
     PreconditionFailedError,
 )
-from service.kinds import LINKED, REFERENCED
+from service.kinds import BY_NAME, LINKED, REFERENCED
 from service.models import Article, Comment, Tag
 from service.schemas import (
-    NULLABLE_ARTICLE_FIELDS,
     ArticleCreate,
     ArticlePatch,
     CommentCreate,
@@ -64,12 +63,10 @@ class ArticleWrites:
         Raises:
             ConflictError: the slug is taken, or the author, category, series or a tag does not
                 exist.
-            InvalidInputError: a ``series_position`` comes without a series, or no slug can be
-                derived from the title.
+            InvalidInputError: a ``series_position`` comes without a series.
         """
+        # The model refuses a title with nothing to derive a slug from when no slug is given.
         slug = data.slug or derive_slug(data.title)
-        if not slug:
-            raise InvalidInputError("no slug can be derived from the title; give one")
         keys = {kind.name: getattr(data, kind.name) for kind in REFERENCED}
         _check_positions(data, keys)
         linked_keys: list[str] = getattr(data, LINKED.plural)
@@ -113,15 +110,12 @@ class ArticleWrites:
         Raises:
             NotFoundError: no article has that slug (of any status).
             PreconditionFailedError: ``if_match`` does not match its current ETag.
-            InvalidInputError: a member is null that may not be, or a ``series_position`` is
-                given for an article in no series.
+            InvalidInputError: a ``series_position`` is given for an article in no series.
             ConflictError: the new slug is taken, or the author, category, series or a tag it
                 names does not exist.
         """
+        # The model refuses null for the members that may not be cleared.
         fields = patch.model_fields_set
-        for name in fields - NULLABLE_ARTICLE_FIELDS:
-            if getattr(patch, name) is None:
-                raise InvalidInputError(f"{name} may not be null", member=name)
         async with self._unit_of_work() as s:
             locked = await repo.article_for_update(s, slug)
             if locked is None:
@@ -279,7 +273,7 @@ def _refer(
     The position is the one ``data`` gives; else the end of the entity's articles when the
     article ``moved`` to it or its position was set to null; else it stays.
     """
-    kind = next(k for k in REFERENCED if k.name == kind_name)
+    kind = BY_NAME[kind_name]
     setattr(article, kind.article_column or "", None if found is None else found.id)
     column = kind.position_column
     if not column:

@@ -39,7 +39,7 @@ async def warm_start(request: Request) -> Response:
     state.auth.require(request, "admin")
     no_query(request)
     # The body's rules (known namespace; keys with source "keys" only, each parseable) are
-    # the model's: see service.schemas.WarmRequest.
+    # the model's: see service.admin_requests.WarmRequest.
     data = await body(request, WarmRequest, empty=WarmRequest())
     try:
         job_id = await state.warming.start(data)

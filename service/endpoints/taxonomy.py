@@ -1,4 +1,4 @@
-"""The entity kinds' endpoints: the same four operations over each kind of the registry."""
+"""The entity kinds' endpoints: the same five operations over each kind of the registry."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ def collection_endpoint(kind: EntityKind) -> Endpoint:
 
 
 def item_endpoint(kind: EntityKind) -> Endpoint:
-    """Return the endpoint of ``/api/v1/{plural}/{key}``: GET, PATCH and DELETE (editor)."""
+    """Return the endpoint of ``/api/v1/{plural}/{<key>}``: GET, PATCH and DELETE (editor)."""
 
     async def endpoint(request: Request) -> Response:
         state = ctx(request)
-        key = path_key(request, "key")
+        key = path_key(request, kind.key)
         no_query(request)
         if request.method in ("GET", "HEAD"):
             return await cached(request, state.reader.entity(kind.name, key))

@@ -14,11 +14,10 @@ import os
 import re
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.servers import truncate
+from tests.servers import Servers, truncate
 from tests.service.served import serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +37,7 @@ def _summary(output: str) -> dict[str, int]:
     return counts
 
 
-async def test_the_document_holds_under_fuzzing(servers: Any, tmp_path: Path) -> None:
+async def test_the_document_holds_under_fuzzing(servers: Servers, tmp_path: Path) -> None:
     await truncate(servers.database_url)
     with serving(
         servers.database_url,

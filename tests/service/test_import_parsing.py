@@ -15,6 +15,7 @@ from service.importer import (
     _summary,
     parse,
     plain,
+    toctree_entries,
 )
 
 
@@ -219,3 +220,29 @@ def test_parse(tmp_path: Path, relative: str, source: str, expected: Document | 
     if expected is not None:
         expected = replace(expected, body=source)  # the source as it is, front matter included
     assert parse(tmp_path, path) == expected
+
+
+@pytest.mark.parametrize(
+    ("source", "entries"),
+    [
+        pytest.param(
+            "Tutorial\n========\n\n.. toctree::\n   :numbered:\n   :maxdepth: 2\n\n"
+            "   appetite.rst\n   interpreter.rst\n\nAfter.\n",
+            ["appetite.rst", "interpreter.rst"],
+            id="options-and-blank-lines-skipped",
+        ),
+        pytest.param(
+            ".. toctree::\n\n   Getting started <start>\n   self\n   https://example.com\n",
+            ["start"],
+            id="titled-entry-self-and-links",
+        ),
+        pytest.param(
+            ".. toctree::\n   a\n\ntext\n\n.. toctree::\n   :hidden:\n\n   b\n",
+            ["a", "b"],
+            id="two-toctrees-in-order",
+        ),
+        pytest.param("No table of contents.\n", [], id="none"),
+    ],
+)
+def test_toctree_entries_lists_the_documents_in_order(source: str, entries: list[str]) -> None:
+    assert toctree_entries(source) == entries

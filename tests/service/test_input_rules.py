@@ -107,8 +107,8 @@ BAD_INPUT = [
     bad("search-nul", Request("GET", "/api/v1/articles", params={"q": "a\x00b"}), "q", NUL),
     bad("article-path-nul", Request("GET", "/api/v1/articles/a%00b"), "slug", NUL),
     bad("comments-path-nul", Request("GET", "/api/v1/articles/a%00b/comments"), "slug", NUL),
-    bad("tag-path-nul", Request("GET", "/api/v1/tags/a%00b"), "key", NUL),
-    bad("author-path-nul", Request("DELETE", "/api/v1/authors/a%00b"), "key", NUL),
+    bad("tag-path-nul", Request("GET", "/api/v1/tags/a%00b"), "slug", NUL),
+    bad("author-path-nul", Request("DELETE", "/api/v1/authors/a%00b"), "username", NUL),
     bad("article-patch-path-nul", patch("/api/v1/articles/a%00b", {"title": "x"}), "slug", NUL),
     # Times are RFC 3339 strings with an offset: pydantic's lax mode took 0 as 1970.
     bad("published-at-zero", article(published_at=0), "published_at", RFC3339),

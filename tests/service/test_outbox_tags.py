@@ -33,14 +33,14 @@ async def test_row_tags_cover_orm_tags(api: Api, content: dict[str, Any]) -> Non
     await api.state.relay.aclose()
     await outbox_tags(api)
     seen: list[frozenset[str]] = []
-    writer: Any = api.state.unit_of_work
-    invalidate = writer._invalidate
+    unit_of_work: Any = api.state.unit_of_work
+    invalidate = unit_of_work._invalidate
 
     async def recording(tags: frozenset[str]) -> None:
         seen.append(tags)
         await invalidate(tags)
 
-    writer._invalidate = recording
+    unit_of_work._invalidate = recording
     article = "/api/v1/articles/hello-world"
     writes = [
         ("post", "/api/v1/articles", {"title": "Second", "body": "b", "author": "ann",
@@ -54,6 +54,11 @@ async def test_row_tags_cover_orm_tags(api: Api, content: dict[str, Any]) -> Non
         ("patch", "/api/v1/authors/ann", {"display_name": "Ann B"}),
         ("patch", "/api/v1/tags/caching", {"slug": "caches"}),
         ("post", "/api/v1/categories", {"name": "New"}),
+        ("post", "/api/v1/series", {"name": "Guide"}),
+        ("patch", "/api/v1/articles/second", {"series": "guide"}),
+        ("patch", "/api/v1/articles/second", {"series_position": 5}),
+        ("patch", "/api/v1/series/guide", {"slug": "the-guide"}),
+        ("delete", "/api/v1/series/the-guide", None),
         ("delete", "/api/v1/articles/moved", None),
         ("delete", "/api/v1/tags/async-io", None),
     ]  # fmt: skip
