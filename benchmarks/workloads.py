@@ -173,14 +173,17 @@ def walk(
     """Return a script sending ``GET {path}{slug}`` for each slug of the file once (wrk ``-t1``).
 
     Once every slug is sent, further requests go to ``idle_path`` (counted with ``X-Cache``
-    ``-``). After ``2 * connections`` of those are answered, the slugs' answers are in (a
-    connection sends its next request only after the last answer), and the script sends wrk
-    SIGINT, which ends the run early with its summary, so the duration is the sweep's. wrk's
-    ``thread:stop()`` would not do: the run would still last ``-d``.
+    ``-``). The run ends once every slug's answer is in: as many answers with an ``X-Cache``
+    header as slugs (every cached GET of the service carries one; ``idle_path`` must not).
+    Should an answer to a slug lack it, the run ends after ``1000 * connections`` idle answers
+    instead (a few seconds of them). Counting idle answers alone would not do: a connection
+    waiting for a slow miss sees none of them while the others answer many. The script then
+    sends wrk SIGINT, which ends the run early with its summary, so the duration is the
+    sweep's. wrk's ``thread:stop()`` would not do: the run would still last ``-d``.
     """
     return _script(
         r"""
-local slugs, next_line, idle_answers, ended = nil, 1, 0, false
+local slugs, next_line, slug_answers, idle_answers, ended = nil, 1, 0, 0, false
 -- wrk calls the first thread's request() once before the run, to check what it builds; that
 -- call gets the idle request, so that no slug is lost.
 local is_checked
@@ -200,13 +203,16 @@ end
 local count_response = response
 function response(status, headers, body)
   count_response(status, headers, body)
-  if next_line > #slugs and not (headers["x-cache"] or headers["X-Cache"]) then
+  if headers["x-cache"] or headers["X-Cache"] then
+    slug_answers = slug_answers + 1
+  elseif next_line > #slugs then
     idle_answers = idle_answers + 1
-    if idle_answers >= 2 * CONNECTIONS and not ended then
-      ended = true
-      -- In the background: system() ignores SIGINT until its child exits.
-      os.execute("(sleep 0.02; kill -INT $PPID) &")
-    end
+  end
+  local is_done = slug_answers >= #slugs or idle_answers >= 1000 * CONNECTIONS
+  if next_line > #slugs and is_done and not ended then
+    ended = true
+    -- In the background: system() ignores SIGINT until its child exits.
+    os.execute("(sleep 0.02; kill -INT $PPID) &")
   end
 end
 """,
