@@ -50,7 +50,7 @@ from limits import parse_many
 
 from benchmarks import workloads
 from benchmarks.measure import Measurement, check_statuses, run_wrk
-from benchmarks.report import markdown_table, text_table
+from benchmarks.report import markdown_table, text_table, write_section
 from benchmarks.run import ARTICLE_PATH, IDLE_PATH, database_servers, ensure_data, log, purge
 from benchmarks.run import service_env as cached_service_env
 from benchmarks.servers import Server, serve
@@ -290,25 +290,6 @@ def section(results: dict[str, Result], args: argparse.Namespace, command: str) 
     ])  # fmt: skip
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the ``## Rate limits`` section of the page at ``path`` with ``text``, or append it.
-
-    The section runs from its heading to the next ``## `` heading or the end of the page.
-    """
-    page = path.read_text() if path.exists() else ""
-    lines = page.splitlines()
-    if SECTION in lines:
-        start = lines.index(SECTION)
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        rest = lines[end:]
-        lines = lines[:start] + text.splitlines() + ([""] if rest else []) + rest
-    else:
-        lines = [*lines, *([""] if lines and lines[-1] else []), *text.splitlines()]
-    path.write_text("\n".join(lines).rstrip("\n") + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the rounds, print and write the figures; return the exit status."""
     args = options(argv)
@@ -347,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text_table(summary_rows(list(results.values()), args.connections)))
     print()
     print("\n".join(findings(results, args.limit_per_second)))
-    write_section(args.output, section(results, args, command))
+    write_section(args.output, SECTION, section(results, args, command))
     log(f"section {SECTION!r} written to {args.output}")
     return 0
 

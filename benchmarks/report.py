@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from benchmarks.measure import Measurement
 from benchmarks.targets import TargetSpec
@@ -146,3 +147,24 @@ def markdown_table(rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
     lines.extend("| " + " | ".join(row) + " |" for row in rows[1:])
     return "\n".join(lines)
+
+
+def write_section(path: Path, heading: str, text: str) -> None:
+    """Replace the section ``heading`` of the page at ``path`` with ``text``, or append it.
+
+    The section runs from its heading (a line equal to ``heading``, e.g. ``## Rate limits``) to
+    the next ``## `` heading or the end of the page; ``text`` starts with the heading. The rest
+    of the page is left as it is.
+    """
+    page = path.read_text() if path.exists() else ""
+    lines = page.splitlines()
+    if heading in lines:
+        start = lines.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
+        )
+        rest = lines[end:]
+        lines = lines[:start] + text.splitlines() + ([""] if rest else []) + rest
+    else:
+        lines = [*lines, *([""] if lines and lines[-1] else []), *text.splitlines()]
+    path.write_text("\n".join(lines).rstrip("\n") + "\n")

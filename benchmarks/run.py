@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     with database_servers(dict(os.environ)) as env, ExitStack() as stack:
         slugs = ensure_data(env, args.articles)
         files = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="content-bench-")))
-        author = asyncio.run(_first_author(asyncpg_dsn(env["DATABASE_URL"])))
+        author = asyncio.run(first_author(asyncpg_dsn(env["DATABASE_URL"])))
         bench = Bench(args, env, files, {}, slug_count=len(slugs))
         write_scripts(bench, slugs, author)
         bench.servers = start_servers(stack, env, args.targets)
@@ -458,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(r.failure for r in results.values()) else 0
 
 
-async def _first_author(dsn: str) -> str:
+async def first_author(dsn: str) -> str:
+    """Return the username of the first author by id, from the database at ``dsn``."""
     conn = await asyncpg.connect(dsn)
     try:
         return str(await conn.fetchval("SELECT username FROM authors ORDER BY id LIMIT 1"))
