@@ -275,6 +275,13 @@ class Settings(BaseSettings):
             "stops accepting connections, seconds"
         ),
     )
+    migrate_on_start: bool = Field(
+        True,
+        description=(
+            "`serve` upgrades the schema before serving; `false` (or `serve --no-migrate`) leaves"
+            " it to `content-service migrate`, run once per release (e.g. a Kubernetes Job)"
+        ),
+    )
 
     max_body_bytes: int = Field(
         1_048_576,
