@@ -27,6 +27,7 @@ from cache.readthrough import CacheState, Lookup, ReadThroughCache
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
+from cache.watermarks import required_position, requiring
 
 __all__ = [
     "AutoPipeline",
@@ -79,4 +80,6 @@ __all__ = [
     "etag_for",
     "every",
     "hit_ratio",
+    "required_position",
+    "requiring",
 ]

@@ -8,6 +8,11 @@ no reader can see half an invalidation.
 
 Tag sets expire with the longest-lived entry filed under them; members whose entry was already
 deleted through another tag are harmless and go with the set.
+
+An invalidation may name the source position of the change it is for (a PostgreSQL WAL
+position): the same script then raises the invalidation watermark to it before it increments
+the sequence, so that every lease that sees the new sequence number sees the position too (see
+:mod:`cache.watermarks`).
 """
 
 from __future__ import annotations
@@ -18,21 +23,42 @@ from redis.asyncio import Redis
 
 from cache.errors import translate_redis_errors
 from cache.keys import KeyScheme
+from cache.watermarks import encode_position
 
-# KEYS: sequence, then pairs (tag set, tag sequence); ARGV: horizon ms
-_INVALIDATE = """
-local seq = redis.call('INCR', KEYS[1])
+# Raises the watermark at KEYS[1] to ARGV[1] (a position of POSITION_DIGITS digits: compared
+# as strings) unless it is ''.
+_RAISE_WATERMARK = """
+if ARGV[1] ~= '' then
+  local at = redis.call('GET', KEYS[1])
+  if not at or ARGV[1] > at then redis.call('SET', KEYS[1], ARGV[1]) end
+end
+"""
+
+# KEYS: watermark, sequence, then pairs (tag set, tag sequence); ARGV: position or '', horizon ms
+_INVALIDATE = (
+    _RAISE_WATERMARK
+    + """
+local seq = redis.call('INCR', KEYS[2])
 local deleted = 0
-for i = 2, #KEYS, 2 do
+for i = 3, #KEYS, 2 do
   local members = redis.call('SMEMBERS', KEYS[i])
   for j = 1, #members, 1000 do
     deleted = deleted + redis.call('UNLINK', unpack(members, j, math.min(j + 999, #members)))
   end
   redis.call('DEL', KEYS[i])
-  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[1])
+  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
 end
 return deleted
 """
+)
+
+# KEYS: watermark, epoch; ARGV: position or ''
+_REVOKE = (
+    _RAISE_WATERMARK
+    + """
+redis.call('DEL', KEYS[2])
+"""
+)
 
 
 class Invalidator:
@@ -50,12 +76,15 @@ class Invalidator:
         self._scheme = scheme
         self._horizon_ms = int(horizon_seconds * 1000)
         self._invalidate = redis.register_script(_INVALIDATE)
+        self._revoke = redis.register_script(_REVOKE)
 
-    async def invalidate_tags(self, tags: Iterable[str]) -> int:
+    async def invalidate_tags(self, tags: Iterable[str], *, position: int | None = None) -> int:
         """Delete every entry filed under any of ``tags`` and revoke the leases that depend on them.
 
         Args:
             tags: tag names; duplicates are ignored, an empty iterable does nothing.
+            position: the source position of the change (see :mod:`cache.watermarks`): the
+                watermark is raised to it in the same script; None records none.
 
         Returns:
             The number of entries deleted.
@@ -66,23 +95,43 @@ class Invalidator:
         unique = sorted(set(tags))
         if not unique:
             return 0
-        keys = [self._scheme.sequence]
+        keys = [self._scheme.watermark, self._scheme.sequence]
         for tag in unique:
             keys += [self._scheme.tag_set(tag), self._scheme.tag_sequence(tag)]
+        args: list[str | int] = [_position_arg(position), self._horizon_ms]
         with translate_redis_errors("invalidate tags"):
-            return int(await self._invalidate(keys=keys, args=[self._horizon_ms]))
+            return int(await self._invalidate(keys=keys, args=args))
 
-    async def revoke_leases(self) -> None:
+    async def revoke_leases(self, *, position: int | None = None) -> None:
         """Revoke every lease taken so far (a new epoch), so that no load under way stores.
 
         For changes no set of tags covers (a bulk load, a truncation), together with purges of
         the namespaces they touch.
 
+        Args:
+            position: the source position of the change: the watermark is raised to it first,
+                in the same script; None records none.
+
         Raises:
             CacheUnavailableError: when Redis failed.
         """
+        keys = [self._scheme.watermark, self._scheme.epoch]
         with translate_redis_errors("revoke leases"):
-            await self._redis.delete(self._scheme.epoch)
+            await self._revoke(keys=keys, args=[_position_arg(position)])
+
+    async def seed_watermark(self, position: int) -> bool:
+        """Record ``position`` as the watermark unless one is recorded; return whether it was.
+
+        For when Redis lost the watermark (a restart, an eviction): until one is recorded, loads
+        must read the source itself. ``position`` must be at or past every change invalidated
+        so far (the source's current position is).
+
+        Raises:
+            CacheUnavailableError: when Redis failed.
+        """
+        with translate_redis_errors("seed the watermark"):
+            done = await self._redis.set(self._scheme.watermark, encode_position(position), nx=True)
+        return bool(done)
 
     async def purge(self, namespace: str | None = None) -> int:
         """Delete every entry of ``namespace``, or every key of the scheme when it is None.
@@ -122,3 +171,7 @@ class Invalidator:
     async def _unlink(self, keys: list[bytes], entry_prefix: bytes) -> int:
         await self._redis.unlink(*keys)
         return sum(1 for k in keys if k.startswith(entry_prefix))
+
+
+def _position_arg(position: int | None) -> str:
+    return "" if position is None else encode_position(position)

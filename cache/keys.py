@@ -9,6 +9,8 @@ Layout, for a scheme whose prefix is ``cs``:
                             invalidated (kept for a bounded time, see :mod:`cache.invalidation`)
 ``cs:seq``                  the invalidation sequence: incremented by every invalidation
 ``cs:epoch``                a random token, new whenever the keyspace was emptied
+``cs:source:watermark``     the highest source position an invalidation recorded (see
+                            :mod:`cache.watermarks`); kept by purges
 ``cs:stats``                a hash of counters, ``{namespace}:{counter}`` to an integer
 ``cs:hot:{namespace}:{n}``  sampled read counts of time bucket ``n`` (see :mod:`cache.hotkeys`)
 ``cs:warm:lock``            the id of the running warming job, with its runner's lease as TTL
@@ -96,12 +98,13 @@ class KeyScheme:
         """Return the key prefixes that purging everything keeps.
 
         Hot-key counts (what a warming job after a purge works from), warming jobs (a running
-        job keeps its lock and state), request rates, the live members' reports and
-        rate-limit counters: none of them is cached content.
+        job keeps its lock and state), request rates, the live members' reports, rate-limit
+        counters and the invalidation watermark (still a bound on every change invalidated so
+        far): none of them is cached content.
         """
         return tuple(
             f"{self.prefix}:{kind}:".encode()
-            for kind in ("hot", "warm", "rates", "members", "limits")
+            for kind in ("hot", "warm", "rates", "members", "limits", "source")
         )
 
     def load_lease(self, redis_key: str) -> str:
@@ -125,6 +128,11 @@ class KeyScheme:
     def epoch(self) -> str:
         """The key of the keyspace epoch token."""
         return f"{self.prefix}:epoch"
+
+    @property
+    def watermark(self) -> str:
+        """The key of the invalidation watermark (see :mod:`cache.watermarks`)."""
+        return f"{self.prefix}:source:watermark"
 
     @property
     def stats(self) -> str:
