@@ -107,47 +107,60 @@ def test_secrets_have_no_default_values() -> None:
             assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", value), f"{name}: {value}"
 
 
+STANDALONE = ("service-1", "service-2")
+CLUSTERED = ("service-cluster-1", "service-cluster-2")
+
+
 @pytest.mark.parametrize(
-    ("service_name", "migrate_name"),
-    [("service", "migrate"), ("service-cluster", "migrate-cluster")],
+    ("replicas", "migrate_name"), [(STANDALONE, "migrate"), (CLUSTERED, "migrate-cluster")]
 )
 def test_replicas_serve_without_migrating_after_the_one_shot_migration(
-    service_name: str, migrate_name: str
+    replicas: tuple[str, ...], migrate_name: str
 ) -> None:
     found = services()
-    service, migrate = found[service_name], found[migrate_name]
-    assert service["command"][:2] == ["content-service", "serve"], service["command"]
-    assert "--no-migrate" in service["command"], service["command"]
-    assert service["deploy"]["replicas"] >= 2
-    assert "ports" not in service, "replicas publish nothing: nginx does"
+    migrate = found[migrate_name]
     assert migrate["command"] == ["content-service", "migrate"]
     assert migrate["restart"] == "no"
-    assert service["depends_on"][migrate_name] == {"condition": "service_completed_successfully"}
-    assert migrate["environment"]["DATABASE_URL"] == service["environment"]["DATABASE_URL"]
-    assert service["image"] == migrate["image"], "the job and the replicas run one image"
-    for name in SECRETS:
-        assert name in service["environment"], f"{service_name} lacks {name}"
+    assert len(replicas) >= 2
+    hostnames = {found[name]["hostname"] for name in replicas}
+    assert hostnames == set(replicas), "each replica is its own INSTANCE_NAME"
+    for name in replicas:
+        service = found[name]
+        assert service["command"][:2] == ["content-service", "serve"], service["command"]
+        assert "--no-migrate" in service["command"], service["command"]
+        assert "ports" not in service, "replicas publish nothing: nginx does"
+        assert service["depends_on"][migrate_name] == {
+            "condition": "service_completed_successfully"
+        }
+        assert migrate["environment"]["DATABASE_URL"] == service["environment"]["DATABASE_URL"]
+        assert service["image"] == migrate["image"], "the job and the replicas run one image"
+        for secret in SECRETS:
+            assert secret in service["environment"], f"{name} lacks {secret}"
 
 
 @pytest.mark.parametrize(
-    ("nginx_name", "service_name"), [("nginx", "service"), ("nginx-cluster", "service-cluster")]
+    ("nginx_name", "replicas"), [("nginx", STANDALONE), ("nginx-cluster", CLUSTERED)]
 )
-def test_nginx_fronts_the_replicas_of_its_network(nginx_name: str, service_name: str) -> None:
+def test_nginx_fronts_the_replicas_of_its_network(
+    nginx_name: str, replicas: tuple[str, ...]
+) -> None:
     found = services()
-    nginx, service = found[nginx_name], found[service_name]
+    nginx = found[nginx_name]
     assert nginx["image"].startswith("nginx:1.27"), nginx["image"]
     assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
-    assert nginx["depends_on"][service_name] == {"condition": "service_healthy"}
+    for name in replicas:
+        assert nginx["depends_on"][name] == {"condition": "service_healthy"}
     conf = NGINX_CONF.read_text()
     listen = {int(port) for port in re.findall(r"^\s*listen\s+(\d+)", conf, flags=re.M)}
     published_to = {int(p.rpartition(":")[2]) for p in nginx["ports"]}
     assert published_to <= listen, f"ports {nginx['ports']}, nginx listens on {listen}"
     (network,) = networks_of(nginx)
-    upstream = upstream_servers(conf)
-    assert upstream, "nginx.conf has no upstream servers"
-    for host, port in upstream:
-        assert resolve(network, host) == {service_name}, f"{host} on {network}"
-        assert str(port) in service["expose"], f"{service_name} does not expose {port}"
+    reached = set()
+    for host, port in upstream_servers(conf):
+        (service,) = resolve(network, host) or {f"nothing ({host})"}
+        assert str(port) in found[service]["expose"], f"{service} does not expose {port}"
+        reached.add(service)
+    assert reached == set(replicas), f"nginx.conf's upstream reaches {reached} on {network}"
 
 
 def test_the_cluster_profile_runs_a_redis_cluster_and_points_its_service_at_it() -> None:
@@ -163,23 +176,23 @@ def test_the_cluster_profile_runs_a_redis_cluster_and_points_its_service_at_it()
     assert "redis-cli --cluster create" in script
     assert "--cluster-replicas 0" in script
     assert {f"{n}:6379" for n in nodes} <= set(script.split()), script
-    service = found["service-cluster"]
-    assert service["profiles"] == ["cluster"]
-    assert service["environment"]["REDIS_MODE"] == "cluster"
-    urls = service["environment"]["REDIS_URL"].split(",")
-    assert sorted(urls) == sorted(f"redis://{n}:6379" for n in nodes)
-    assert service["depends_on"]["redis-cluster-create"] == {
-        "condition": "service_completed_successfully"
-    }
-    for name in ("redis-cluster-create", "service-cluster", "migrate-cluster", "nginx-cluster"):
+    for name in CLUSTERED:
+        service = found[name]
+        assert service["environment"]["REDIS_MODE"] == "cluster"
+        urls = service["environment"]["REDIS_URL"].split(",")
+        assert sorted(urls) == sorted(f"redis://{n}:6379" for n in nodes)
+        assert service["depends_on"]["redis-cluster-create"] == {
+            "condition": "service_completed_successfully"
+        }
+    for name in ("redis-cluster-create", *CLUSTERED, "migrate-cluster", "nginx-cluster"):
         assert found[name]["profiles"] == ["cluster"], name
 
 
 def test_the_cluster_deployment_shares_no_database_with_the_standalone_one() -> None:
     # One database, one Redis: a second cache of the database would miss invalidations.
     found = services()
-    url = found["service"]["environment"]["DATABASE_URL"]
-    assert found["service-cluster"]["environment"]["DATABASE_URL"] == url
+    url = found["service-1"]["environment"]["DATABASE_URL"]
+    assert found["service-cluster-1"]["environment"]["DATABASE_URL"] == url
     host = re.search(r"@([\w.-]+):", url)
     assert host is not None, url
     reached = {
@@ -188,6 +201,10 @@ def test_the_cluster_deployment_shares_no_database_with_the_standalone_one() -> 
             for network in networks_of(found[name])
             for database in resolve(network, host.group(1))
         }
-        for name in ("service", "service-cluster")
+        for name in (*STANDALONE, *CLUSTERED)
     }
-    assert reached == {"service": {"postgres"}, "service-cluster": {"postgres-cluster"}}, reached
+    expected = {
+        **{name: {"postgres"} for name in STANDALONE},
+        **{name: {"postgres-cluster"} for name in CLUSTERED},
+    }
+    assert reached == expected, reached

@@ -134,10 +134,10 @@ def test_provisioning_prometheus_and_compose_agree() -> None:
     prometheus = yaml.safe_load(PROMETHEUS.read_text())
     (job,) = prometheus["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
-    # Every replica is a target: the service's name resolves to each one's address.
-    (discovery,) = job["dns_sd_configs"]
-    assert (discovery["names"], discovery["type"]) == (["service"], "A")
-    assert str(discovery["port"]) in services["service"]["expose"]
+    # Every replica is a target of its own (nginx's upstream lists the same).
+    (targets,) = (static["targets"] for static in job["static_configs"])
+    replicas = [name for name in services if re.fullmatch(r"service-\d+", name)]
+    assert sorted(targets) == sorted(f"{r}:{services[r]['expose'][0]}" for r in replicas)
     # The stats token reaches Prometheus through the file its entrypoint writes.
     token_file = job["authorization"]["credentials_file"]
     entrypoint = " ".join(services["prometheus"]["entrypoint"])
