@@ -24,6 +24,7 @@ from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.rates import RateBuckets, WindowFigures
 from cache.readthrough import CacheState, Lookup, ReadThroughCache
+from cache.routing import RedisClient
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
@@ -66,6 +67,7 @@ __all__ = [
     "PoolTimeoutError",
     "RateBuckets",
     "ReadThroughCache",
+    "RedisClient",
     "Representation",
     "SessionTagCollector",
     "SingleFlight",

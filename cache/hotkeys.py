@@ -23,11 +23,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from cache.errors import translate_redis_errors
 from cache.keys import CacheKey, KeyScheme
+from cache.routing import AnyPipeline, RedisClient
 
 
 class HotKeyTracker:
@@ -51,7 +49,7 @@ class HotKeyTracker:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         *,
         sample_rate: float = 0.05,
@@ -97,7 +95,7 @@ class HotKeyTracker:
     def _bucket(self, now: float) -> int:
         return int(now // self._bucket_seconds)
 
-    def add_to(self, pipe: Pipeline) -> Callable[[bool], None] | None:
+    def add_to(self, pipe: AnyPipeline) -> Callable[[bool], None] | None:
         """Queue this flush's samples on ``pipe`` (see :class:`cache.stats.FlushPart`).
 
         Returns:

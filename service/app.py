@@ -11,9 +11,13 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry as ClusterRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -36,10 +40,12 @@ from cache import (
     LeaseStore,
     PolicyTable,
     ReadThroughCache,
+    RedisClient,
     SessionTagCollector,
     WarmingJobs,
     every,
 )
+from cache.errors import REDIS_FAILURES
 from service import embedded, repository
 from service.access import AccessRecorder
 from service.admin_requests import WarmRequest
@@ -108,13 +114,16 @@ def create_engine(
     )
 
 
-def create_redis(settings: Settings) -> Redis:
+def create_redis(settings: Settings) -> RedisClient:
     """Return a Redis client with a bounded pool, tight timeouts and no retries.
 
     A command waits at most ``redis_pool_timeout_seconds`` for a connection and
-    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that.
+    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that. With
+    ``REDIS_MODE=cluster`` it is a cluster client (see :func:`create_redis_cluster`).
     """
     assert settings.redis_url is not None
+    if settings.redis_mode == "cluster":
+        return create_redis_cluster(settings)
     pool = BoundedConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
@@ -124,6 +133,50 @@ def create_redis(settings: Settings) -> Redis:
         retry=Retry(NoBackoff(), 0),
     )
     return Redis.from_pool(pool)
+
+
+def create_redis_cluster(settings: Settings) -> RedisCluster:
+    """Return a Redis Cluster client on the seed nodes of ``REDIS_URL``, not yet connected.
+
+    The other nodes are discovered (``CLUSTER SLOTS``) on first use. Each node gets at most
+    ``redis_max_connections`` connections, the standalone timeouts, and no retries of
+    failed connections (a failed command fails open, and marks the slot map for a refresh);
+    ``MOVED`` and ``ASK`` redirections are followed. The credentials and TLS of the first URL
+    apply to every node. A slot that no node serves (a master died and no replica took over
+    yet) fails its commands only, not the whole client.
+    """
+    urls = settings.redis_cluster_urls()
+    seeds = [parse_url(url) for url in urls]
+    first = seeds[0]
+    options: dict[str, Any] = {
+        key: first[key] for key in ("username", "password") if first.get(key) is not None
+    }
+    if urls[0].startswith("rediss://"):
+        options["ssl"] = True
+    return RedisCluster(
+        startup_nodes=[ClusterNode(seed["host"], seed.get("port", 6379)) for seed in seeds],
+        require_full_coverage=False,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        retry=ClusterRetry(NoBackoff(), 0),
+        **options,
+    )
+
+
+def create_pipeline(redis: RedisClient, settings: Settings) -> AutoPipeline:
+    """Return an auto-pipeline on ``redis``; on a cluster, bounded per node as the pool is."""
+    return AutoPipeline(
+        redis,
+        max_connections_per_node=settings.redis_max_connections,
+        pool_timeout_seconds=settings.redis_pool_timeout_seconds,
+    )
+
+
+def key_scheme(settings: Settings) -> KeyScheme:
+    """Return the deployment's key scheme: hash-tagged slot groups in cluster mode."""
+    groups = settings.redis_cluster_slot_groups if settings.redis_mode == "cluster" else 0
+    return KeyScheme(settings.cache_prefix, groups)
 
 
 def policy_table(settings: Settings) -> PolicyTable:
@@ -158,6 +211,12 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(engine.dispose)
         redis = create_redis(settings)
         stack.push_async_callback(redis.aclose)
+        if isinstance(redis, RedisCluster):
+            try:
+                # The auto-pipeline routes by the slot map: have it before the first read.
+                await redis.initialize()
+            except REDIS_FAILURES as exc:
+                logger.warning("Redis Cluster not reachable at startup (fails open): %r", exc)
 
         # Background work has connections of its own: the outbox relay's LISTEN and drains,
         # the backlog sampler and the readiness probe never wait behind requests for the
@@ -167,7 +226,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
 
         metrics = ServiceMetrics.from_environment()
         stack.callback(metrics.close)
-        scheme = KeyScheme(settings.cache_prefix)
+        scheme = key_scheme(settings)
         keys = ContentKeys.from_scheme(scheme)
         stats = CacheStats(
             redis,
@@ -195,13 +254,18 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stats.add_flush_part(workers)
         stack.push_async_callback(workers.leave)
         # One auto-pipeline for the reads and the lease scripts, so that they share batches.
-        pipeline = AutoPipeline(redis)
+        pipeline = create_pipeline(redis, settings)
         stack.push_async_callback(pipeline.aclose)
         # Warming's leases and stores go out on batches of their own.
-        warming_pipeline = AutoPipeline(redis)
+        warming_pipeline = create_pipeline(redis, settings)
         stack.push_async_callback(warming_pipeline.aclose)
         leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS, pipeline=pipeline)
-        invalidator = Invalidator(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
+        invalidator = Invalidator(
+            redis,
+            scheme,
+            horizon_seconds=LEASE_HORIZON_SECONDS,
+            replica_ack_timeout_ms=settings.redis_replica_ack_timeout_ms,
+        )
 
         relay: OutboxRelay | None = None
 
@@ -366,7 +430,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert isinstance(app, ContentApp)
         app.recorder = AccessRecorder(state.metrics, access_log=settings.access_log)
         app.rate_limits = RateLimits.from_settings(
-            state.settings, state.redis, KeyScheme(state.settings.cache_prefix), state.redis_breaker
+            state.settings, state.redis, key_scheme(state.settings), state.redis_breaker
         )
         freeze_startup_heap()
         lifecycle.drain_on_sigterm(settings.shutdown_drain_seconds)

@@ -33,7 +33,34 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         None,
-        description="`redis://`, `rediss://` or `unix://` URL",
+        description=(
+            "`redis://`, `rediss://` or `unix://` URL; with `REDIS_MODE=cluster`, one or more "
+            "seed nodes as whole URLs, comma-separated (the other nodes are discovered)"
+        ),
+    )
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        "standalone",
+        description=(
+            "`standalone` (one Redis), `cluster` (Redis Cluster; see docs/cluster.md) or `sentinel`"
+        ),
+    )
+    redis_cluster_slot_groups: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description=(
+            "with `REDIS_MODE=cluster`: how many hash-tagged slot groups the entries are spread "
+            "over; more spreads them more evenly over the masters, and costs each invalidation "
+            "more keys (one record per tag per group)"
+        ),
+    )
+    redis_replica_ack_timeout_ms: int = Field(
+        500,
+        ge=1,
+        description=(
+            "with `REDIS_MODE=cluster`: how long an invalidation waits for a replica of each "
+            "master to acknowledge it (`WAIT`) before it counts as failed and stays in the outbox"
+        ),
     )
     api_tokens: str = Field(
         "",
@@ -381,6 +408,8 @@ class Settings(BaseSettings):
     def _pairs_parse(self) -> Settings:
         if (self.database_url is None) != (self.redis_url is None):
             raise ValueError("set both DATABASE_URL and REDIS_URL, or neither")
+        if self.redis_mode == "cluster":
+            self.redis_cluster_urls()
         self.tokens()
         self.namespace_ttls()
         self.read_limits()
@@ -417,6 +446,24 @@ class Settings(BaseSettings):
             )
         except ValueError as exc:
             raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
+
+    def redis_cluster_urls(self) -> list[str]:
+        """Return the seed nodes of ``REDIS_URL`` in cluster mode, one whole URL each.
+
+        Raises:
+            ValueError: ``REDIS_URL`` is unset, or an item is not a ``redis://`` or
+                ``rediss://`` URL with a host.
+        """
+        if not self.redis_url:
+            raise ValueError("REDIS_MODE=cluster needs REDIS_URL (the seed nodes)")
+        urls = [u.strip() for u in self.redis_url.split(",") if u.strip()]
+        for url in urls:
+            scheme, sep, rest = url.partition("://")
+            if not sep or scheme not in ("redis", "rediss") or not rest.split("/")[0]:
+                raise ValueError(
+                    "REDIS_URL in cluster mode lists redis:// or rediss:// URLs, comma-separated"
+                )
+        return urls
 
     @property
     def is_embedded(self) -> bool:
