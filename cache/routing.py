@@ -149,3 +149,19 @@ class NodeConnections:
         if self._refresh is not None:
             with contextlib.suppress(Exception):
                 await self._refresh
+
+
+async def ping(redis: RedisClient) -> None:
+    """Check that Redis answers (``PING``); a cluster: refresh the slot map, ping each master.
+
+    The refresh makes a probe after a failover see the promoted replicas (and forget the dead
+    master), so that a circuit breaker using it closes once the cluster serves again.
+
+    Raises:
+        redis.exceptions.RedisError, OSError: Redis (a master) did not answer.
+    """
+    if isinstance(redis, RedisCluster):
+        await redis.nodes_manager.initialize()
+        await asyncio.gather(*(redis.ping(target_nodes=node) for node in redis.get_primaries()))
+    else:
+        await redis.ping()

@@ -46,6 +46,7 @@ from cache import (
     every,
 )
 from cache.errors import REDIS_FAILURES
+from cache.routing import ping
 from service import embedded, repository
 from service.access import AccessRecorder
 from service.admin_requests import WarmRequest
@@ -275,7 +276,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
 
         redis_breaker = CircuitBreaker(
             "redis",
-            redis.ping,
+            lambda: ping(redis),
             on_recovery=drain_outbox,
             failure_threshold=settings.breaker_failure_threshold,
             probe_interval_seconds=settings.breaker_probe_interval_seconds,

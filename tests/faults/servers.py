@@ -209,6 +209,9 @@ class PrivateRedisCluster:
                 "--cluster-config-file", str(self.root / f"nodes-{port}.conf"),
                 "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--dir", str(self.root),
+                "--dbfilename", f"dump-{port}.rdb",
+                "--repl-diskless-sync-delay", "0",
+                "--logfile", str(self.root / f"node-{port}.log"),
                 "--save", "",
                 "--appendonly", "no",
             ],
@@ -276,7 +279,8 @@ class PrivateRedisCluster:
         raise LookupError(f"no master serves slot {slot}")
 
     def wait_until_ok(self, timeout_seconds: float = 30.0) -> None:
-        """Wait until every live node reports ``cluster_state:ok`` and all slots are served.
+        """Wait until every live node reports ``cluster_state:ok``, all slots are served, and
+        every live replica is in sync with its master (else it could not take over).
 
         Raises:
             TimeoutError: it did not within ``timeout_seconds``.
@@ -284,12 +288,34 @@ class PrivateRedisCluster:
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             infos = [self.command(port, "cluster", "info") for port in self.live_ports()]
+            replication = [self.command(port, "info", "replication") for port in self.live_ports()]
             if all(
                 "cluster_state:ok" in info and "cluster_slots_ok:16384" in info for info in infos
+            ) and all(
+                "role:master" in info or "master_link_status:up" in info for info in replication
             ):
                 return
             time.sleep(0.1)
         raise TimeoutError("the Redis Cluster did not reach cluster_state:ok")
+
+    def wait_for_failover(self, slot: int, dead: int, timeout_seconds: float = 30.0) -> int:
+        """Wait until a master other than ``dead`` serves ``slot`` and the cluster is ok.
+
+        Returns:
+            The port of the master that serves ``slot`` now.
+
+        Raises:
+            TimeoutError: it did not happen within ``timeout_seconds``.
+        """
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(LookupError):
+                serving = self.master_of_slot(slot)
+                if serving != dead:
+                    self.wait_until_ok(max(0.1, deadline - time.monotonic()))
+                    return serving
+            time.sleep(0.05)
+        raise TimeoutError(f"slot {slot} was not failed over from {dead}")
 
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port``: what it held and did not replicate is lost."""
