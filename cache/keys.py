@@ -30,7 +30,7 @@ against, are kept per group under the group's tag. A tag's records therefore exi
 group, and invalidating it touches every group (see :mod:`cache.invalidation`). The group tags
 are chosen so that their slots are spread evenly over the 16384 slots (so over the masters of
 a cluster whose slots were split into ranges). The operational keys (statistics, rates, hot
-keys, warming jobs, members) share one tag, ``{{prefix}:ops}``, so that their scripts and
+keys, warming jobs, members) share one tag, ``{<prefix>:ops}``, so that their scripts and
 pipelines stay in one slot: they are few and written about once a second. See
 ``docs/cluster.md``.
 
