@@ -118,10 +118,14 @@ async def test_stats_sum_every_master_and_purge_empties_every_master(
     for slug in SLUGS:
         await api.client.get(f"/api/v1/articles/{slug}")
     redis = (await api.stats())["redis"]
+    nodes = len(redis_cluster.ports)
+    assert redis["pool_max"] == nodes * api.state.settings.redis_max_connections, redis
     prefix = api.state.settings.cache_prefix
     async with master_clients(redis_cluster) as masters:
         total_keys = sum([await client.dbsize() for client in masters.values()])
-        assert redis["keys"] == total_keys and redis["used_memory_bytes"] > 0, redis
+        # Within a few keys: the background flush may have written a bucket since.
+        assert abs(redis["keys"] - total_keys) <= 5 and redis["used_memory_bytes"] > 0, redis
+        assert redis["keys"] > len(SLUGS) * 2, "entries and tag sets of every master"
 
         r = await api.client.post(
             "/admin/cache/purge",
