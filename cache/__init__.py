@@ -28,6 +28,7 @@ from cache.routing import RedisClient
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
+from cache.watermarks import required_position, requiring
 
 __all__ = [
     "AutoPipeline",
@@ -81,4 +82,6 @@ __all__ = [
     "etag_for",
     "every",
     "hit_ratio",
+    "required_position",
+    "requiring",
 ]

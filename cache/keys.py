@@ -9,6 +9,8 @@ Layout, for a scheme whose prefix is ``cs``:
                             invalidated (kept for a bounded time, see :mod:`cache.invalidation`)
 ``cs:seq``                  the invalidation sequence: incremented by every invalidation
 ``cs:epoch``                a random token, new whenever the keyspace was emptied
+``cs:source:watermark``     the highest source position an invalidation recorded (see
+                            :mod:`cache.watermarks`); kept by purges
 ``cs:stats``                a hash of counters, ``{namespace}:{counter}`` to an integer
 ``cs:hot:{namespace}:{n}``  sampled read counts of time bucket ``n`` (see :mod:`cache.hotkeys`)
 ``cs:warm:lock``            the id of the running warming job, with its runner's lease as TTL
@@ -210,12 +212,13 @@ class KeyScheme:
         """Return the key prefixes that purging everything keeps.
 
         Hot-key counts (what a warming job after a purge works from), warming jobs (a running
-        job keeps its lock and state), request rates, the live members' reports and
-        rate-limit counters: none of them is cached content.
+        job keeps its lock and state), request rates, the live members' reports, rate-limit
+        counters and the invalidation watermark (still a bound on every change invalidated so
+        far): none of them is cached content.
         """
         return tuple(
             f"{self.prefix}:{kind}:".encode()
-            for kind in ("hot", "warm", "rates", "members", "limits")
+            for kind in ("hot", "warm", "rates", "members", "limits", "source")
         )
 
     def load_lease(self, redis_key: str) -> str:
@@ -237,6 +240,17 @@ class KeyScheme:
     def epoch(self, group: str = "") -> str:
         """Return the key of the keyspace epoch token (of slot ``group``)."""
         return f"{self.prefix}:epoch:{group}" if group else f"{self.prefix}:epoch"
+
+    def watermark(self, group: str = "") -> str:
+        """Return the key of the invalidation watermark of slot ``group``.
+
+        See :mod:`cache.watermarks`; each group's is raised by the invalidations it runs.
+        """
+        return (
+            f"{self.prefix}:source:watermark:{group}"
+            if group
+            else f"{self.prefix}:source:watermark"
+        )
 
     @property
     def stats(self) -> str:

@@ -22,6 +22,12 @@ invalidation that R's query might have missed carries a larger number, and the s
 refused. The records in ``ts`` keys expire after ``horizon_seconds``; a lease older than half
 of that is not used to store at all, so an expired record can never let a stale set through.
 
+The lease also holds the *invalidation watermark* (see :mod:`cache.watermarks`), read in the same
+script as the sequence: an invalidation records its change's source position and increments the
+sequence in one script, so a lease that R took after W's invalidation holds a watermark at or past
+W's position, and R's loader, reading a lagging copy of the source (a replica), reads one that has
+applied W. The loader runs with the watermark as :func:`cache.watermarks.required_position`.
+
 The same round trip also takes the entry's *load lease*, the other half of Facebook's lease:
 ``SET {prefix}:l:{entry} token NX PX ttl``. Only its holder loads; other processes that miss the
 same key wait for its value instead of querying the database too (the thundering herd). The
@@ -40,8 +46,9 @@ from cache.autopipeline import AutoPipeline
 from cache.errors import translate_redis_errors
 from cache.keys import KeyScheme
 from cache.routing import RedisClient
+from cache.watermarks import decode_position
 
-# KEYS: epoch, sequence, entry, load lease
+# KEYS: epoch, sequence, entry, load lease, watermark
 # ARGV: new epoch, lease token, load lease ttl ms (0: take none), "1" to return the entry
 _BEGIN = """
 local epoch = redis.call('GET', KEYS[1])
@@ -56,7 +63,7 @@ if tonumber(ARGV[3]) > 0 and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARG
 end
 local value = false
 if ARGV[4] == '1' then value = redis.call('GET', KEYS[3]) end
-return {epoch, seq, won, value}
+return {epoch, seq, won, value, redis.call('GET', KEYS[5])}
 """
 
 # KEYS: entry, epoch, load lease, tag set 1..n, tag sequence 1..n
@@ -97,6 +104,8 @@ class Lease:
         taken_at: ``time.monotonic()`` when the lease was taken, in seconds.
         token: the random token of the lease.
         loads: True when this lease also holds the entry's load lease (it alone should load).
+        watermark: the invalidation watermark when the lease was taken (a source position,
+            see :mod:`cache.watermarks`); None when none was recorded.
     """
 
     epoch: bytes
@@ -104,6 +113,7 @@ class Lease:
     taken_at: float
     token: str = ""
     loads: bool = False
+    watermark: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +163,8 @@ class LeaseStore:
     ) -> Grant:
         """Take a lease; call it before reading the source of truth. One round trip.
 
+        The lease holds the invalidation watermark of that moment (see :mod:`cache.watermarks`).
+
         Args:
             redis_key: the entry the load is for.
             load_lease_ms: when > 0, also try to take the entry's load lease for that many
@@ -170,12 +182,20 @@ class LeaseStore:
             self._scheme.sequence(group),
             redis_key,
             self._scheme.load_lease(redis_key),
+            self._scheme.watermark(group),
         ]
         with translate_redis_errors("take a lease"):
-            epoch, seq, won, value = await self.pipeline.run_script(
+            epoch, seq, won, value, watermark = await self.pipeline.run_script(
                 self._begin, keys, [token, token, load_lease_ms, int(return_value)]
             )
-        lease = Lease(bytes(epoch), int(seq), time.monotonic(), token, bool(won))
+        lease = Lease(
+            bytes(epoch),
+            int(seq),
+            time.monotonic(),
+            token,
+            bool(won),
+            decode_position(watermark),
+        )
         return Grant(lease, bytes(value) if value is not None else None)
 
     async def store(

@@ -63,6 +63,8 @@ from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimits import RateLimitMiddleware, RateLimits
 from service.reads import ContentReader
+from service.replica_figures import replica_sampler, worker_figures
+from service.replicas import Replica, ReplicaSet, replica_name
 from service.routes import routes
 from service.settings import Settings
 from service.state import AppState
@@ -81,18 +83,20 @@ LEASE_HORIZON_SECONDS = 300.0
 def create_engine(
     settings: Settings,
     *,
+    url: str | None = None,
     pool_size: int | None = None,
     max_overflow: int | None = None,
     pre_ping: bool = False,
 ) -> AsyncEngine:
-    """Return the async engine of ``settings.database_url`` with a bounded pool.
+    """Return the async engine of ``url`` (``settings.database_url`` when None), pool bounded.
 
     A request waits at most ``db_pool_timeout_seconds`` for a connection (then 503), and at
     most ``db_connect_timeout_seconds`` for a new connection to open.
     """
-    assert settings.database_url is not None
+    url = url or settings.database_url
+    assert url is not None
     return create_async_engine(
-        settings.database_url,
+        url,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
@@ -244,16 +248,6 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stats.add_flush_part(tracker)
         stats.start()
         stack.push_async_callback(stats.aclose)
-        # Its heartbeat rides the statistics flush; it leaves before the last flush.
-        workers = create_worker_registry(
-            redis,
-            scheme,
-            engine,
-            instance=settings.instance_name,
-            flush_interval_seconds=settings.stats_flush_interval_seconds,
-        )
-        stats.add_flush_part(workers)
-        stack.push_async_callback(workers.leave)
         # One auto-pipeline for the reads and the lease scripts, so that they share batches.
         pipeline = create_pipeline(redis, settings)
         stack.push_async_callback(pipeline.aclose)
@@ -267,6 +261,20 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             horizon_seconds=LEASE_HORIZON_SECONDS,
             replica_ack_timeout_ms=settings.redis_replica_ack_timeout_ms,
         )
+        replicas = await stack.enter_async_context(
+            open_replicas(settings, engine, background_engine, invalidator)
+        )
+        # Its heartbeat rides the statistics flush; it leaves before the last flush.
+        workers = create_worker_registry(
+            redis,
+            scheme,
+            engine,
+            instance=settings.instance_name,
+            flush_interval_seconds=settings.stats_flush_interval_seconds,
+            parts={"db_replicas": lambda: worker_figures(replicas)},
+        )
+        stats.add_flush_part(workers)
+        stack.push_async_callback(workers.leave)
 
         relay: OutboxRelay | None = None
 
@@ -290,6 +298,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         )
         stack.push_async_callback(database_breaker.aclose)
         metrics.add_sampler(worker_sampler(engine, redis, (redis_breaker, database_breaker)))
+        metrics.add_sampler(replica_sampler(metrics, replicas))
         # Publishes the answers counted in memory too: every second, and before each scrape.
         gauges = BackgroundTask("metrics-gauges", every(SAMPLE_INTERVAL_SECONDS, metrics.sample))
         gauges.start()
@@ -299,6 +308,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             invalidator,
             redis_breaker,
             poll_interval_seconds=settings.outbox_poll_interval_seconds,
+            record_positions=bool(replicas.replicas),
         )
         # What accrued while no process listened (writes whose invalidation failed, plain
         # SQL) is applied before the first read is served from Redis.
@@ -344,6 +354,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             keys,
             negative_ttl_seconds=settings.cache_negative_ttl_seconds,
             database_breaker=database_breaker,
+            replicas=replicas,
         )
         jobs = WarmingJobs(
             redis,
@@ -376,7 +387,12 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         write_sessions = async_sessionmaker(
             engine, sync_session_class=write_session, expire_on_commit=False
         )
-        unit_of_work = UnitOfWork(write_sessions, invalidator, redis_breaker)
+        unit_of_work = UnitOfWork(
+            write_sessions,
+            invalidator,
+            redis_breaker,
+            position_after_commit=replicas.position_after_write if replicas.replicas else None,
+        )
         yield AppState(
             settings=settings,
             engine=engine,
@@ -397,7 +413,47 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             backlog=backlog,
             auth=TokenAuthority(settings.tokens(), settings.stats_token),
             metrics=metrics,
+            replicas=replicas,
         )
+
+
+@asynccontextmanager
+async def open_replicas(
+    settings: Settings,
+    engine: AsyncEngine,
+    background_engine: AsyncEngine,
+    invalidator: Invalidator,
+) -> AsyncIterator[ReplicaSet]:
+    """Yield the read replicas of ``settings``, sampled in the background; close them on exit.
+
+    Each replica has an engine of its own: ``DATABASE_REPLICA_POOL_SIZE`` connections for
+    loads and one more for its sampler, with the primary's timeouts and server settings.
+    """
+    replicas = [
+        Replica(
+            replica_name(url),
+            create_engine(
+                settings, url=url, pool_size=settings.database_replica_pool_size, max_overflow=1
+            ),
+        )
+        for url in settings.replica_urls()
+    ]
+    replica_set = ReplicaSet(
+        replicas,
+        engine,
+        background_engine,
+        invalidator,
+        max_lag_seconds=settings.database_replica_max_lag_seconds,
+        sample_interval_seconds=settings.database_replica_sample_interval_seconds,
+        sample_timeout_seconds=settings.db_connect_timeout_seconds,
+    )
+    try:
+        replica_set.start()
+        yield replica_set
+    finally:
+        await replica_set.aclose()
+        for replica in replicas:
+            await replica.engine.dispose()
 
 
 def freeze_startup_heap() -> None:

@@ -28,15 +28,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import BackgroundTask, CacheUnavailableError, CircuitBreaker, Invalidator
 from service.keyspaces import NAMESPACES, tags_for_row_change
+from service.wal import INSERT_POSITION_SQL
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "cache_outbox"
 
+# The position is evaluated after the statement's snapshot was taken: it is at or past the
+# commit record of every transaction whose rows it returns (see service.wal).
 _TAKE = """
 DELETE FROM cache_outbox WHERE id IN (
     SELECT id FROM cache_outbox ORDER BY id LIMIT :n FOR UPDATE {skip}
-) RETURNING table_name, op, old_row, new_row
+) RETURNING table_name, op, old_row, new_row, {position} AS position
 """
 
 
@@ -78,6 +81,8 @@ class OutboxRelay:
             service notifies, and has already invalidated its own tags by the time the relay
             sees it: one drain per burst of writes, not one per write (a drain is four round
             trips to PostgreSQL and one to Redis), costs the backstop that much delay.
+        record_positions: record the primary's WAL position with each batch's invalidation,
+            as the invalidation watermark (with read replicas; see :mod:`service.replicas`).
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class OutboxRelay:
         poll_interval_seconds: float = 1.0,
         batch_size: int = 500,
         coalesce_seconds: float = 0.05,
+        record_positions: bool = False,
     ) -> None:
         self._engine = engine
         self._invalidator = invalidator
@@ -96,6 +102,7 @@ class OutboxRelay:
         self._interval = poll_interval_seconds
         self._batch = batch_size
         self._coalesce = min(coalesce_seconds, poll_interval_seconds)
+        self._record_positions = record_positions
         self._wake = asyncio.Event()
         self._task = BackgroundTask("outbox-relay", self._run)
         self._lock = asyncio.Lock()
@@ -142,7 +149,12 @@ class OutboxRelay:
         return await self._drain(skip_locked=False)
 
     async def _drain(self, *, skip_locked: bool) -> int:
-        statement = text(_TAKE.format(skip="SKIP LOCKED" if skip_locked else ""))
+        statement = text(
+            _TAKE.format(
+                skip="SKIP LOCKED" if skip_locked else "",
+                position=INSERT_POSITION_SQL if self._record_positions else "NULL",
+            )
+        )
         done = 0
         async with self._lock:
             while True:
@@ -168,16 +180,19 @@ class OutboxRelay:
     async def _apply(self, rows: Sequence[Any]) -> None:
         tags: set[str] = set()
         truncated = False
+        position: int | None = None
         for row in rows:
+            if row.position is not None:
+                position = max(position or 0, int(row.position))
             if row.op == "TRUNCATE":
                 truncated = True
             else:
                 tags |= tags_for_row_change(row.table_name, row.op, row.old_row, row.new_row)
         if truncated:
-            await self._invalidator.revoke_leases()
+            await self._invalidator.revoke_leases(position=position)
             for namespace in NAMESPACES:
                 await self._invalidator.purge(namespace)
-        await self._invalidator.invalidate_tags(tags)
+        await self._invalidator.invalidate_tags(tags, position=position)
 
     async def _run(self) -> None:
         first_delay = min(0.1, self._interval)

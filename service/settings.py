@@ -15,6 +15,8 @@ from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 Role = Literal["editor", "admin"]
 
@@ -391,6 +393,34 @@ class Settings(BaseSettings):
         ge=0,
         description="PostgreSQL `statement_timeout`, milliseconds",
     )
+    database_replica_urls: str = Field(
+        "",
+        description=(
+            "PostgreSQL streaming replicas that cache-miss loads may read from: "
+            "`postgresql+asyncpg://` URLs, comma-separated (empty: none); writes and whatever must"
+            " see a just-acknowledged write use `DATABASE_URL` (see docs/replicas.md)"
+        ),
+    )
+    database_replica_max_lag_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "a replica whose replay lags the primary by more than this, as last sampled, is "
+            "skipped until it catches up, seconds"
+        ),
+    )
+    database_replica_pool_size: int = Field(
+        5,
+        ge=1,
+        description=(
+            "connections per replica per process (timeouts and server settings as the primary's)"
+        ),
+    )
+    database_replica_sample_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="how often each process samples the primary's WAL position and each replica",
+    )
 
     @field_validator("log_format", "log_level", mode="before")
     @classmethod
@@ -415,7 +445,32 @@ class Settings(BaseSettings):
         self.read_limits()
         self.write_limits()
         self.proxy_networks()
+        if self.replica_urls() and self.database_url is None:
+            raise ValueError("DATABASE_REPLICA_URLS needs DATABASE_URL")
         return self
+
+    def replica_urls(self) -> list[str]:
+        """Return ``DATABASE_REPLICA_URLS`` as a list of URLs, in order; empty for none.
+
+        Raises:
+            ValueError: an item is not a ``postgresql+asyncpg://`` URL with a host, or two
+                items are the same.
+        """
+        urls: list[str] = []
+        for item in filter(None, (p.strip() for p in self.database_replica_urls.split(","))):
+            try:
+                url = make_url(item)
+            except ArgumentError:
+                raise ValueError("DATABASE_REPLICA_URLS holds an item that is not a URL") from None
+            if url.drivername != "postgresql+asyncpg" or not (url.host or url.query.get("host")):
+                raise ValueError(
+                    "DATABASE_REPLICA_URLS holds an item that is not a postgresql+asyncpg:// URL"
+                    " with a host"
+                )
+            if item in urls:
+                raise ValueError("DATABASE_REPLICA_URLS names a replica twice")
+            urls.append(item)
+        return urls
 
     def read_limits(self) -> list[RateLimitItem]:
         """Return ``RATE_LIMIT_READS`` parsed; empty when reads are not limited.

@@ -15,6 +15,7 @@ from service.keyspaces import ContentKeys
 from service.metrics import ServiceMetrics
 from service.outbox import OutboxRelay
 from service.reads import ContentReader
+from service.replicas import ReplicaSet
 from service.settings import Settings
 from service.unit_of_work import UnitOfWork
 from service.warming import ContentWarming
@@ -45,3 +46,5 @@ class AppState:
     metrics: ServiceMetrics
     workers: MemberRegistry
     backlog: BacklogSampler
+    #: the read replicas (none when ``DATABASE_REPLICA_URLS`` is empty) and the loads' counts
+    replicas: ReplicaSet

@@ -21,13 +21,14 @@ from cache.routing import AnyPipeline
 from service.endpoints import ctx
 from service.keyspaces import NAMESPACES
 from service.metrics import CONTENT_TYPE
+from service.replica_figures import replica_stats
 from service.responses import json_response, no_query
 from service.state import AppState
 from service.workers import pool_lists, rfc3339
 
 
 async def stats(request: Request) -> Response:
-    """The cache, rates, pool, Redis, outbox and warming figures of the contract's ``/stats``."""
+    """The cache, rates, pool, Redis, outbox, warming and replica figures of ``/stats``."""
     state = ctx(request)
     state.auth.require_stats(request)
     no_query(request)
@@ -97,6 +98,7 @@ async def stats(request: Request) -> Response:
                 for b in (state.redis_breaker, state.database_breaker)
             },
             "warming": warming,
+            "db_replicas": replica_stats(state.replicas, live),
         }
     )
 
