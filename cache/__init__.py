@@ -12,6 +12,14 @@ from cache.compression import Compression
 from cache.counters import hit_ratio
 from cache.entries import BatchLoader, Loaded, Loader
 from cache.errors import CacheError, CacheUnavailableError, CodecError
+from cache.failover import (
+    Admission,
+    BoundedSentinelConnectionPool,
+    IdentifiedSentinelConnection,
+    MasterChangedError,
+    MasterIdentity,
+    NotMasterError,
+)
 from cache.filling import FillReport
 from cache.hotkeys import HotKeyTracker
 from cache.invalidation import Invalidator
@@ -29,10 +37,12 @@ from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
 
 __all__ = [
+    "Admission",
     "AutoPipeline",
     "BackgroundTask",
     "BatchLoader",
     "BoundedConnectionPool",
+    "BoundedSentinelConnectionPool",
     "BreakerState",
     "CacheError",
     "CacheKey",
@@ -49,6 +59,7 @@ __all__ = [
     "FlushPart",
     "Grant",
     "HotKeyTracker",
+    "IdentifiedSentinelConnection",
     "Invalidator",
     "JobProgress",
     "KeyScheme",
@@ -57,10 +68,13 @@ __all__ = [
     "Loaded",
     "Loader",
     "Lookup",
+    "MasterChangedError",
+    "MasterIdentity",
     "MemberRegistry",
     "MemberReport",
     "Members",
     "Namespace",
+    "NotMasterError",
     "Pacer",
     "PolicyTable",
     "PoolTimeoutError",
