@@ -46,6 +46,7 @@ from service.admin_requests import WarmRequest
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
+from service.failover import MasterFollower, create_sentinel_redis
 from service.gauges import SAMPLE_INTERVAL_SECONDS, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
@@ -112,8 +113,18 @@ def create_redis(settings: Settings) -> Redis:
     """Return a Redis client with a bounded pool, tight timeouts and no retries.
 
     A command waits at most ``redis_pool_timeout_seconds`` for a connection and
-    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that.
+    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that. In
+    ``sentinel`` mode, the client of :func:`service.failover.create_sentinel_redis`.
+
+    Raises:
+        RuntimeError: ``REDIS_MODE=cluster``, which this version does not support yet.
     """
+    if settings.redis_mode == "sentinel":
+        return create_sentinel_redis(settings)
+    if settings.redis_mode == "cluster":
+        raise RuntimeError(
+            "REDIS_MODE=cluster is not available yet in this version: use standalone or sentinel"
+        )
     assert settings.redis_url is not None
     pool = BoundedConnectionPool.from_url(
         settings.redis_url,
@@ -204,15 +215,27 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         invalidator = Invalidator(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
 
         relay: OutboxRelay | None = None
+        follower = (
+            MasterFollower(
+                redis, check_interval_seconds=settings.redis_sentinel_check_interval_seconds
+            )
+            if settings.redis_mode == "sentinel"
+            else None
+        )
 
-        async def drain_outbox() -> None:
+        async def probe_redis() -> None:
+            await (redis.ping() if follower is None else follower.probe())
+
+        async def recover_cache() -> None:
+            # Before anything is served from Redis: what accrued in the outbox, and, on a
+            # master this worker has not used yet, what the old master may not have replicated.
             assert relay is not None
-            await relay.drain_all()
+            await (relay.drain_all() if follower is None else follower.recover(relay))
 
         redis_breaker = CircuitBreaker(
             "redis",
-            redis.ping,
-            on_recovery=drain_outbox,
+            probe_redis,
+            on_recovery=recover_cache,
             failure_threshold=settings.breaker_failure_threshold,
             probe_interval_seconds=settings.breaker_probe_interval_seconds,
         )
@@ -234,15 +257,20 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             invalidator,
             redis_breaker,
             poll_interval_seconds=settings.outbox_poll_interval_seconds,
+            retention_seconds=settings.outbox_retention_seconds if follower is not None else 0.0,
         )
         # What accrued while no process listened (writes whose invalidation failed, plain
         # SQL) is applied before the first read is served from Redis.
         try:
-            await relay.drain_all()
+            await recover_cache()
         except CacheUnavailableError:
             redis_breaker.trip()  # its recovery drains before Redis is used
         except Exception as exc:
             logger.warning("outbox not drained at startup (the relay will retry): %r", exc)
+        if follower is not None:
+            # After the startup recovery: a refusal before it is no change of master.
+            follower.follow(redis_breaker)
+            stack.push_async_callback(follower.aclose)
         relay.start()
         stack.push_async_callback(relay.aclose)
         backlog = BacklogSampler(

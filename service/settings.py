@@ -35,6 +35,36 @@ class Settings(BaseSettings):
         None,
         description="`redis://`, `rediss://` or `unix://` URL",
     )
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        "standalone",
+        description=(
+            "`standalone`: one server at `REDIS_URL`; `cluster`: a Redis Cluster whose seed nodes "
+            "`REDIS_URL` lists; `sentinel`: the master that `REDIS_SENTINELS` name (no "
+            "`REDIS_URL`; see docs/sentinel.md)"
+        ),
+    )
+    redis_sentinels: str = Field(
+        "",
+        description=(
+            "`sentinel` mode: the sentinels as `host:port` pairs, comma-separated "
+            "(`10.0.0.1:26379,10.0.0.2:26379,[::1]:26379`)"
+        ),
+    )
+    redis_sentinel_master: str = Field(
+        "",
+        description="`sentinel` mode: the master's name in the sentinels' configuration",
+    )
+    redis_sentinel_password: str | None = Field(
+        None,
+        description="`sentinel` mode: the sentinels' password (`requirepass` of the sentinels)",
+    )
+    redis_password: str | None = Field(
+        None,
+        description=(
+            "`sentinel` mode: the password of the master and replicas (the other modes take it "
+            "from the URL)"
+        ),
+    )
     api_tokens: str = Field(
         "",
         description="`token:role` pairs, comma-separated; roles `editor` and `admin`",
@@ -235,6 +265,15 @@ class Settings(BaseSettings):
         gt=0,
         description="how often the outbox is drained when no `NOTIFY` arrives",
     )
+    outbox_retention_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "`sentinel` mode: applied outbox rows are kept this long and applied again to a newly "
+            "promoted master; more than the replication lag bound plus the failover's detection "
+            '(see docs/sentinel.md, "Lost invalidations")'
+        ),
+    )
     breaker_failure_threshold: int = Field(
         3,
         ge=1,
@@ -335,6 +374,14 @@ class Settings(BaseSettings):
         gt=0,
         description="wait for a Redis connection to open",
     )
+    redis_sentinel_check_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "`sentinel` mode: how often each worker asks the sentinels which server is the master "
+            "(a backstop: their `+switch-master` announcements show a failover at once)"
+        ),
+    )
 
     db_pool_size: int = Field(
         10,
@@ -365,7 +412,12 @@ class Settings(BaseSettings):
         description="PostgreSQL `statement_timeout`, milliseconds",
     )
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_format", "log_level", "redis_mode", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -379,7 +431,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pairs_parse(self) -> Settings:
-        if (self.database_url is None) != (self.redis_url is None):
+        if self.redis_mode == "sentinel":
+            if self.redis_url is not None:
+                raise ValueError(
+                    "REDIS_MODE=sentinel finds the master through REDIS_SENTINELS: unset REDIS_URL"
+                )
+            if self.database_url is None:
+                raise ValueError(
+                    "REDIS_MODE=sentinel needs DATABASE_URL (the embedded servers are standalone)"
+                )
+            if not self.redis_sentinel_master.strip():
+                raise ValueError("REDIS_MODE=sentinel needs REDIS_SENTINEL_MASTER")
+            if not self.sentinel_addresses():
+                raise ValueError("REDIS_MODE=sentinel needs REDIS_SENTINELS (host:port, ...)")
+        elif (self.database_url is None) != (self.redis_url is None):
             raise ValueError("set both DATABASE_URL and REDIS_URL, or neither")
         self.tokens()
         self.namespace_ttls()
@@ -417,6 +482,21 @@ class Settings(BaseSettings):
             )
         except ValueError as exc:
             raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """Return ``REDIS_SENTINELS`` as (host, port) pairs, in order; IPv6 hosts unbracketed.
+
+        Raises:
+            ValueError: an item is not ``host:port`` with a port from 1 to 65535.
+        """
+        addresses: list[tuple[str, int]] = []
+        for item in filter(None, (p.strip() for p in self.redis_sentinels.split(","))):
+            host, sep, port = item.rpartition(":")
+            host = host.removeprefix("[").removesuffix("]")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"REDIS_SENTINELS item {item!r} is not host:port")
+            addresses.append((host, int(port)))
+        return addresses
 
     @property
     def is_embedded(self) -> bool:
