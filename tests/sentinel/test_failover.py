@@ -305,7 +305,7 @@ async def lose_an_invalidation_then_fail_over(
         assert stale_entry is not None and b'"title":"Title 1"' in stale_entry, stale_entry
 
         group.failover()
-        group.wait_for_master(group.replica.port)
+        await asyncio.to_thread(group.wait_for_master, group.replica.port)
         switched = time.monotonic()
         reads: list[Read] = []
         cached = [0, 0]
