@@ -32,9 +32,11 @@ from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.rates import RateBuckets, WindowFigures
 from cache.readthrough import CacheState, Lookup, ReadThroughCache
+from cache.routing import RedisClient
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
+from cache.watermarks import required_position, requiring
 
 __all__ = [
     "Admission",
@@ -80,6 +82,7 @@ __all__ = [
     "PoolTimeoutError",
     "RateBuckets",
     "ReadThroughCache",
+    "RedisClient",
     "Representation",
     "SessionTagCollector",
     "SingleFlight",
@@ -93,4 +96,6 @@ __all__ = [
     "etag_for",
     "every",
     "hit_ratio",
+    "required_position",
+    "requiring",
 ]

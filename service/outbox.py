@@ -33,15 +33,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import BackgroundTask, CacheUnavailableError, CircuitBreaker, Invalidator
 from service.keyspaces import NAMESPACES, tags_for_row_change
+from service.wal import INSERT_POSITION_SQL
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "cache_outbox"
 
+# The position is evaluated after the statement's snapshot was taken: it is at or past the
+# commit record of every transaction whose rows it returns (see service.wal).
 _TAKE = """
 DELETE FROM cache_outbox WHERE id IN (
     SELECT id FROM cache_outbox ORDER BY id LIMIT :n FOR UPDATE {skip}
-) RETURNING table_name, op, old_row, new_row
+) RETURNING table_name, op, old_row, new_row, {position} AS position
 """
 
 
@@ -62,11 +65,11 @@ WITH taken AS (
         LIMIT :n FOR UPDATE SKIP LOCKED
     )
 )
-SELECT table_name, op, old_row, new_row FROM taken
+SELECT table_name, op, old_row, new_row, {position} AS position FROM taken
 """
 
 _APPLIED = text(
-    "SELECT id, table_name, op, old_row, new_row FROM cache_outbox_applied"
+    "SELECT id, table_name, op, old_row, new_row, NULL AS position FROM cache_outbox_applied"
     " WHERE applied_at > clock_timestamp() - make_interval(secs => :retention) AND id > :after"
     " ORDER BY id LIMIT :n"
 )
@@ -111,6 +114,8 @@ class OutboxRelay:
             trips to PostgreSQL and one to Redis), costs the backstop that much delay.
         retention_seconds: how long applied rows are kept for :meth:`replay_applied`, in
             seconds; 0 deletes them as they are applied.
+        record_positions: record the primary's WAL position with each batch's invalidation,
+            as the invalidation watermark (with read replicas; see :mod:`service.replicas`).
     """
 
     def __init__(
@@ -123,6 +128,7 @@ class OutboxRelay:
         batch_size: int = 500,
         coalesce_seconds: float = 0.05,
         retention_seconds: float = 0.0,
+        record_positions: bool = False,
     ) -> None:
         self._engine = engine
         self._retention = retention_seconds
@@ -131,6 +137,7 @@ class OutboxRelay:
         self._interval = poll_interval_seconds
         self._batch = batch_size
         self._coalesce = min(coalesce_seconds, poll_interval_seconds)
+        self._record_positions = record_positions
         self._wake = asyncio.Event()
         self._task = BackgroundTask("outbox-relay", self._run)
         self._lock = asyncio.Lock()
@@ -209,7 +216,12 @@ class OutboxRelay:
 
     async def _drain(self, *, skip_locked: bool) -> int:
         take = _TAKE_AND_KEEP if self._retention > 0 else _TAKE
-        statement = text(take.format(skip="SKIP LOCKED" if skip_locked else ""))
+        statement = text(
+            take.format(
+                skip="SKIP LOCKED" if skip_locked else "",
+                position=INSERT_POSITION_SQL if self._record_positions else "NULL",
+            )
+        )
         parameters: dict[str, float] = {"n": self._batch}
         if self._retention > 0:
             parameters["retention"] = self._retention
@@ -238,16 +250,19 @@ class OutboxRelay:
     async def _apply(self, rows: Sequence[Any]) -> None:
         tags: set[str] = set()
         truncated = False
+        position: int | None = None
         for row in rows:
+            if row.position is not None:
+                position = max(position or 0, int(row.position))
             if row.op == "TRUNCATE":
                 truncated = True
             else:
                 tags |= tags_for_row_change(row.table_name, row.op, row.old_row, row.new_row)
         if truncated:
-            await self._invalidator.revoke_leases()
+            await self._invalidator.revoke_leases(position=position)
             for namespace in NAMESPACES:
                 await self._invalidator.purge(namespace)
-        await self._invalidator.invalidate_tags(tags)
+        await self._invalidator.invalidate_tags(tags, position=position)
 
     async def _run(self) -> None:
         first_delay = min(0.1, self._interval)
