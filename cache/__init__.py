@@ -12,6 +12,14 @@ from cache.compression import Compression
 from cache.counters import hit_ratio
 from cache.entries import BatchLoader, Loaded, Loader
 from cache.errors import CacheError, CacheUnavailableError, CodecError
+from cache.failover import (
+    Admission,
+    BoundedSentinelConnectionPool,
+    IdentifiedSentinelConnection,
+    MasterChangedError,
+    MasterIdentity,
+    NotMasterError,
+)
 from cache.filling import FillReport
 from cache.hotkeys import HotKeyTracker
 from cache.invalidation import Invalidator
@@ -31,10 +39,12 @@ from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
 from cache.watermarks import required_position, requiring
 
 __all__ = [
+    "Admission",
     "AutoPipeline",
     "BackgroundTask",
     "BatchLoader",
     "BoundedConnectionPool",
+    "BoundedSentinelConnectionPool",
     "BreakerState",
     "CacheError",
     "CacheKey",
@@ -51,6 +61,7 @@ __all__ = [
     "FlushPart",
     "Grant",
     "HotKeyTracker",
+    "IdentifiedSentinelConnection",
     "Invalidator",
     "JobProgress",
     "KeyScheme",
@@ -59,10 +70,13 @@ __all__ = [
     "Loaded",
     "Loader",
     "Lookup",
+    "MasterChangedError",
+    "MasterIdentity",
     "MemberRegistry",
     "MemberReport",
     "Members",
     "Namespace",
+    "NotMasterError",
     "Pacer",
     "PolicyTable",
     "PoolTimeoutError",

@@ -53,6 +53,7 @@ from service.admin_requests import WarmRequest
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
+from service.failover import MasterFollower, create_sentinel_redis
 from service.gauges import SAMPLE_INTERVAL_SECONDS, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
@@ -123,9 +124,12 @@ def create_redis(settings: Settings) -> RedisClient:
     """Return a Redis client with a bounded pool, tight timeouts and no retries.
 
     A command waits at most ``redis_pool_timeout_seconds`` for a connection and
-    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that. With
-    ``REDIS_MODE=cluster`` it is a cluster client (see :func:`create_redis_cluster`).
+    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that. In
+    ``sentinel`` mode, the client of :func:`service.failover.create_sentinel_redis`; with
+    ``REDIS_MODE=cluster``, a cluster client (see :func:`create_redis_cluster`).
     """
+    if settings.redis_mode == "sentinel":
+        return create_sentinel_redis(settings)
     assert settings.redis_url is not None
     if settings.redis_mode == "cluster":
         return create_redis_cluster(settings)
@@ -277,15 +281,27 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(workers.leave)
 
         relay: OutboxRelay | None = None
+        follower = (
+            MasterFollower(
+                redis, check_interval_seconds=settings.redis_sentinel_check_interval_seconds
+            )
+            if settings.redis_mode == "sentinel" and isinstance(redis, Redis)
+            else None
+        )
 
-        async def drain_outbox() -> None:
+        async def probe_redis() -> None:
+            await (ping(redis) if follower is None else follower.probe())
+
+        async def recover_cache() -> None:
+            # Before anything is served from Redis: what accrued in the outbox, and, on a
+            # master this worker has not used yet, what the old master may not have replicated.
             assert relay is not None
-            await relay.drain_all()
+            await (relay.drain_all() if follower is None else follower.recover(relay))
 
         redis_breaker = CircuitBreaker(
             "redis",
-            lambda: ping(redis),
-            on_recovery=drain_outbox,
+            probe_redis,
+            on_recovery=recover_cache,
             failure_threshold=settings.breaker_failure_threshold,
             probe_interval_seconds=settings.breaker_probe_interval_seconds,
         )
@@ -308,16 +324,21 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             invalidator,
             redis_breaker,
             poll_interval_seconds=settings.outbox_poll_interval_seconds,
+            retention_seconds=settings.outbox_retention_seconds if follower is not None else 0.0,
             record_positions=bool(replicas.replicas),
         )
         # What accrued while no process listened (writes whose invalidation failed, plain
         # SQL) is applied before the first read is served from Redis.
         try:
-            await relay.drain_all()
+            await recover_cache()
         except CacheUnavailableError:
             redis_breaker.trip()  # its recovery drains before Redis is used
         except Exception as exc:
             logger.warning("outbox not drained at startup (the relay will retry): %r", exc)
+        if follower is not None:
+            # After the startup recovery: a refusal before it is no change of master.
+            follower.follow(redis_breaker)
+            stack.push_async_callback(follower.aclose)
         relay.start()
         stack.push_async_callback(relay.aclose)
         backlog = BacklogSampler(

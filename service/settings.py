@@ -40,12 +40,6 @@ class Settings(BaseSettings):
             "seed nodes as whole URLs, comma-separated (the other nodes are discovered)"
         ),
     )
-    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
-        "standalone",
-        description=(
-            "`standalone` (one Redis), `cluster` (Redis Cluster; see docs/cluster.md) or `sentinel`"
-        ),
-    )
     redis_cluster_slot_groups: int = Field(
         16,
         ge=1,
@@ -62,6 +56,36 @@ class Settings(BaseSettings):
         description=(
             "with `REDIS_MODE=cluster`: how long an invalidation waits for a replica of each "
             "master to acknowledge it (`WAIT`) before it counts as failed and stays in the outbox"
+        ),
+    )
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        "standalone",
+        description=(
+            "`standalone`: one server at `REDIS_URL`; `cluster`: a Redis Cluster whose seed nodes "
+            "`REDIS_URL` lists (see docs/cluster.md); `sentinel`: the master that "
+            "`REDIS_SENTINELS` name (no `REDIS_URL`; see docs/sentinel.md)"
+        ),
+    )
+    redis_sentinels: str = Field(
+        "",
+        description=(
+            "`sentinel` mode: the sentinels as `host:port` pairs, comma-separated "
+            "(`10.0.0.1:26379,10.0.0.2:26379,[::1]:26379`)"
+        ),
+    )
+    redis_sentinel_master: str = Field(
+        "",
+        description="`sentinel` mode: the master's name in the sentinels' configuration",
+    )
+    redis_sentinel_password: str | None = Field(
+        None,
+        description="`sentinel` mode: the sentinels' password (`requirepass` of the sentinels)",
+    )
+    redis_password: str | None = Field(
+        None,
+        description=(
+            "`sentinel` mode: the password of the master and replicas (the other modes take it "
+            "from the URL)"
         ),
     )
     api_tokens: str = Field(
@@ -264,6 +288,15 @@ class Settings(BaseSettings):
         gt=0,
         description="how often the outbox is drained when no `NOTIFY` arrives",
     )
+    outbox_retention_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "`sentinel` mode: applied outbox rows are kept this long and applied again to a newly "
+            "promoted master; more than the replication lag bound plus the failover's detection "
+            '(see docs/sentinel.md, "Lost invalidations")'
+        ),
+    )
     breaker_failure_threshold: int = Field(
         3,
         ge=1,
@@ -364,6 +397,14 @@ class Settings(BaseSettings):
         gt=0,
         description="wait for a Redis connection to open",
     )
+    redis_sentinel_check_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "`sentinel` mode: how often each worker asks the sentinels which server is the master "
+            "(a backstop: their `+switch-master` announcements show a failover at once)"
+        ),
+    )
 
     db_pool_size: int = Field(
         10,
@@ -422,7 +463,12 @@ class Settings(BaseSettings):
         description="how often each process samples the primary's WAL position and each replica",
     )
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_format", "log_level", "redis_mode", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -436,7 +482,20 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pairs_parse(self) -> Settings:
-        if (self.database_url is None) != (self.redis_url is None):
+        if self.redis_mode == "sentinel":
+            if self.redis_url is not None:
+                raise ValueError(
+                    "REDIS_MODE=sentinel finds the master through REDIS_SENTINELS: unset REDIS_URL"
+                )
+            if self.database_url is None:
+                raise ValueError(
+                    "REDIS_MODE=sentinel needs DATABASE_URL (the embedded servers are standalone)"
+                )
+            if not self.redis_sentinel_master.strip():
+                raise ValueError("REDIS_MODE=sentinel needs REDIS_SENTINEL_MASTER")
+            if not self.sentinel_addresses():
+                raise ValueError("REDIS_MODE=sentinel needs REDIS_SENTINELS (host:port, ...)")
+        elif (self.database_url is None) != (self.redis_url is None):
             raise ValueError("set both DATABASE_URL and REDIS_URL, or neither")
         if self.redis_mode == "cluster":
             self.redis_cluster_urls()
@@ -501,6 +560,21 @@ class Settings(BaseSettings):
             )
         except ValueError as exc:
             raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """Return ``REDIS_SENTINELS`` as (host, port) pairs, in order; IPv6 hosts unbracketed.
+
+        Raises:
+            ValueError: an item is not ``host:port`` with a port from 1 to 65535.
+        """
+        addresses: list[tuple[str, int]] = []
+        for item in filter(None, (p.strip() for p in self.redis_sentinels.split(","))):
+            host, sep, port = item.rpartition(":")
+            host = host.removeprefix("[").removesuffix("]")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"REDIS_SENTINELS item {item!r} is not host:port")
+            addresses.append((host, int(port)))
+        return addresses
 
     def redis_cluster_urls(self) -> list[str]:
         """Return the seed nodes of ``REDIS_URL`` in cluster mode, one whole URL each.
