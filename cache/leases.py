@@ -13,6 +13,10 @@ Facebook's memcache hands R a lease token that a delete revokes. Here the token 
   at a sequence number greater than the one R read, or when the epoch changed (the keyspace
   was purged or Redis lost its data).
 
+In the Redis Cluster layout (:class:`cache.keys.KeyScheme` with slot groups) the epoch, the
+sequence, the tag sets and the tag records are kept per slot group, under the entry's hash tag,
+so that both scripts touch one slot; an invalidation records itself in every group.
+
 Because W's invalidation runs after W's commit and R read the sequence before its query, any
 invalidation that R's query might have missed carries a larger number, and the store is
 refused. The records in ``ts`` keys expire after ``horizon_seconds``; a lease older than half
@@ -38,11 +42,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from cache.autopipeline import AutoPipeline
 from cache.errors import translate_redis_errors
 from cache.keys import KeyScheme
+from cache.routing import RedisClient
 from cache.watermarks import decode_position
 
 # KEYS: epoch, sequence, entry, load lease, watermark
@@ -142,7 +145,7 @@ class LeaseStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         *,
         horizon_seconds: float = 300.0,
@@ -173,12 +176,13 @@ class LeaseStore:
             CacheUnavailableError: when Redis failed.
         """
         token = secrets.token_hex(8)
+        group = self._scheme.group_of(redis_key)
         keys = [
-            self._scheme.epoch,
-            self._scheme.sequence,
+            self._scheme.epoch(group),
+            self._scheme.sequence(group),
             redis_key,
             self._scheme.load_lease(redis_key),
-            self._scheme.watermark,
+            self._scheme.watermark(group),
         ]
         with translate_redis_errors("take a lease"):
             epoch, seq, won, value, watermark = await self.pipeline.run_script(
@@ -211,9 +215,10 @@ class LeaseStore:
         if time.monotonic() - lease.taken_at > self.horizon_seconds / 2:
             await self.release(lease, redis_key)
             return False
-        keys = [redis_key, self._scheme.epoch, self._scheme.load_lease(redis_key)]
-        keys += [self._scheme.tag_set(t) for t in tags]
-        keys += [self._scheme.tag_sequence(t) for t in tags]
+        group = self._scheme.group_of(redis_key)
+        keys = [redis_key, self._scheme.epoch(group), self._scheme.load_lease(redis_key)]
+        keys += [self._scheme.tag_set(t, group) for t in tags]
+        keys += [self._scheme.tag_sequence(t, group) for t in tags]
         with translate_redis_errors("store an entry"):
             done = await self.pipeline.run_script(
                 self._store,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import CacheStats, CircuitBreaker, Invalidator, MemberRegistry
+from cache.routing import RedisClient
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
@@ -30,7 +30,7 @@ class AppState:
     engine: AsyncEngine
     #: the small pool of background work (outbox relay, backlog sampler, readiness probe)
     background_engine: AsyncEngine
-    redis: Redis
+    redis: RedisClient
     keys: ContentKeys
     stats: CacheStats
     invalidator: Invalidator

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from cache import BoundedConnectionPool, KeyScheme, MemberRegistry, MemberReport
+from cache import KeyScheme, MemberRegistry, MemberReport
+from cache.routing import RedisClient, connection_bound, connections_in_use
 
 GROUP: Final = "workers"
 #: A worker whose report is older than this many seconds is no longer listed (at least three
@@ -50,15 +50,13 @@ def db_pool_figures(engine: AsyncEngine) -> dict[str, int]:
     }
 
 
-def redis_pool_figures(redis: Redis) -> dict[str, int]:
-    """Return the Redis client pool's busy connections and its bound."""
-    pool = redis.connection_pool
-    in_use = pool.in_use if isinstance(pool, BoundedConnectionPool) else 0
-    return {"pool_in_use": in_use, "pool_max": pool.max_connections}
+def redis_pool_figures(redis: RedisClient) -> dict[str, int]:
+    """Return the Redis client's busy connections and its bound (summed over a cluster's nodes)."""
+    return {"pool_in_use": connections_in_use(redis), "pool_max": connection_bound(redis)}
 
 
 def create_worker_registry(
-    redis: Redis,
+    redis: RedisClient,
     scheme: KeyScheme,
     engine: AsyncEngine,
     *,

@@ -81,7 +81,7 @@ async def test_revoking_leases_records_the_position_and_purges_keep_it(
     invalidator = Invalidator(redis, scheme)
     await invalidator.revoke_leases(position=42)
     await invalidator.purge(None)
-    assert await redis.get(scheme.watermark) == encode_position(42).encode()
+    assert await redis.get(scheme.watermark()) == encode_position(42).encode()
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ async def test_seeding_records_a_watermark_only_where_none_is(
     if present is not None:
         await invalidator.invalidate_tags(["t"], position=present)
     assert await invalidator.seed_watermark(seeded) is (present is None)
-    assert decode_position(await redis.get(scheme.watermark)) == watermark
+    assert decode_position(await redis.get(scheme.watermark())) == watermark
 
 
 async def test_a_loader_requires_its_lease_watermark(redis: Redis, scheme: KeyScheme) -> None:

@@ -92,7 +92,7 @@ async def settle_replica(api: Api, pair: StreamingPair) -> None:
     # A client of its own: the app's has timeouts too tight for a busy test machine.
     client = Redis.from_url(api.state.settings.redis_url or "")
     try:
-        raw = await client.get(KeyScheme(api.state.settings.cache_prefix).watermark)
+        raw = await client.get(KeyScheme(api.state.settings.cache_prefix).watermark())
     finally:
         await client.aclose()
     assert raw is not None, "no watermark recorded"
