@@ -56,4 +56,8 @@ def test_a_malformed_replica_list_is_refused_without_echoing_it(value: str, mess
 
 def test_replicas_need_a_primary_url() -> None:
     with pytest.raises(ValidationError, match="needs DATABASE_URL"):
-        settings(database_replica_urls="postgresql+asyncpg://u@r1/content")
+        settings(
+            database_url=None,
+            redis_url=None,
+            database_replica_urls="postgresql+asyncpg://u@r1/content",
+        )
