@@ -12,6 +12,14 @@ from cache.compression import Compression
 from cache.counters import hit_ratio
 from cache.entries import BatchLoader, Loaded, Loader
 from cache.errors import CacheError, CacheUnavailableError, CodecError
+from cache.failover import (
+    Admission,
+    BoundedSentinelConnectionPool,
+    IdentifiedSentinelConnection,
+    MasterChangedError,
+    MasterIdentity,
+    NotMasterError,
+)
 from cache.filling import FillReport
 from cache.hotkeys import HotKeyTracker
 from cache.invalidation import Invalidator
@@ -24,15 +32,19 @@ from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.rates import RateBuckets, WindowFigures
 from cache.readthrough import CacheState, Lookup, ReadThroughCache
+from cache.routing import RedisClient
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
 from cache.warming import JobProgress, WarmingBusyError, WarmingJobs
+from cache.watermarks import required_position, requiring
 
 __all__ = [
+    "Admission",
     "AutoPipeline",
     "BackgroundTask",
     "BatchLoader",
     "BoundedConnectionPool",
+    "BoundedSentinelConnectionPool",
     "BreakerState",
     "CacheError",
     "CacheKey",
@@ -49,6 +61,7 @@ __all__ = [
     "FlushPart",
     "Grant",
     "HotKeyTracker",
+    "IdentifiedSentinelConnection",
     "Invalidator",
     "JobProgress",
     "KeyScheme",
@@ -57,15 +70,19 @@ __all__ = [
     "Loaded",
     "Loader",
     "Lookup",
+    "MasterChangedError",
+    "MasterIdentity",
     "MemberRegistry",
     "MemberReport",
     "Members",
     "Namespace",
+    "NotMasterError",
     "Pacer",
     "PolicyTable",
     "PoolTimeoutError",
     "RateBuckets",
     "ReadThroughCache",
+    "RedisClient",
     "Representation",
     "SessionTagCollector",
     "SingleFlight",
@@ -79,4 +96,6 @@ __all__ = [
     "etag_for",
     "every",
     "hit_ratio",
+    "required_position",
+    "requiring",
 ]

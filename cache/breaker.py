@@ -11,7 +11,9 @@ States (after Nygard, *Release It!*, 2007, "Circuit Breaker"):
   breaker closes only when the hook has succeeded; when it fails, the breaker opens again.
 
 :meth:`CircuitBreaker.trip` opens the breaker at once, whatever the count: for a failure that
-makes the server's data untrustworthy (a lost invalidation), not merely unreachable.
+makes the server's data untrustworthy (a lost invalidation, a new master), not merely
+unreachable. A trip while ``RECOVERING`` means that the recovery under way may have missed what
+caused it: the hook runs again before the breaker closes.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class CircuitBreaker:
         self.state = BreakerState.CLOSED
         self.failures = 0
         self.opened_count = 0
+        self._tripped_while_recovering = False
         self._task: asyncio.Task[None] | None = None
 
     def allows(self) -> bool:
@@ -82,7 +85,14 @@ class CircuitBreaker:
             self.trip()
 
     def trip(self) -> None:
-        """Open the breaker now and start probing (no-op when already open or recovering)."""
+        """Open the breaker now and start probing.
+
+        No-op when already open; while recovering, the recovery hook runs again (after a new
+        probe) before the breaker closes.
+        """
+        if self.state is BreakerState.RECOVERING:
+            self._tripped_while_recovering = True
+            return
         if self.state is not BreakerState.CLOSED:
             return
         self.state = BreakerState.OPEN
@@ -108,11 +118,16 @@ class CircuitBreaker:
                 logger.info("circuit breaker %s: probe failed: %r", self.name, exc)
                 continue
             self.state = BreakerState.RECOVERING
+            self._tripped_while_recovering = False
             try:
                 if self._on_recovery is not None:
                     await self._on_recovery()
             except Exception:
                 logger.exception("circuit breaker %s: recovery failed, staying open", self.name)
+                self.state = BreakerState.OPEN
+                continue
+            if self._tripped_while_recovering:
+                logger.warning("circuit breaker %s: tripped while recovering, again", self.name)
                 self.state = BreakerState.OPEN
                 continue
             self.state = BreakerState.CLOSED

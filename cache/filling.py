@@ -2,9 +2,10 @@
 
 :meth:`BatchFiller.fill` takes the load leases of a batch of keys in one auto-pipelined round
 trip, skips the entries still fresh (or being loaded by another process), calls one batch
-loader for the rest, and writes each result as its own entry under its own lease with the
-:class:`cache.entries.EntryWriter` reads use, so that a write that raced the load makes its
-store fail, exactly as for a read's load (see :mod:`cache.leases`).
+loader for the rest (with the newest of their leases' watermarks as
+:func:`cache.watermarks.required_position`), and writes each result as its own entry under its
+own lease with the :class:`cache.entries.EntryWriter` reads use, so that a write that raced the
+load makes its store fail, exactly as for a read's load (see :mod:`cache.leases`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from cache.errors import CacheUnavailableError
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
 from cache.pacing import Pacer
+from cache.watermarks import requiring
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +152,12 @@ class BatchFiller:
         pacer: Pacer | None,
     ) -> FillReport:
         started = time.monotonic()
+        # One statement for the batch: it must reflect the newest of the leases' watermarks.
+        marks = [lease.watermark for _, lease in to_load]
+        required = None if None in marks else max(m for m in marks if m is not None)
         try:
-            results = await loader([key for key, _ in to_load])
+            with requiring(required):
+                results = await loader([key for key, _ in to_load])
         except Exception as exc:
             logger.warning("warming load of %d keys failed: %r", len(to_load), exc)
             await self._release_all(to_load)

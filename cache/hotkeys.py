@@ -8,7 +8,9 @@ round trip of their own) into time-bucketed sorted sets, ``{prefix}:hot:{namespa
 with ``bucket = floor(unix seconds / bucket_seconds)``; each bucket keeps its
 ``max_keys_per_namespace`` best members and expires after ``buckets`` bucket widths.
 
-:meth:`HotKeyTracker.top` merges the live buckets at read time with ``ZUNIONSTORE`` and
+:meth:`HotKeyTracker.top` merges the live buckets at read time with ``ZUNIONSTORE`` (in one
+script, on a scratch key it deletes; on a Redis Cluster every bucket shares the operational
+keys' hash tag, see :class:`cache.keys.KeyScheme`) and
 weights ``0.5 ** (age_in_buckets * bucket_seconds / half_life_seconds)``, so that recent traffic
 weighs more (exponential decay, as in the decayed counts of Cormode et al., "Forward Decay",
 ICDE 2009, kept here per time bucket).
@@ -23,11 +25,22 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from cache.errors import translate_redis_errors
 from cache.keys import CacheKey, KeyScheme
+from cache.routing import AnyPipeline, RedisClient
+
+# KEYS: the scratch key, then the buckets; ARGV: how many, then each bucket's weight.
+# The weighted union of the buckets, its best members with their scores, the scratch deleted.
+_TOP = """
+local union = {'ZUNIONSTORE', KEYS[1], #KEYS - 1}
+for i = 2, #KEYS do union[#union + 1] = KEYS[i] end
+union[#union + 1] = 'WEIGHTS'
+for i = 2, #ARGV do union[#union + 1] = ARGV[i] end
+redis.call(unpack(union))
+local top = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+redis.call('DEL', KEYS[1])
+return top
+"""
 
 
 class HotKeyTracker:
@@ -51,7 +64,7 @@ class HotKeyTracker:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         *,
         sample_rate: float = 0.05,
@@ -97,7 +110,7 @@ class HotKeyTracker:
     def _bucket(self, now: float) -> int:
         return int(now // self._bucket_seconds)
 
-    def add_to(self, pipe: Pipeline) -> Callable[[bool], None] | None:
+    def add_to(self, pipe: AnyPipeline) -> Callable[[bool], None] | None:
         """Queue this flush's samples on ``pipe`` (see :class:`cache.stats.FlushPart`).
 
         Returns:
@@ -135,9 +148,8 @@ class HotKeyTracker:
         ]
         merged = self._scheme.hot_keys_merge(namespace)
         with translate_redis_errors("read the hot keys"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.zunionstore(merged, dict(zip(keys, weights, strict=True)))
-                pipe.zrange(merged, 0, limit - 1, desc=True, withscores=True)
-                pipe.delete(merged)
-                _, members, _ = await pipe.execute()
+            # One script: atomic on one Redis and on a cluster alike (redis-py's cluster
+            # transactions are not usable from an event loop other than the first).
+            reply = await self._redis.eval(_TOP, len(keys) + 1, merged, *keys, limit, *weights)
+        members = list(zip(reply[0::2], reply[1::2], strict=True))
         return [(m.decode() if isinstance(m, bytes) else m, float(score)) for m, score in members]

@@ -6,83 +6,205 @@ and records the new invalidation sequence number under ``{prefix}:ts:{tag}``, wh
 leases of loads still under way (see :mod:`cache.leases`). All of it runs in one Lua script, so
 no reader can see half an invalidation.
 
+With a Redis Cluster (a :class:`cache.keys.KeyScheme` with slot groups) each slot group has
+its own sequence, tag sets and tag records, under its hash tag: an invalidation runs the
+script once per group, one ``EVAL`` per group, sent to each master in one pipelined write
+(the masters at once), so it costs one round trip per master and touches ``2 * tags + 1``
+keys per group. Each master's batch ends with ``WAIT 1`` when its slots have a replica: a
+failover promotes a replica, and an invalidation that only the old master saw would be lost
+with it (Redis replicates asynchronously), so an invalidation that no replica acknowledged
+within ``replica_ack_timeout_ms`` counts as failed (its caller keeps it in the outbox and
+trips the breaker). Groups are invalidated one after another, not atomically together; the
+write is acknowledged only after all of them.
+
+Purges ``SCAN`` every master (redis-py's cluster ``scan_iter``) and unlink the keys found one
+slot at a time.
+
 Tag sets expire with the longest-lived entry filed under them; members whose entry was already
 deleted through another tag are harmless and go with the set.
+
+An invalidation may name the source position of the change it is for (a PostgreSQL WAL
+position): the same script then raises the invalidation watermark to it before it increments
+the sequence, so that every lease that sees the new sequence number sees the position too (see
+:mod:`cache.watermarks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-from cache.errors import translate_redis_errors
+from cache.errors import CacheUnavailableError, translate_redis_errors
 from cache.keys import KeyScheme
+from cache.routing import RedisClient, primary_of, replica_count
+from cache.watermarks import encode_position
 
-# KEYS: sequence, then pairs (tag set, tag sequence); ARGV: horizon ms
-_INVALIDATE = """
-local seq = redis.call('INCR', KEYS[1])
+# Raises the watermark at KEYS[1] to ARGV[1] (a position of POSITION_DIGITS digits: compared
+# as strings) unless it is ''.
+_RAISE_WATERMARK = """
+if ARGV[1] ~= '' then
+  local at = redis.call('GET', KEYS[1])
+  if not at or ARGV[1] > at then redis.call('SET', KEYS[1], ARGV[1]) end
+end
+"""
+
+# KEYS: watermark, sequence, then pairs (tag set, tag sequence); ARGV: position or '', horizon ms
+_INVALIDATE = (
+    _RAISE_WATERMARK
+    + """
+local seq = redis.call('INCR', KEYS[2])
 local deleted = 0
-for i = 2, #KEYS, 2 do
+for i = 3, #KEYS, 2 do
   local members = redis.call('SMEMBERS', KEYS[i])
   for j = 1, #members, 1000 do
     deleted = deleted + redis.call('UNLINK', unpack(members, j, math.min(j + 999, #members)))
   end
   redis.call('DEL', KEYS[i])
-  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[1])
+  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
 end
 return deleted
 """
+)
+
+# KEYS: watermark, epoch; ARGV: position or ''
+_REVOKE = (
+    _RAISE_WATERMARK
+    + """
+redis.call('DEL', KEYS[2])
+"""
+)
 
 
 class Invalidator:
     """Deletes what invalidations make wrong. Safe to share between tasks.
 
     Args:
-        redis: the client; owned by the caller.
+        redis: the client (of one server or of a cluster); owned by the caller.
         scheme: the key scheme.
         horizon_seconds: how long an invalidation record (``ts`` key) is kept, in seconds; must
             be the :class:`cache.leases.LeaseStore`'s horizon.
+        replica_ack_timeout_ms: with a cluster, how long each master waits for a replica to
+            acknowledge an invalidation (``WAIT``), in milliseconds.
     """
 
-    def __init__(self, redis: Redis, scheme: KeyScheme, *, horizon_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        scheme: KeyScheme,
+        *,
+        horizon_seconds: float = 300.0,
+        replica_ack_timeout_ms: int = 500,
+    ) -> None:
         self._redis = redis
         self._scheme = scheme
         self._horizon_ms = int(horizon_seconds * 1000)
+        self._ack_timeout_ms = replica_ack_timeout_ms
         self._invalidate = redis.register_script(_INVALIDATE)
+        self._revoke = redis.register_script(_REVOKE)
 
-    async def invalidate_tags(self, tags: Iterable[str]) -> int:
+    async def invalidate_tags(self, tags: Iterable[str], *, position: int | None = None) -> int:
         """Delete every entry filed under any of ``tags`` and revoke the leases that depend on them.
 
         Args:
             tags: tag names; duplicates are ignored, an empty iterable does nothing.
+            position: the source position of the change (see :mod:`cache.watermarks`): the
+                watermark is raised to it in the same script; None records none.
 
         Returns:
             The number of entries deleted.
 
         Raises:
-            CacheUnavailableError: when Redis failed; nothing can be said of what was deleted.
+            CacheUnavailableError: when Redis failed (with a cluster: or a master's replica did
+                not acknowledge it in time); nothing can be said of what was deleted.
         """
         unique = sorted(set(tags))
         if not unique:
             return 0
-        keys = [self._scheme.sequence]
-        for tag in unique:
-            keys += [self._scheme.tag_set(tag), self._scheme.tag_sequence(tag)]
+        if isinstance(self._redis, RedisCluster):
+            return await self._invalidate_groups(self._redis, unique, position)
+        args: list[str | int] = [_position_arg(position), self._horizon_ms]
         with translate_redis_errors("invalidate tags"):
-            return int(await self._invalidate(keys=keys, args=[self._horizon_ms]))
+            return int(await self._invalidate(keys=self._keys(unique, ""), args=args))
 
-    async def revoke_leases(self) -> None:
+    def _keys(self, tags: list[str], group: str) -> list[str]:
+        keys = [self._scheme.watermark(group), self._scheme.sequence(group)]
+        for tag in tags:
+            keys += [self._scheme.tag_set(tag, group), self._scheme.tag_sequence(tag, group)]
+        return keys
+
+    async def _invalidate_groups(
+        self, cluster: RedisCluster, tags: list[str], position: int | None
+    ) -> int:
+        groups = self._scheme.groups
+        # The masters whose slots have replicas: each one's batch ends with a WAIT.
+        waits = {}
+        for group in groups:
+            if replica_count(cluster, group):
+                node = primary_of(cluster, group)
+                waits[node.name] = node
+        at = _position_arg(position)
+        with translate_redis_errors("invalidate tags"):
+            async with cluster.pipeline(transaction=False) as pipe:
+                for group in groups:
+                    keys = self._keys(tags, group)
+                    # EVAL, not EVALSHA: a pipeline cannot retry a NOSCRIPT reply.
+                    pipe.eval(_INVALIDATE, len(keys), *keys, at, self._horizon_ms)
+                for node in waits.values():
+                    pipe.execute_command("WAIT", 1, self._ack_timeout_ms, target_nodes=node)
+                replies = await pipe.execute(raise_on_error=False)
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:
+            raise CacheUnavailableError(f"Redis failed to invalidate tags: {failed[0]!r}")
+        acks = replies[len(groups) :]
+        if any(int(n) < 1 for n in acks):
+            raise CacheUnavailableError(
+                f"no replica acknowledged an invalidation within {self._ack_timeout_ms} ms"
+            )
+        return sum(int(n) for n in replies[: len(groups)])
+
+    async def revoke_leases(self, *, position: int | None = None) -> None:
         """Revoke every lease taken so far (a new epoch), so that no load under way stores.
 
         For changes no set of tags covers (a bulk load, a truncation), together with purges of
         the namespaces they touch.
 
+        Args:
+            position: the source position of the change: the watermark is raised to it first,
+                in the same script; None records none.
+
         Raises:
             CacheUnavailableError: when Redis failed.
         """
+        at = _position_arg(position)
         with translate_redis_errors("revoke leases"):
-            await self._redis.delete(self._scheme.epoch)
+            if isinstance(self._redis, RedisCluster):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for group in self._scheme.groups:
+                        keys = [self._scheme.watermark(group), self._scheme.epoch(group)]
+                        pipe.eval(_REVOKE, len(keys), *keys, at)
+                    await pipe.execute()
+            else:
+                keys = [self._scheme.watermark(), self._scheme.epoch()]
+                await self._revoke(keys=keys, args=[at])
+
+    async def seed_watermark(self, position: int) -> bool:
+        """Record ``position`` as every slot group's missing watermark; return whether any was.
+
+        For when Redis lost the watermark (a restart, an eviction, a failover): until one is
+        recorded, loads must read the source itself. ``position`` must be at or past every
+        change invalidated so far (the source's current position is).
+
+        Raises:
+            CacheUnavailableError: when Redis failed.
+        """
+        value = encode_position(position)
+        done = False
+        with translate_redis_errors("seed the watermark"):
+            for group in self._scheme.groups:
+                set_now = await self._redis.set(self._scheme.watermark(group), value, nx=True)
+                done = done or bool(set_now)
+        return done
 
     async def purge(self, namespace: str | None = None) -> int:
         """Delete every entry of ``namespace``, or every key of the scheme when it is None.
@@ -103,7 +225,6 @@ class Invalidator:
             if namespace
             else self._scheme.everything_pattern()
         )
-        entry_prefix = self._scheme.entry_pattern(namespace).rstrip("*").encode()
         kept = self._scheme.kept_by_purge()
         purged = 0
         with translate_redis_errors("purge"):
@@ -113,12 +234,17 @@ class Invalidator:
                     continue
                 batch.append(key)
                 if len(batch) >= 1000:
-                    purged += await self._unlink(batch, entry_prefix)
+                    purged += await self._unlink(batch, namespace)
                     batch = []
             if batch:
-                purged += await self._unlink(batch, entry_prefix)
+                purged += await self._unlink(batch, namespace)
         return purged
 
-    async def _unlink(self, keys: list[bytes], entry_prefix: bytes) -> int:
+    async def _unlink(self, keys: list[bytes], namespace: str | None) -> int:
+        # A cluster client splits the UNLINK by slot.
         await self._redis.unlink(*keys)
-        return sum(1 for k in keys if k.startswith(entry_prefix))
+        return sum(1 for k in keys if self._scheme.is_entry(k, namespace))
+
+
+def _position_arg(position: int | None) -> str:
+    return "" if position is None else encode_position(position)

@@ -13,10 +13,20 @@ Facebook's memcache hands R a lease token that a delete revokes. Here the token 
   at a sequence number greater than the one R read, or when the epoch changed (the keyspace
   was purged or Redis lost its data).
 
+In the Redis Cluster layout (:class:`cache.keys.KeyScheme` with slot groups) the epoch, the
+sequence, the tag sets and the tag records are kept per slot group, under the entry's hash tag,
+so that both scripts touch one slot; an invalidation records itself in every group.
+
 Because W's invalidation runs after W's commit and R read the sequence before its query, any
 invalidation that R's query might have missed carries a larger number, and the store is
 refused. The records in ``ts`` keys expire after ``horizon_seconds``; a lease older than half
 of that is not used to store at all, so an expired record can never let a stale set through.
+
+The lease also holds the *invalidation watermark* (see :mod:`cache.watermarks`), read in the same
+script as the sequence: an invalidation records its change's source position and increments the
+sequence in one script, so a lease that R took after W's invalidation holds a watermark at or past
+W's position, and R's loader, reading a lagging copy of the source (a replica), reads one that has
+applied W. The loader runs with the watermark as :func:`cache.watermarks.required_position`.
 
 The same round trip also takes the entry's *load lease*, the other half of Facebook's lease:
 ``SET {prefix}:l:{entry} token NX PX ttl``. Only its holder loads; other processes that miss the
@@ -32,13 +42,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from cache.autopipeline import AutoPipeline
 from cache.errors import translate_redis_errors
 from cache.keys import KeyScheme
+from cache.routing import RedisClient
+from cache.watermarks import decode_position
 
-# KEYS: epoch, sequence, entry, load lease
+# KEYS: epoch, sequence, entry, load lease, watermark
 # ARGV: new epoch, lease token, load lease ttl ms (0: take none), "1" to return the entry
 _BEGIN = """
 local epoch = redis.call('GET', KEYS[1])
@@ -53,7 +63,7 @@ if tonumber(ARGV[3]) > 0 and redis.call('SET', KEYS[4], ARGV[2], 'NX', 'PX', ARG
 end
 local value = false
 if ARGV[4] == '1' then value = redis.call('GET', KEYS[3]) end
-return {epoch, seq, won, value}
+return {epoch, seq, won, value, redis.call('GET', KEYS[5])}
 """
 
 # KEYS: entry, epoch, load lease, tag set 1..n, tag sequence 1..n
@@ -94,6 +104,8 @@ class Lease:
         taken_at: ``time.monotonic()`` when the lease was taken, in seconds.
         token: the random token of the lease.
         loads: True when this lease also holds the entry's load lease (it alone should load).
+        watermark: the invalidation watermark when the lease was taken (a source position,
+            see :mod:`cache.watermarks`); None when none was recorded.
     """
 
     epoch: bytes
@@ -101,6 +113,7 @@ class Lease:
     taken_at: float
     token: str = ""
     loads: bool = False
+    watermark: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +145,7 @@ class LeaseStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         *,
         horizon_seconds: float = 300.0,
@@ -150,6 +163,8 @@ class LeaseStore:
     ) -> Grant:
         """Take a lease; call it before reading the source of truth. One round trip.
 
+        The lease holds the invalidation watermark of that moment (see :mod:`cache.watermarks`).
+
         Args:
             redis_key: the entry the load is for.
             load_lease_ms: when > 0, also try to take the entry's load lease for that many
@@ -161,17 +176,26 @@ class LeaseStore:
             CacheUnavailableError: when Redis failed.
         """
         token = secrets.token_hex(8)
+        group = self._scheme.group_of(redis_key)
         keys = [
-            self._scheme.epoch,
-            self._scheme.sequence,
+            self._scheme.epoch(group),
+            self._scheme.sequence(group),
             redis_key,
             self._scheme.load_lease(redis_key),
+            self._scheme.watermark(group),
         ]
         with translate_redis_errors("take a lease"):
-            epoch, seq, won, value = await self.pipeline.run_script(
+            epoch, seq, won, value, watermark = await self.pipeline.run_script(
                 self._begin, keys, [token, token, load_lease_ms, int(return_value)]
             )
-        lease = Lease(bytes(epoch), int(seq), time.monotonic(), token, bool(won))
+        lease = Lease(
+            bytes(epoch),
+            int(seq),
+            time.monotonic(),
+            token,
+            bool(won),
+            decode_position(watermark),
+        )
         return Grant(lease, bytes(value) if value is not None else None)
 
     async def store(
@@ -191,9 +215,10 @@ class LeaseStore:
         if time.monotonic() - lease.taken_at > self.horizon_seconds / 2:
             await self.release(lease, redis_key)
             return False
-        keys = [redis_key, self._scheme.epoch, self._scheme.load_lease(redis_key)]
-        keys += [self._scheme.tag_set(t) for t in tags]
-        keys += [self._scheme.tag_sequence(t) for t in tags]
+        group = self._scheme.group_of(redis_key)
+        keys = [redis_key, self._scheme.epoch(group), self._scheme.load_lease(redis_key)]
+        keys += [self._scheme.tag_set(t, group) for t in tags]
+        keys += [self._scheme.tag_sequence(t, group) for t in tags]
         with translate_redis_errors("store an entry"):
             done = await self.pipeline.run_script(
                 self._store,

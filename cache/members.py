@@ -21,11 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from cache.errors import REDIS_FAILURES
 from cache.keys import KeyScheme
+from cache.routing import AnyPipeline, RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +93,7 @@ class MemberRegistry:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         group: str,
         member: str,
@@ -118,7 +116,7 @@ class MemberRegistry:
         """Return this member's report as of now (no I/O)."""
         return MemberReport(self.member, self._clock(), dict(self._report()))
 
-    def add_to(self, pipe: Pipeline) -> Callable[[bool], None] | None:
+    def add_to(self, pipe: AnyPipeline) -> Callable[[bool], None] | None:
         """Queue this member's heartbeat: its report and the hash's new lifetime.
 
         Returns:
@@ -144,7 +142,7 @@ class MemberRegistry:
     def _record(self, ok: bool) -> None:
         self.reported = ok
 
-    def queue_read(self, pipe: Pipeline) -> None:
+    def queue_read(self, pipe: AnyPipeline) -> None:
         """Queue the read of the group (one ``HGETALL``); pass its reply to :meth:`parse`."""
         pipe.hgetall(self.key)
 

@@ -31,10 +31,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypedDict
 
-from redis.asyncio.client import Pipeline
-
 from cache.counters import READ_STATES
 from cache.keys import KeyScheme
+from cache.routing import AnyPipeline
 
 #: The states a rate is kept for, in the order of the answers.
 STATES: Final = tuple(READ_STATES.values())
@@ -82,7 +81,7 @@ class RateBuckets:
         self._keys = {r: scheme.rate_buckets(r.width_seconds) for r in (_FINE, _COARSE)}
         self._pruned: dict[_Resolution, int] = {}
 
-    def add_to(self, pipe: Pipeline, counts: Mapping[str, int], now: float) -> None:
+    def add_to(self, pipe: AnyPipeline, counts: Mapping[str, int], now: float) -> None:
         """Queue the addition of ``counts`` at time ``now`` and the pruning of old buckets.
 
         Args:
@@ -99,7 +98,9 @@ class RateBuckets:
             self._queue_pruning(pipe, resolution, key, current)
             pipe.pexpire(key, resolution.lifetime_ms)
 
-    def _queue_pruning(self, pipe: Pipeline, resolution: _Resolution, key: str, now: int) -> None:
+    def _queue_pruning(
+        self, pipe: AnyPipeline, resolution: _Resolution, key: str, now: int
+    ) -> None:
         width, kept = resolution.width_seconds, resolution.kept
         # Buckets starting at or before `last_gone` have left the kept span. A process deletes
         # those that left it since its previous flush, at most one span of them: older ones
@@ -118,7 +119,7 @@ class RateBuckets:
             pipe.hdel(key, *fields)
         self._pruned[resolution] = last_gone
 
-    def queue_read(self, pipe: Pipeline) -> int:
+    def queue_read(self, pipe: AnyPipeline) -> int:
         """Queue the reads of every bucket (one ``HGETALL`` per resolution).
 
         Returns:

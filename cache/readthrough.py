@@ -6,7 +6,9 @@
   processes, only in the process that wins the entry's load lease; the others poll for the
   winner's value for at most ``herd_wait_ms`` milliseconds, then load themselves. The value is
   stored under a lease that an invalidation revokes, so a load that raced a write never stores
-  what the write replaced (see :mod:`cache.leases`).
+  what the write replaced (see :mod:`cache.leases`). The loader runs with the lease's
+  invalidation watermark as :func:`cache.watermarks.required_position` (None when it runs
+  under no lease).
 * **Stale.** Past its fresh period and within the namespace's stale-while-revalidate period, an
   entry is answered at once with state ``STALE`` while one background refresh replaces it. Past
   that, it is loaded again; if the load fails while the entry is within its stale-if-error
@@ -48,6 +50,7 @@ from cache.leases import Lease, LeaseStore
 from cache.policy import PolicyTable
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats
+from cache.watermarks import requiring
 
 logger = logging.getLogger(__name__)
 
@@ -285,7 +288,8 @@ class ReadThroughCache:
 
     async def _load_only(self, key: CacheKey, loader: Loader) -> _Outcome:
         started = time.monotonic()
-        loaded = await loader()
+        with requiring(None):  # no lease: only the source itself is recent enough
+            loaded = await loader()
         load_ms = (time.monotonic() - started) * 1000
         self._stats.record_load(key.namespace, load_ms / 1000)
         body = loaded.body
@@ -339,7 +343,8 @@ class ReadThroughCache:
         """
         started = time.monotonic()
         try:
-            loaded = await loader()
+            with requiring(lease.watermark):
+                loaded = await loader()
         except BaseException:
             with contextlib.suppress(CacheUnavailableError):
                 await self._leases.release(lease, key.redis_key)

@@ -22,14 +22,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from cache.background import BackgroundTask, every
 from cache.counters import READ_STATES, counter_figures
 from cache.errors import REDIS_FAILURES, translate_redis_errors
 from cache.keys import KeyScheme
 from cache.rates import RateBuckets, WindowFigures
+from cache.routing import AnyPipeline, RedisClient
 from cache.singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
@@ -55,7 +53,7 @@ class StatsReading:
 class FlushPart(Protocol):
     """Something else that goes to Redis with the statistics flush, in the same round trip."""
 
-    def add_to(self, pipe: Pipeline) -> Callable[[bool], None] | None:
+    def add_to(self, pipe: AnyPipeline) -> Callable[[bool], None] | None:
         """Queue this part's commands on ``pipe`` (a non-transactional pipeline).
 
         Returns:
@@ -99,7 +97,7 @@ class CacheStats:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         *,
         flush_interval_seconds: float = 1.0,
@@ -201,7 +199,7 @@ class CacheStats:
         for field, n in batch.items():
             self._unsent[field] += n
 
-    def _queue_counts(self, pipe: Pipeline, batch: Mapping[str, int], now: float) -> None:
+    def _queue_counts(self, pipe: AnyPipeline, batch: Mapping[str, int], now: float) -> None:
         if not batch:
             return
         by_state: defaultdict[str, int] = defaultdict(int)
@@ -241,7 +239,7 @@ class CacheStats:
     async def read(
         self,
         namespaces: Iterable[str] = (),
-        extra: Callable[[Pipeline], None] | None = None,
+        extra: Callable[[AnyPipeline], None] | None = None,
         *,
         with_rates: bool = True,
         share: str | None = None,

@@ -24,12 +24,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, CacheError, translate_redis_errors
 from cache.keys import KeyScheme
+from cache.routing import AnyPipeline, RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +167,7 @@ class WarmingJobs:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         *,
         instance: str,
@@ -256,7 +254,7 @@ class WarmingJobs:
             raw = await self._read(keys=self._lapse_keys(), args=[*self._lapse_args(), job_id])
         return _fields(raw)
 
-    def queue_summary(self, pipe: Pipeline) -> None:
+    def queue_summary(self, pipe: AnyPipeline) -> None:
         """Queue the read of the running job and the newest that ended on ``pipe`` (one reply).
 
         Its reply goes to :meth:`summary`, so that a caller with a pipeline of its own reads

@@ -11,9 +11,13 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry as ClusterRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -36,16 +40,20 @@ from cache import (
     LeaseStore,
     PolicyTable,
     ReadThroughCache,
+    RedisClient,
     SessionTagCollector,
     WarmingJobs,
     every,
 )
+from cache.errors import REDIS_FAILURES
+from cache.routing import ping
 from service import embedded, repository
 from service.access import AccessRecorder
 from service.admin_requests import WarmRequest
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
+from service.failover import MasterFollower, create_sentinel_redis
 from service.gauges import SAMPLE_INTERVAL_SECONDS, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
@@ -56,6 +64,8 @@ from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimits import RateLimitMiddleware, RateLimits
 from service.reads import ContentReader
+from service.replica_figures import replica_sampler, worker_figures
+from service.replicas import Replica, ReplicaSet, replica_name
 from service.routes import routes
 from service.settings import Settings
 from service.state import AppState
@@ -74,18 +84,20 @@ LEASE_HORIZON_SECONDS = 300.0
 def create_engine(
     settings: Settings,
     *,
+    url: str | None = None,
     pool_size: int | None = None,
     max_overflow: int | None = None,
     pre_ping: bool = False,
 ) -> AsyncEngine:
-    """Return the async engine of ``settings.database_url`` with a bounded pool.
+    """Return the async engine of ``url`` (``settings.database_url`` when None), pool bounded.
 
     A request waits at most ``db_pool_timeout_seconds`` for a connection (then 503), and at
     most ``db_connect_timeout_seconds`` for a new connection to open.
     """
-    assert settings.database_url is not None
+    url = url or settings.database_url
+    assert url is not None
     return create_async_engine(
-        settings.database_url,
+        url,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
         max_overflow=settings.db_max_overflow if max_overflow is None else max_overflow,
         pool_pre_ping=pre_ping,
@@ -108,13 +120,19 @@ def create_engine(
     )
 
 
-def create_redis(settings: Settings) -> Redis:
+def create_redis(settings: Settings) -> RedisClient:
     """Return a Redis client with a bounded pool, tight timeouts and no retries.
 
     A command waits at most ``redis_pool_timeout_seconds`` for a connection and
-    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that.
+    ``redis_socket_timeout_seconds`` for an answer; the cache fails open past that. In
+    ``sentinel`` mode, the client of :func:`service.failover.create_sentinel_redis`; with
+    ``REDIS_MODE=cluster``, a cluster client (see :func:`create_redis_cluster`).
     """
+    if settings.redis_mode == "sentinel":
+        return create_sentinel_redis(settings)
     assert settings.redis_url is not None
+    if settings.redis_mode == "cluster":
+        return create_redis_cluster(settings)
     pool = BoundedConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
@@ -124,6 +142,50 @@ def create_redis(settings: Settings) -> Redis:
         retry=Retry(NoBackoff(), 0),
     )
     return Redis.from_pool(pool)
+
+
+def create_redis_cluster(settings: Settings) -> RedisCluster:
+    """Return a Redis Cluster client on the seed nodes of ``REDIS_URL``, not yet connected.
+
+    The other nodes are discovered (``CLUSTER SLOTS``) on first use. Each node gets at most
+    ``redis_max_connections`` connections, the standalone timeouts, and no retries of
+    failed connections (a failed command fails open, and marks the slot map for a refresh);
+    ``MOVED`` and ``ASK`` redirections are followed. The credentials and TLS of the first URL
+    apply to every node. A slot that no node serves (a master died and no replica took over
+    yet) fails its commands only, not the whole client.
+    """
+    urls = settings.redis_cluster_urls()
+    seeds = [parse_url(url) for url in urls]
+    first = seeds[0]
+    options: dict[str, Any] = {
+        key: first[key] for key in ("username", "password") if first.get(key) is not None
+    }
+    if urls[0].startswith("rediss://"):
+        options["ssl"] = True
+    return RedisCluster(
+        startup_nodes=[ClusterNode(seed["host"], seed.get("port", 6379)) for seed in seeds],
+        require_full_coverage=False,
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_socket_timeout_seconds,
+        socket_connect_timeout=settings.redis_connect_timeout_seconds,
+        retry=ClusterRetry(NoBackoff(), 0),
+        **options,
+    )
+
+
+def create_pipeline(redis: RedisClient, settings: Settings) -> AutoPipeline:
+    """Return an auto-pipeline on ``redis``; on a cluster, bounded per node as the pool is."""
+    return AutoPipeline(
+        redis,
+        max_connections_per_node=settings.redis_max_connections,
+        pool_timeout_seconds=settings.redis_pool_timeout_seconds,
+    )
+
+
+def key_scheme(settings: Settings) -> KeyScheme:
+    """Return the deployment's key scheme: hash-tagged slot groups in cluster mode."""
+    groups = settings.redis_cluster_slot_groups if settings.redis_mode == "cluster" else 0
+    return KeyScheme(settings.cache_prefix, groups)
 
 
 def policy_table(settings: Settings) -> PolicyTable:
@@ -158,6 +220,12 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(engine.dispose)
         redis = create_redis(settings)
         stack.push_async_callback(redis.aclose)
+        if isinstance(redis, RedisCluster):
+            try:
+                # The auto-pipeline routes by the slot map: have it before the first read.
+                await redis.initialize()
+            except REDIS_FAILURES as exc:
+                logger.warning("Redis Cluster not reachable at startup (fails open): %r", exc)
 
         # Background work has connections of its own: the outbox relay's LISTEN and drains,
         # the backlog sampler and the readiness probe never wait behind requests for the
@@ -167,7 +235,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
 
         metrics = ServiceMetrics.from_environment()
         stack.callback(metrics.close)
-        scheme = KeyScheme(settings.cache_prefix)
+        scheme = key_scheme(settings)
         keys = ContentKeys.from_scheme(scheme)
         stats = CacheStats(
             redis,
@@ -184,6 +252,22 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stats.add_flush_part(tracker)
         stats.start()
         stack.push_async_callback(stats.aclose)
+        # One auto-pipeline for the reads and the lease scripts, so that they share batches.
+        pipeline = create_pipeline(redis, settings)
+        stack.push_async_callback(pipeline.aclose)
+        # Warming's leases and stores go out on batches of their own.
+        warming_pipeline = create_pipeline(redis, settings)
+        stack.push_async_callback(warming_pipeline.aclose)
+        leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS, pipeline=pipeline)
+        invalidator = Invalidator(
+            redis,
+            scheme,
+            horizon_seconds=LEASE_HORIZON_SECONDS,
+            replica_ack_timeout_ms=settings.redis_replica_ack_timeout_ms,
+        )
+        replicas = await stack.enter_async_context(
+            open_replicas(settings, engine, background_engine, invalidator)
+        )
         # Its heartbeat rides the statistics flush; it leaves before the last flush.
         workers = create_worker_registry(
             redis,
@@ -191,28 +275,33 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             engine,
             instance=settings.instance_name,
             flush_interval_seconds=settings.stats_flush_interval_seconds,
+            parts={"db_replicas": lambda: worker_figures(replicas)},
         )
         stats.add_flush_part(workers)
         stack.push_async_callback(workers.leave)
-        # One auto-pipeline for the reads and the lease scripts, so that they share batches.
-        pipeline = AutoPipeline(redis)
-        stack.push_async_callback(pipeline.aclose)
-        # Warming's leases and stores go out on batches of their own.
-        warming_pipeline = AutoPipeline(redis)
-        stack.push_async_callback(warming_pipeline.aclose)
-        leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS, pipeline=pipeline)
-        invalidator = Invalidator(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS)
 
         relay: OutboxRelay | None = None
+        follower = (
+            MasterFollower(
+                redis, check_interval_seconds=settings.redis_sentinel_check_interval_seconds
+            )
+            if settings.redis_mode == "sentinel" and isinstance(redis, Redis)
+            else None
+        )
 
-        async def drain_outbox() -> None:
+        async def probe_redis() -> None:
+            await (ping(redis) if follower is None else follower.probe())
+
+        async def recover_cache() -> None:
+            # Before anything is served from Redis: what accrued in the outbox, and, on a
+            # master this worker has not used yet, what the old master may not have replicated.
             assert relay is not None
-            await relay.drain_all()
+            await (relay.drain_all() if follower is None else follower.recover(relay))
 
         redis_breaker = CircuitBreaker(
             "redis",
-            redis.ping,
-            on_recovery=drain_outbox,
+            probe_redis,
+            on_recovery=recover_cache,
             failure_threshold=settings.breaker_failure_threshold,
             probe_interval_seconds=settings.breaker_probe_interval_seconds,
         )
@@ -225,6 +314,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         )
         stack.push_async_callback(database_breaker.aclose)
         metrics.add_sampler(worker_sampler(engine, redis, (redis_breaker, database_breaker)))
+        metrics.add_sampler(replica_sampler(metrics, replicas))
         # Publishes the answers counted in memory too: every second, and before each scrape.
         gauges = BackgroundTask("metrics-gauges", every(SAMPLE_INTERVAL_SECONDS, metrics.sample))
         gauges.start()
@@ -234,15 +324,21 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             invalidator,
             redis_breaker,
             poll_interval_seconds=settings.outbox_poll_interval_seconds,
+            retention_seconds=settings.outbox_retention_seconds if follower is not None else 0.0,
+            record_positions=bool(replicas.replicas),
         )
         # What accrued while no process listened (writes whose invalidation failed, plain
         # SQL) is applied before the first read is served from Redis.
         try:
-            await relay.drain_all()
+            await recover_cache()
         except CacheUnavailableError:
             redis_breaker.trip()  # its recovery drains before Redis is used
         except Exception as exc:
             logger.warning("outbox not drained at startup (the relay will retry): %r", exc)
+        if follower is not None:
+            # After the startup recovery: a refusal before it is no change of master.
+            follower.follow(redis_breaker)
+            stack.push_async_callback(follower.aclose)
         relay.start()
         stack.push_async_callback(relay.aclose)
         backlog = BacklogSampler(
@@ -279,6 +375,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             keys,
             negative_ttl_seconds=settings.cache_negative_ttl_seconds,
             database_breaker=database_breaker,
+            replicas=replicas,
         )
         jobs = WarmingJobs(
             redis,
@@ -311,7 +408,12 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         write_sessions = async_sessionmaker(
             engine, sync_session_class=write_session, expire_on_commit=False
         )
-        unit_of_work = UnitOfWork(write_sessions, invalidator, redis_breaker)
+        unit_of_work = UnitOfWork(
+            write_sessions,
+            invalidator,
+            redis_breaker,
+            position_after_commit=replicas.position_after_write if replicas.replicas else None,
+        )
         yield AppState(
             settings=settings,
             engine=engine,
@@ -332,7 +434,47 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             backlog=backlog,
             auth=TokenAuthority(settings.tokens(), settings.stats_token),
             metrics=metrics,
+            replicas=replicas,
         )
+
+
+@asynccontextmanager
+async def open_replicas(
+    settings: Settings,
+    engine: AsyncEngine,
+    background_engine: AsyncEngine,
+    invalidator: Invalidator,
+) -> AsyncIterator[ReplicaSet]:
+    """Yield the read replicas of ``settings``, sampled in the background; close them on exit.
+
+    Each replica has an engine of its own: ``DATABASE_REPLICA_POOL_SIZE`` connections for
+    loads and one more for its sampler, with the primary's timeouts and server settings.
+    """
+    replicas = [
+        Replica(
+            replica_name(url),
+            create_engine(
+                settings, url=url, pool_size=settings.database_replica_pool_size, max_overflow=1
+            ),
+        )
+        for url in settings.replica_urls()
+    ]
+    replica_set = ReplicaSet(
+        replicas,
+        engine,
+        background_engine,
+        invalidator,
+        max_lag_seconds=settings.database_replica_max_lag_seconds,
+        sample_interval_seconds=settings.database_replica_sample_interval_seconds,
+        sample_timeout_seconds=settings.db_connect_timeout_seconds,
+    )
+    try:
+        replica_set.start()
+        yield replica_set
+    finally:
+        await replica_set.aclose()
+        for replica in replicas:
+            await replica.engine.dispose()
 
 
 def freeze_startup_heap() -> None:
@@ -366,7 +508,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         assert isinstance(app, ContentApp)
         app.recorder = AccessRecorder(state.metrics, access_log=settings.access_log)
         app.rate_limits = RateLimits.from_settings(
-            state.settings, state.redis, KeyScheme(state.settings.cache_prefix), state.redis_breaker
+            state.settings, state.redis, key_scheme(state.settings), state.redis_breaker
         )
         freeze_startup_heap()
         lifecycle.drain_on_sigterm(settings.shutdown_drain_seconds)

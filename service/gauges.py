@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import CircuitBreaker
 from cache.breaker import BreakerState
+from cache.routing import RedisClient
 from service.metrics import Sampler, ServiceMetrics
 from service.workers import db_pool_figures, redis_pool_figures
 
@@ -21,7 +21,7 @@ SAMPLE_INTERVAL_SECONDS = 1.0
 
 
 def worker_sampler(
-    engine: AsyncEngine, redis: Redis, breakers: Sequence[CircuitBreaker]
+    engine: AsyncEngine, redis: RedisClient, breakers: Sequence[CircuitBreaker]
 ) -> Sampler:
     """Return a sampler that sets the pool gauges and ``content_breaker_open`` of this worker."""
 

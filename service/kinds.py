@@ -5,7 +5,7 @@ derived from its entry here:
 
 * routes and the OpenAPI document: ``GET``/``POST /api/v1/{plural}``, ``GET``/``PATCH``/
   ``DELETE /api/v1/{plural}/{<key>}``, with its request and response schemas
-  (:mod:`service.routes`, :mod:`service.operation_table`);
+  (:mod:`service.routes`, :mod:`service.operation_table.taxonomy`);
 * key spaces and invalidation tags: its item and list namespaces, and the tags of its row, its
   ``article_count`` and its absence (:mod:`service.keyspaces`);
 * reads: the page and item statements and their ``article_count`` rule

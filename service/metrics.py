@@ -26,6 +26,7 @@ Families (the contract's names; ``{...}`` are labels):
 * ``content_breaker_open{backend}``: 1 while a breaker of any live worker is open.
 * ``content_outbox_backlog``: the newest backlog a live worker sampled.
 * ``content_warming_keys_total{result}``: ``done``, ``skipped``, ``error``.
+* the read replicas' families: see :mod:`service.replica_figures`.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class ServiceMetrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         own = None if multiprocess_dir else self.registry
+        self._own = own
         if multiprocess_dir:
             MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         self.cache_requests = Counter(
@@ -207,6 +209,15 @@ class ServiceMetrics:
             )
             path = None
         return cls(path if path else None)
+
+    @property
+    def family_registry(self) -> CollectorRegistry | None:
+        """The registry a family of this process registers with (see :meth:`exposition`).
+
+        This process's own registry; None in multiprocess mode, where the family's samples go
+        to the sample files, which the registry's collector reads.
+        """
+        return self._own
 
     # -- what the cache reports (cache.StatsObserver) --
 

@@ -224,6 +224,36 @@ class WarmingFigures(_Answer):
     )
 
 
+class ReplicaSkips(_Answer):
+    """Loads that passed a read replica by, per reason (summed over the live workers)."""
+
+    lagging: int = Field(description="its sampled lag was past the bound")
+    down: int = Field(description="it could not be reached")
+    not_replica: int = Field(description="it was not in recovery")
+    behind: int = Field(description="it had not replayed the newest invalidated write")
+    conflict: int = Field(description="the statement was cancelled by a recovery conflict")
+
+
+class ReplicaFigures(_Answer):
+    """A read replica: state and lag as this worker last sampled them; loads of every worker."""
+
+    name: str = Field(description="`host:port/database`")
+    state: Literal["unknown", "up", "lagging", "down", "not_replica"]
+    lag_seconds: float | None = Field(description="replay lag behind the primary, seconds")
+    replayed_position: int | None = Field(description="its WAL replay position, bytes")
+    sampled_at: datetime | None
+    loads: int = Field(description="cache-miss loads it served")
+    skipped: ReplicaSkips
+
+
+class DbReplicas(_Answer):
+    """The read replicas of ``DATABASE_REPLICA_URLS``, and the loads the primary served."""
+
+    max_lag_seconds: float
+    primary_loads: int = Field(description="cache-miss loads the primary served")
+    replicas: list[ReplicaFigures]
+
+
 class Stats(_Answer):
     """The figures a dashboard polls: cache, rates, pools, Redis, outbox, breakers, warming."""
 
@@ -234,3 +264,4 @@ class Stats(_Answer):
     outbox: OutboxFigures
     breakers: Breakers
     warming: WarmingFigures
+    db_replicas: DbReplicas

@@ -11,6 +11,11 @@ served until :meth:`OutboxRelay.drain_all` has applied them.
 This is the transactional outbox pattern: a change and its invalidation record commit or roll
 back together, so no committed change is left without its invalidation, whether it came
 through the service (whose own post-commit invalidation is then the fast path) or not.
+
+With a retention period (Redis Sentinel), a drain moves its rows to ``cache_outbox_applied``
+instead of deleting them, and deletes the rows kept longer than the period;
+:meth:`OutboxRelay.replay_applied` applies the rows of the period again, to a newly promoted
+master that may lack them (replication is asynchronous; see docs/sentinel.md).
 """
 
 from __future__ import annotations
@@ -28,17 +33,46 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import BackgroundTask, CacheUnavailableError, CircuitBreaker, Invalidator
 from service.keyspaces import NAMESPACES, tags_for_row_change
+from service.wal import INSERT_POSITION_SQL
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "cache_outbox"
 
+# The position is evaluated after the statement's snapshot was taken: it is at or past the
+# commit record of every transaction whose rows it returns (see service.wal).
 _TAKE = """
 DELETE FROM cache_outbox WHERE id IN (
     SELECT id FROM cache_outbox ORDER BY id LIMIT :n FOR UPDATE {skip}
-) RETURNING table_name, op, old_row, new_row
+) RETURNING table_name, op, old_row, new_row, {position} AS position
 """
 
+
+# The same, keeping what it takes; and deleting what was kept longer than :retention seconds
+# (rows other drains are deleting are skipped: the next drain takes them).
+_TAKE_AND_KEEP = """
+WITH taken AS (
+    DELETE FROM cache_outbox WHERE id IN (
+        SELECT id FROM cache_outbox ORDER BY id LIMIT :n FOR UPDATE {skip}
+    ) RETURNING id, table_name, op, old_row, new_row
+), kept AS (
+    INSERT INTO cache_outbox_applied (id, table_name, op, old_row, new_row)
+    SELECT id, table_name, op, old_row, new_row FROM taken
+), expired AS (
+    DELETE FROM cache_outbox_applied WHERE ctid IN (
+        SELECT ctid FROM cache_outbox_applied
+        WHERE applied_at < clock_timestamp() - make_interval(secs => :retention)
+        LIMIT :n FOR UPDATE SKIP LOCKED
+    )
+)
+SELECT table_name, op, old_row, new_row, {position} AS position FROM taken
+"""
+
+_APPLIED = text(
+    "SELECT id, table_name, op, old_row, new_row, NULL AS position FROM cache_outbox_applied"
+    " WHERE applied_at > clock_timestamp() - make_interval(secs => :retention) AND id > :after"
+    " ORDER BY id LIMIT :n"
+)
 
 _ANY = text("SELECT EXISTS (SELECT 1 FROM cache_outbox)")
 # The age is measured on the database's clock, which stamped the rows: no skew with ours.
@@ -78,6 +112,10 @@ class OutboxRelay:
             service notifies, and has already invalidated its own tags by the time the relay
             sees it: one drain per burst of writes, not one per write (a drain is four round
             trips to PostgreSQL and one to Redis), costs the backstop that much delay.
+        retention_seconds: how long applied rows are kept for :meth:`replay_applied`, in
+            seconds; 0 deletes them as they are applied.
+        record_positions: record the primary's WAL position with each batch's invalidation,
+            as the invalidation watermark (with read replicas; see :mod:`service.replicas`).
     """
 
     def __init__(
@@ -89,13 +127,17 @@ class OutboxRelay:
         poll_interval_seconds: float = 1.0,
         batch_size: int = 500,
         coalesce_seconds: float = 0.05,
+        retention_seconds: float = 0.0,
+        record_positions: bool = False,
     ) -> None:
         self._engine = engine
+        self._retention = retention_seconds
         self._invalidator = invalidator
         self._breaker = redis_breaker
         self._interval = poll_interval_seconds
         self._batch = batch_size
         self._coalesce = min(coalesce_seconds, poll_interval_seconds)
+        self._record_positions = record_positions
         self._wake = asyncio.Event()
         self._task = BackgroundTask("outbox-relay", self._run)
         self._lock = asyncio.Lock()
@@ -141,13 +183,53 @@ class OutboxRelay:
         """
         return await self._drain(skip_locked=False)
 
+    async def replay_applied(self) -> int:
+        """Revoke every lease, then apply again the rows applied within the retention period.
+
+        For a Redis that may lack what was applied to another: a replica promoted by a
+        failover, which replication had not brought the old master's last invalidations yet.
+        Revoking the leases refuses the stores of loads that began before (their lease's
+        sequence number may be below the new master's records). Rows applied since the call
+        began are applied by the drains that follow; call :meth:`drain_all` after it for the
+        rows not applied yet.
+
+        Returns:
+            How many rows were applied again.
+
+        Raises:
+            CacheUnavailableError: Redis failed; the replay must be run again.
+            Whatever the database raises.
+        """
+        done = 0
+        after = -1
+        async with self._lock:
+            await self._invalidator.revoke_leases()
+            while True:
+                async with self._engine.connect() as conn:
+                    parameters = {"retention": self._retention, "after": after, "n": self._batch}
+                    rows = (await conn.execute(_APPLIED, parameters)).all()
+                if not rows:
+                    return done
+                await self._apply(rows)
+                done += len(rows)
+                after = rows[-1].id
+
     async def _drain(self, *, skip_locked: bool) -> int:
-        statement = text(_TAKE.format(skip="SKIP LOCKED" if skip_locked else ""))
+        take = _TAKE_AND_KEEP if self._retention > 0 else _TAKE
+        statement = text(
+            take.format(
+                skip="SKIP LOCKED" if skip_locked else "",
+                position=INSERT_POSITION_SQL if self._record_positions else "NULL",
+            )
+        )
+        parameters: dict[str, float] = {"n": self._batch}
+        if self._retention > 0:
+            parameters["retention"] = self._retention
         done = 0
         async with self._lock:
             while True:
                 async with self._engine.begin() as conn:
-                    rows = (await conn.execute(statement, {"n": self._batch})).all()
+                    rows = (await conn.execute(statement, parameters)).all()
                     # FOR UPDATE with LIMIT may come back short, even empty, when rows it
                     # waited for were deleted by another drain: look again while any remain.
                     if not rows and (skip_locked or not await conn.scalar(_ANY)):
@@ -168,16 +250,19 @@ class OutboxRelay:
     async def _apply(self, rows: Sequence[Any]) -> None:
         tags: set[str] = set()
         truncated = False
+        position: int | None = None
         for row in rows:
+            if row.position is not None:
+                position = max(position or 0, int(row.position))
             if row.op == "TRUNCATE":
                 truncated = True
             else:
                 tags |= tags_for_row_change(row.table_name, row.op, row.old_row, row.new_row)
         if truncated:
-            await self._invalidator.revoke_leases()
+            await self._invalidator.revoke_leases(position=position)
             for namespace in NAMESPACES:
                 await self._invalidator.purge(namespace)
-        await self._invalidator.invalidate_tags(tags)
+        await self._invalidator.invalidate_tags(tags, position=position)
 
     async def _run(self) -> None:
         first_delay = min(0.1, self._interval)

@@ -31,13 +31,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_address
 
 from limits import RateLimitItem
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
-from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cache import CircuitBreaker, KeyScheme
+from cache.routing import RedisClient
 from service.problems import problem_bytes
 from service.settings import Settings
 
@@ -159,7 +160,7 @@ class RateLimits:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         *,
         reads: Sequence[RateLimitItem],
@@ -168,12 +169,32 @@ class RateLimits:
         tokens: Collection[str] = (),
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        storage = RedisStorage(
-            "redis://",
-            implementation="redispy",
-            key_prefix=scheme.rate_limits(),
-            connection_pool=redis.connection_pool,  # type: ignore[arg-type]
-        )
+        storage: RedisStorage
+        if isinstance(redis, RedisCluster):
+            # The limits library keeps a cluster client of its own (on the same nodes, with
+            # the same credentials and timeouts); its keys carry hash tags of their own.
+            kwargs = redis.get_connection_kwargs()
+            options: dict[str, float | str] = {
+                name: kwargs[name] or ""
+                for name in ("username", "password", "socket_timeout", "socket_connect_timeout")
+                if kwargs.get(name) is not None
+            }
+            seeds = ",".join(
+                f"{node.host}:{node.port}" for node in redis.nodes_manager.startup_nodes.values()
+            )
+            storage = RedisClusterStorage(
+                f"async+redis+cluster://{seeds}",
+                implementation="redispy",
+                key_prefix=scheme.rate_limits(),
+                **options,  # type: ignore[arg-type]  # mypy matches them to the named parameters
+            )
+        else:
+            storage = RedisStorage(
+                "redis://",
+                implementation="redispy",
+                key_prefix=scheme.rate_limits(),
+                connection_pool=redis.connection_pool,  # type: ignore[arg-type]
+            )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self.reads = LimitClass.of("reads", reads) if reads else None
         self.writes = LimitClass.of("writes", writes) if writes else None
@@ -186,7 +207,7 @@ class RateLimits:
     def from_settings(
         cls,
         settings: Settings,
-        redis: Redis,
+        redis: RedisClient,
         scheme: KeyScheme,
         breaker: CircuitBreaker | None = None,
     ) -> RateLimits | None:

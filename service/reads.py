@@ -4,7 +4,9 @@ Each method builds its key from validated input, and gives the cache a loader th
 statement on a miss and names the tags the answer depends on (see :mod:`service.keyspaces`).
 A load's statement runs on the pooled connection's asyncpg connection, compiled once (see
 :class:`service.statements.DriverReads`); its rows are rendered to bytes with no ORM object
-or SQLAlchemy ``Row`` in between.
+or SQLAlchemy ``Row`` in between. With read replicas, a load runs on a replica that has
+replayed every write invalidated before the load's lease, else on the primary (see
+:mod:`service.replicas`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from service.keyspaces import (
 from service.kinds import BY_NAME
 from service.pages import RANK, TEXT, TIME, decode_cursor, encode_cursor, query_digest
 from service.problems import error_bytes
+from service.replicas import ReplicaSet
 from service.schemas import ArticleListParams, PageParams
 from service.statements import DriverReads, Reads, Row
 
@@ -84,7 +87,9 @@ class ContentReader:
         cache: the read-through cache.
         keys: the content namespaces.
         negative_ttl_seconds: how long a 404 is cached, in seconds.
-        database_breaker: stops loads from trying an unreachable database; None for none.
+        database_breaker: stops loads from trying an unreachable primary; None for none.
+        replicas: the replicas loads may run on instead of ``engine`` (which counts the loads
+            that ran on it); None for none.
     """
 
     def __init__(
@@ -95,22 +100,32 @@ class ContentReader:
         *,
         negative_ttl_seconds: float = 5.0,
         database_breaker: CircuitBreaker | None = None,
+        replicas: ReplicaSet | None = None,
     ) -> None:
         self._reads = DriverReads(engine)
         self._cache = cache
         self._keys = keys
         self._negative_ttl = negative_ttl_seconds
         self._breaker = database_breaker
+        self._replicas = replicas
 
     async def _read(self, fn: Callable[[Reads], Awaitable[T]]) -> T:
-        """Run ``fn`` with the loads' statement runner.
+        """Run ``fn`` on a replica that may serve the running load, else on the primary.
 
         Raises:
-            UnavailableError: the database is unreachable (or its breaker is open).
+            UnavailableError: the primary is unreachable (or its breaker is open), and no
+                replica served.
             sqlalchemy.exc.TimeoutError: no connection came free in the pool's timeout.
             sqlalchemy.exc.DBAPIError: the statement failed on a reachable server (a bad
                 input, a statement timeout): not counted by the breaker.
         """
+        replicas = self._replicas
+        if replicas is None:
+            return await self._read_primary(fn)
+        return await replicas.read(fn, lambda: self._read_primary(fn))
+
+    async def _read_primary(self, fn: Callable[[Reads], Awaitable[T]]) -> T:
+        """Run ``fn`` on the primary; raises as :meth:`_read`."""
         breaker = self._breaker
         if breaker is not None and not breaker.allows():
             raise UnavailableError("the database is unavailable")

@@ -198,7 +198,9 @@ async def seed(
                 f"(SELECT coalesce(max(id), 1) FROM {table}))"
             ))  # fmt: skip
         await conn.execute(text("ANALYZE"))
-    await state.invalidator.revoke_leases()
+    # With replicas, loads read one only once it has replayed the rows copied here.
+    position = await state.replicas.position_after_write()
+    await state.invalidator.revoke_leases(position=position)
     for namespace in NAMESPACES:
         await state.invalidator.purge(namespace)
     return added

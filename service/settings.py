@@ -15,6 +15,8 @@ from limits import RateLimitItem, parse_many
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 Role = Literal["editor", "admin"]
 
@@ -33,7 +35,58 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(
         None,
-        description="`redis://`, `rediss://` or `unix://` URL",
+        description=(
+            "`redis://`, `rediss://` or `unix://` URL; with `REDIS_MODE=cluster`, one or more "
+            "seed nodes as whole URLs, comma-separated (the other nodes are discovered)"
+        ),
+    )
+    redis_cluster_slot_groups: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description=(
+            "with `REDIS_MODE=cluster`: how many hash-tagged slot groups the entries are spread "
+            "over; more spreads them more evenly over the masters, and costs each invalidation "
+            "more keys (one record per tag per group)"
+        ),
+    )
+    redis_replica_ack_timeout_ms: int = Field(
+        500,
+        ge=1,
+        description=(
+            "with `REDIS_MODE=cluster`: how long an invalidation waits for a replica of each "
+            "master to acknowledge it (`WAIT`) before it counts as failed and stays in the outbox"
+        ),
+    )
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        "standalone",
+        description=(
+            "`standalone`: one server at `REDIS_URL`; `cluster`: a Redis Cluster whose seed nodes "
+            "`REDIS_URL` lists (see docs/cluster.md); `sentinel`: the master that "
+            "`REDIS_SENTINELS` name (no `REDIS_URL`; see docs/sentinel.md)"
+        ),
+    )
+    redis_sentinels: str = Field(
+        "",
+        description=(
+            "`sentinel` mode: the sentinels as `host:port` pairs, comma-separated "
+            "(`10.0.0.1:26379,10.0.0.2:26379,[::1]:26379`)"
+        ),
+    )
+    redis_sentinel_master: str = Field(
+        "",
+        description="`sentinel` mode: the master's name in the sentinels' configuration",
+    )
+    redis_sentinel_password: str | None = Field(
+        None,
+        description="`sentinel` mode: the sentinels' password (`requirepass` of the sentinels)",
+    )
+    redis_password: str | None = Field(
+        None,
+        description=(
+            "`sentinel` mode: the password of the master and replicas (the other modes take it "
+            "from the URL)"
+        ),
     )
     api_tokens: str = Field(
         "",
@@ -235,6 +288,15 @@ class Settings(BaseSettings):
         gt=0,
         description="how often the outbox is drained when no `NOTIFY` arrives",
     )
+    outbox_retention_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "`sentinel` mode: applied outbox rows are kept this long and applied again to a newly "
+            "promoted master; more than the replication lag bound plus the failover's detection "
+            '(see docs/sentinel.md, "Lost invalidations")'
+        ),
+    )
     breaker_failure_threshold: int = Field(
         3,
         ge=1,
@@ -273,6 +335,13 @@ class Settings(BaseSettings):
         description=(
             "after SIGTERM, `/health/ready` answers 503 `draining` this long before the server "
             "stops accepting connections, seconds"
+        ),
+    )
+    migrate_on_start: bool = Field(
+        True,
+        description=(
+            "`serve` upgrades the schema before serving; `false` (or `serve --no-migrate`) leaves"
+            " it to `content-service migrate`, run once per release (e.g. a Kubernetes Job)"
         ),
     )
 
@@ -335,6 +404,14 @@ class Settings(BaseSettings):
         gt=0,
         description="wait for a Redis connection to open",
     )
+    redis_sentinel_check_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description=(
+            "`sentinel` mode: how often each worker asks the sentinels which server is the master "
+            "(a backstop: their `+switch-master` announcements show a failover at once)"
+        ),
+    )
 
     db_pool_size: int = Field(
         10,
@@ -364,8 +441,41 @@ class Settings(BaseSettings):
         ge=0,
         description="PostgreSQL `statement_timeout`, milliseconds",
     )
+    database_replica_urls: str = Field(
+        "",
+        description=(
+            "PostgreSQL streaming replicas that cache-miss loads may read from: "
+            "`postgresql+asyncpg://` URLs, comma-separated (empty: none); writes and whatever must"
+            " see a just-acknowledged write use `DATABASE_URL` (see docs/replicas.md)"
+        ),
+    )
+    database_replica_max_lag_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "a replica whose replay lags the primary by more than this, as last sampled, is "
+            "skipped until it catches up, seconds"
+        ),
+    )
+    database_replica_pool_size: int = Field(
+        5,
+        ge=1,
+        description=(
+            "connections per replica per process (timeouts and server settings as the primary's)"
+        ),
+    )
+    database_replica_sample_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="how often each process samples the primary's WAL position and each replica",
+    )
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("log_format", "log_level", "redis_mode", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -379,14 +489,54 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pairs_parse(self) -> Settings:
-        if (self.database_url is None) != (self.redis_url is None):
+        if self.redis_mode == "sentinel":
+            if self.redis_url is not None:
+                raise ValueError(
+                    "REDIS_MODE=sentinel finds the master through REDIS_SENTINELS: unset REDIS_URL"
+                )
+            if self.database_url is None:
+                raise ValueError(
+                    "REDIS_MODE=sentinel needs DATABASE_URL (the embedded servers are standalone)"
+                )
+            if not self.redis_sentinel_master.strip():
+                raise ValueError("REDIS_MODE=sentinel needs REDIS_SENTINEL_MASTER")
+            if not self.sentinel_addresses():
+                raise ValueError("REDIS_MODE=sentinel needs REDIS_SENTINELS (host:port, ...)")
+        elif (self.database_url is None) != (self.redis_url is None):
             raise ValueError("set both DATABASE_URL and REDIS_URL, or neither")
+        if self.redis_mode == "cluster":
+            self.redis_cluster_urls()
         self.tokens()
         self.namespace_ttls()
         self.read_limits()
         self.write_limits()
         self.proxy_networks()
+        if self.replica_urls() and self.database_url is None:
+            raise ValueError("DATABASE_REPLICA_URLS needs DATABASE_URL")
         return self
+
+    def replica_urls(self) -> list[str]:
+        """Return ``DATABASE_REPLICA_URLS`` as a list of URLs, in order; empty for none.
+
+        Raises:
+            ValueError: an item is not a ``postgresql+asyncpg://`` URL with a host, or two
+                items are the same.
+        """
+        urls: list[str] = []
+        for item in filter(None, (p.strip() for p in self.database_replica_urls.split(","))):
+            try:
+                url = make_url(item)
+            except ArgumentError:
+                raise ValueError("DATABASE_REPLICA_URLS holds an item that is not a URL") from None
+            if url.drivername != "postgresql+asyncpg" or not (url.host or url.query.get("host")):
+                raise ValueError(
+                    "DATABASE_REPLICA_URLS holds an item that is not a postgresql+asyncpg:// URL"
+                    " with a host"
+                )
+            if item in urls:
+                raise ValueError("DATABASE_REPLICA_URLS names a replica twice")
+            urls.append(item)
+        return urls
 
     def read_limits(self) -> list[RateLimitItem]:
         """Return ``RATE_LIMIT_READS`` parsed; empty when reads are not limited.
@@ -417,6 +567,39 @@ class Settings(BaseSettings):
             )
         except ValueError as exc:
             raise ValueError(f"TRUSTED_PROXIES: {exc}") from None
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """Return ``REDIS_SENTINELS`` as (host, port) pairs, in order; IPv6 hosts unbracketed.
+
+        Raises:
+            ValueError: an item is not ``host:port`` with a port from 1 to 65535.
+        """
+        addresses: list[tuple[str, int]] = []
+        for item in filter(None, (p.strip() for p in self.redis_sentinels.split(","))):
+            host, sep, port = item.rpartition(":")
+            host = host.removeprefix("[").removesuffix("]")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"REDIS_SENTINELS item {item!r} is not host:port")
+            addresses.append((host, int(port)))
+        return addresses
+
+    def redis_cluster_urls(self) -> list[str]:
+        """Return the seed nodes of ``REDIS_URL`` in cluster mode, one whole URL each.
+
+        Raises:
+            ValueError: ``REDIS_URL`` is unset, or an item is not a ``redis://`` or
+                ``rediss://`` URL with a host.
+        """
+        if not self.redis_url:
+            raise ValueError("REDIS_MODE=cluster needs REDIS_URL (the seed nodes)")
+        urls = [u.strip() for u in self.redis_url.split(",") if u.strip()]
+        for url in urls:
+            scheme, sep, rest = url.partition("://")
+            if not sep or scheme not in ("redis", "rediss") or not rest.split("/")[0]:
+                raise ValueError(
+                    "REDIS_URL in cluster mode lists redis:// or rediss:// URLs, comma-separated"
+                )
+        return urls
 
     @property
     def is_embedded(self) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import CacheStats, CircuitBreaker, Invalidator, MemberRegistry
+from cache.routing import RedisClient
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
@@ -15,6 +15,7 @@ from service.keyspaces import ContentKeys
 from service.metrics import ServiceMetrics
 from service.outbox import OutboxRelay
 from service.reads import ContentReader
+from service.replicas import ReplicaSet
 from service.settings import Settings
 from service.unit_of_work import UnitOfWork
 from service.warming import ContentWarming
@@ -29,7 +30,7 @@ class AppState:
     engine: AsyncEngine
     #: the small pool of background work (outbox relay, backlog sampler, readiness probe)
     background_engine: AsyncEngine
-    redis: Redis
+    redis: RedisClient
     keys: ContentKeys
     stats: CacheStats
     invalidator: Invalidator
@@ -45,3 +46,5 @@ class AppState:
     metrics: ServiceMetrics
     workers: MemberRegistry
     backlog: BacklogSampler
+    #: the read replicas (none when ``DATABASE_REPLICA_URLS`` is empty) and the loads' counts
+    replicas: ReplicaSet

@@ -4,15 +4,17 @@ A :class:`Read` is a Core statement built once, at import, with ``bindparam`` pl
 A cache miss runs it through :class:`DriverReads`: compiled by SQLAlchemy once, at first use,
 then sent as it is on the pooled connection's asyncpg connection, whose statement cache
 prepares it once per connection; the rows come back as ``asyncpg.Record`` mappings, with no
-SQLAlchemy execution context, result or ``Row`` built per call. Writes run the same statements
-inside their transaction through :class:`SessionReads` (rows as ``RowMapping``). The
+SQLAlchemy execution context, result or ``Row`` built per call; a guarded runner
+(:meth:`DriverReads.guarded`) first asks a guard about the connection (a read replica's replay
+position, see :mod:`service.replicas`). Writes run the same statements inside their
+transaction through :class:`SessionReads` (rows as ``RowMapping``). The
 statements themselves are in :mod:`service.repository`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -21,7 +23,7 @@ from sqlalchemy import Select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
 #: A row of a read: a mapping of column label to value (``asyncpg.Record`` or ``RowMapping``).
@@ -66,7 +68,7 @@ class Read:
 
     __slots__ = ("_compiled", "names", "statement")
 
-    def __init__(self, statement: Select[Any], *names: str) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]], *names: str) -> None:
         self.statement = statement
         self.names = names
         self._compiled: tuple[Dialect, CompiledRead] | None = None
@@ -131,6 +133,15 @@ class SessionReads:
         return cast(Sequence[Row], result.mappings().all())
 
 
+#: Decides, on the checked-out connection, whether a statement may run on it (see
+#: :meth:`DriverReads.guarded`). It may run statements of its own on the connection.
+Guard = Callable[[PoolProxiedConnection], Awaitable[bool]]
+
+
+class GuardRefusedError(Exception):
+    """A guard refused the connection a statement was to run on; the statement did not run."""
+
+
 class DriverReads:
     """Runs read statements on pooled connections' asyncpg connections, one statement each.
 
@@ -178,7 +189,19 @@ class DriverReads:
         """Return the statement's rows as ``asyncpg.Record``s; raises as :meth:`first`."""
         return await self._run(read, values, one=False)
 
-    async def _run(self, read: Read, values: Mapping[str, Any], *, one: bool) -> list[Any]:
+    def guarded(self, guard: Guard) -> Reads:
+        """Return a runner of these reads that asks ``guard`` before each statement.
+
+        The guard is awaited on the connection the statement was to run on, after checkout;
+        when it answers False the connection goes back to the pool and
+        :class:`GuardRefusedError` is raised. What the guard raises is handled as a failure of
+        the statement. Shares this runner's pool slots; safe to share between tasks.
+        """
+        return _GuardedReads(self, guard)
+
+    async def _run(
+        self, read: Read, values: Mapping[str, Any], *, one: bool, guard: Guard | None = None
+    ) -> list[Any]:
         compiled = read.compiled(self._dialect)
         args = compiled.arguments(values)
         slots = self._slots
@@ -196,16 +219,21 @@ class DriverReads:
         try:
             raw = await self._engine.raw_connection()
             driver: Any = raw.driver_connection
+            refused = False
+            rows: list[Any] = []
             try:
-                if self._dispatch.before_cursor_execute:
-                    self._dispatch.before_cursor_execute(
-                        None, None, compiled.sql, args, None, False
-                    )
-                if one:
-                    record = await driver.fetchrow(compiled.sql, *args)
-                    rows = [] if record is None else [record]
+                if guard is not None and not await guard(raw):
+                    refused = True
                 else:
-                    rows = await driver.fetch(compiled.sql, *args)
+                    if self._dispatch.before_cursor_execute:
+                        self._dispatch.before_cursor_execute(
+                            None, None, compiled.sql, args, None, False
+                        )
+                    if one:
+                        record = await driver.fetchrow(compiled.sql, *args)
+                        rows = [] if record is None else [record]
+                    else:
+                        rows = await driver.fetch(compiled.sql, *args)
             except BaseException as exc:
                 lost = driver.is_closed() or not isinstance(
                     exc, asyncpg.PostgresError | asyncpg.InterfaceError
@@ -222,10 +250,33 @@ class DriverReads:
                     raise
                 raise error from exc
             await greenlet_spawn(raw.close)
+            if refused:
+                raise GuardRefusedError("the connection's guard refused the statement")
             return rows
         finally:
             if slots is not None:
                 slots.release()
+
+
+class _GuardedReads:
+    """:class:`DriverReads` whose statements each ask a guard first (see ``guarded``)."""
+
+    def __init__(self, reads: DriverReads, guard: Guard) -> None:
+        self._reads = reads
+        self._guard = guard
+
+    async def first(self, read: Read, **values: Any) -> Row | None:
+        """Return the statement's first row, or None; raises as :meth:`DriverReads.first`.
+
+        Raises:
+            GuardRefusedError: the guard refused the connection.
+        """
+        rows = await self._reads._run(read, values, one=True, guard=self._guard)
+        return rows[0] if rows else None
+
+    async def all(self, read: Read, **values: Any) -> Sequence[Row]:
+        """Return the statement's rows; raises as :meth:`first`."""
+        return await self._reads._run(read, values, one=False, guard=self._guard)
 
 
 def translated(

@@ -4,12 +4,16 @@ The tags to invalidate are collected from the session's flushes by
 :class:`cache.SessionTagCollector` (see :func:`service.keyspaces.tags_for_change`); the write
 rules that run inside it (:mod:`service.writes`, :mod:`service.entity_writes`) never name a
 cache key or tag.
+
+With read replicas, the invalidation also records the primary's WAL position, read after the
+commit, as the invalidation watermark (see :mod:`service.replicas`): a load that begins after
+the write was answered reads a replica only once it has replayed the write.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,6 +40,11 @@ class UnitOfWork:
         sessions: makes the write sessions; its session class must have the collector installed.
         invalidator: applies the collected tags after each commit.
         redis_breaker: skipped while open; tripped when an invalidation fails.
+        position_after_commit: returns the primary's WAL position after a commit, recorded with
+            the invalidation (None: record none, as without replicas). When it fails the tags
+            are invalidated without it and the breaker is tripped, as for a failed
+            invalidation: no entry is served until the outbox, which records positions of its
+            own, has been applied.
 
     Attributes:
         invalidation_failures: how many invalidations failed (their writes were answered, and
@@ -47,10 +56,12 @@ class UnitOfWork:
         sessions: async_sessionmaker[AsyncSession],
         invalidator: Invalidator,
         redis_breaker: CircuitBreaker | None = None,
+        position_after_commit: Callable[[], Awaitable[int | None]] | None = None,
     ) -> None:
         self._sessions = sessions
         self._invalidator = invalidator
         self._breaker = redis_breaker
+        self._position = position_after_commit
         self.invalidation_failures = 0
 
     @asynccontextmanager
@@ -70,9 +81,18 @@ class UnitOfWork:
         # its recovery applies the outbox (where the triggers recorded this write) first.
         if self._breaker is not None and self._breaker.state is BreakerState.OPEN:
             return
+        position: int | None = None
+        positioned = True
+        if self._position is not None and tags:
+            try:
+                position = await self._position()
+            except Exception as exc:
+                positioned = False
+                logger.error("WAL position after a commit not read: %r", exc)
         try:
-            await self._invalidator.invalidate_tags(tags)
-            return
+            await self._invalidator.invalidate_tags(tags, position=position)
+            if positioned:
+                return
         except CacheUnavailableError as exc:
             # Not retried: the write waits at most one Redis timeout, and the outbox holds it.
             logger.error("invalidation of %d tags failed: %r", len(tags), exc)

@@ -4,22 +4,23 @@ Every worker of every instance reports itself in the ``workers`` group of a
 :class:`cache.MemberRegistry` (member ``{instance}:{pid}``) with each statistics flush, so that
 ``/stats``, answered by any one worker, lists every live worker and sums their pools. A report
 is ``{"instance": str, "pid": int, "started_at": RFC 3339, "db_pool": {size, checked_out,
-checked_in, overflow}, "redis": {pool_in_use, pool_max}}``.
+checked_in, overflow}, "redis": {pool_in_use, pool_max}}``, and the figures of the parts that
+add their own (``db_replicas``: see :mod:`service.replica_figures`).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from cache import BoundedConnectionPool, KeyScheme, MemberRegistry, MemberReport
+from cache import KeyScheme, MemberRegistry, MemberReport
+from cache.routing import RedisClient, connection_bound, connections_in_use
 
 GROUP: Final = "workers"
 #: A worker whose report is older than this many seconds is no longer listed (at least three
@@ -49,26 +50,34 @@ def db_pool_figures(engine: AsyncEngine) -> dict[str, int]:
     }
 
 
-def redis_pool_figures(redis: Redis) -> dict[str, int]:
-    """Return the Redis client pool's busy connections and its bound."""
-    pool = redis.connection_pool
-    in_use = pool.in_use if isinstance(pool, BoundedConnectionPool) else 0
-    return {"pool_in_use": in_use, "pool_max": pool.max_connections}
+def redis_pool_figures(redis: RedisClient) -> dict[str, int]:
+    """Return the Redis client's busy connections and its bound (summed over a cluster's nodes)."""
+    return {"pool_in_use": connections_in_use(redis), "pool_max": connection_bound(redis)}
 
 
 def create_worker_registry(
-    redis: Redis,
+    redis: RedisClient,
     scheme: KeyScheme,
     engine: AsyncEngine,
     *,
     instance: str,
     flush_interval_seconds: float,
+    parts: Mapping[str, Callable[[], object]] | None = None,
 ) -> MemberRegistry:
     """Return this worker's registry in the ``workers`` group; its report reads the pools.
 
     The caller registers it as a flush part of the statistics and calls ``leave()`` on
     shutdown.
+
+    Args:
+        redis: the client; owned by the caller.
+        scheme: the key scheme.
+        engine: the request engine, whose pool is reported.
+        instance: this instance's name.
+        flush_interval_seconds: how often the statistics flush (and this report) runs.
+        parts: more figures of the report, by name: each function returns a JSON value.
     """
+    more = dict(parts or {})
     pid = os.getpid()
     started_at = rfc3339(time.time())
 
@@ -79,6 +88,7 @@ def create_worker_registry(
             "started_at": started_at,
             "db_pool": db_pool_figures(engine),
             "redis": redis_pool_figures(redis),
+            **{name: figures() for name, figures in more.items()},
         }
 
     return MemberRegistry(

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cache.errors import REDIS_FAILURES
+from cache.routing import ping
 from service import repository
 from service.lifecycle import Lifecycle, Phase
 from service.problems import problem
@@ -35,7 +36,7 @@ async def _postgres_ok(state: AppState) -> bool:
 async def _redis_ok(state: AppState) -> bool:
     try:
         async with asyncio.timeout(HEALTH_TIMEOUT_SECONDS):
-            await state.redis.ping()
+            await ping(state.redis)
     except REDIS_FAILURES:
         return False
     return True

@@ -3,42 +3,53 @@
 One poll costs no PostgreSQL query (the outbox backlog is sampled in the background, see
 :mod:`service.backlog`) and one pipelined Redis round trip of a fixed number of commands:
 this worker's unsent counts, the counters hash, the two rate-bucket hashes, the workers'
-reports, ``INFO memory``, ``INFO stats``, ``DBSIZE`` and the running and the last warming
-job (one script).
+reports, the running and the last warming job (one script), and ``INFO memory``, ``INFO
+stats`` and ``DBSIZE`` (of each master, on a Redis Cluster, the figures summed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import RedisCluster
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cache import CacheUnavailableError, MemberReport
+from cache.routing import AnyPipeline
 from service.endpoints import ctx
 from service.keyspaces import NAMESPACES
 from service.metrics import CONTENT_TYPE
+from service.replica_figures import replica_stats
 from service.responses import json_response, no_query
 from service.state import AppState
 from service.workers import pool_lists, rfc3339
 
 
 async def stats(request: Request) -> Response:
-    """The cache, rates, pool, Redis, outbox and warming figures of the contract's ``/stats``."""
+    """The cache, rates, pool, Redis, outbox, warming and replica figures of ``/stats``."""
     state = ctx(request)
     state.auth.require_stats(request)
     no_query(request)
     workers = state.workers
+    # A cluster's figures are sums over its masters: each is asked in the same round trip.
+    servers = state.redis.get_primaries() if isinstance(state.redis, RedisCluster) else [None]
 
-    def queue_reads(pipe: Pipeline) -> None:
+    def queue_reads(pipe: AnyPipeline) -> None:
         workers.queue_read(pipe)
-        # Command names as bytes: redis-py then leaves the replies raw. Its INFO parser
-        # converts all of a section's fields, which cost a poll more than the rest together.
-        pipe.execute_command(b"INFO", b"memory")
-        pipe.execute_command(b"INFO", b"stats")
-        pipe.dbsize()
         state.warming.jobs.queue_summary(pipe)
+        for node in servers:
+            if node is None:
+                # Command names as bytes: redis-py then leaves the replies raw. Its INFO parser
+                # converts all of a section's fields, which cost a poll more than the rest.
+                pipe.execute_command(b"INFO", b"memory")
+                pipe.execute_command(b"INFO", b"stats")
+                pipe.execute_command(b"DBSIZE")
+            else:  # the cluster pipeline routes by name, and takes only text ones
+                pipe.execute_command("INFO", "memory", target_nodes=node)
+                pipe.execute_command("INFO", "stats", target_nodes=node)
+                pipe.execute_command("DBSIZE", target_nodes=node)
 
     # Concurrent polls share one round trip, and so one reading: it is copied, not changed.
     reading = await state.stats.read(NAMESPACES, queue_reads, share="stats")
@@ -55,7 +66,7 @@ async def stats(request: Request) -> Response:
     warming: dict[str, Any] = UNKNOWN_WARMING
     if reading.replies is not None:
         # A command Redis refused (e.g. INFO under an ACL) leaves its figures None.
-        members_reply, memory, info_stats, keys, jobs = (
+        members_reply, jobs, *per_server = (
             None if isinstance(r, Exception) else r for r in reading.replies
         )
         if jobs is not None:
@@ -67,10 +78,11 @@ async def stats(request: Request) -> Response:
             )
             if found.stale:
                 await workers.prune(found.stale)
+        memory, info_stats, keys = per_server[0::3], per_server[1::3], per_server[2::3]
         redis.update(
-            used_memory_bytes=None if memory is None else info_field(memory, "used_memory"),
-            keys=None if keys is None else int(keys),
-            evicted_keys=None if info_stats is None else info_field(info_stats, "evicted_keys"),
+            used_memory_bytes=summed(info_field(r, "used_memory") for r in memory),
+            keys=summed(None if r is None else int(r) for r in keys),
+            evicted_keys=summed(info_field(r, "evicted_keys") for r in info_stats),
         )
     db_pool, pools = pool_lists(live)
     redis.update(pools)
@@ -86,12 +98,25 @@ async def stats(request: Request) -> Response:
                 for b in (state.redis_breaker, state.database_breaker)
             },
             "warming": warming,
+            "db_replicas": replica_stats(state.replicas, live),
         }
     )
 
 
-def info_field(reply: bytes | str | dict[str, Any], name: str) -> int | None:
+def summed(figures: Iterable[int | None]) -> int | None:
+    """Return the sum of ``figures`` (one per server); None when any of them is None."""
+    total = 0
+    for figure in figures:
+        if figure is None:
+            return None
+        total += figure
+    return total
+
+
+def info_field(reply: bytes | str | dict[str, Any] | None, name: str) -> int | None:
     """Return the integer field ``name`` of an ``INFO`` reply, raw or parsed; None if absent."""
+    if reply is None:
+        return None
     if isinstance(reply, dict):
         value = reply.get(name)
         return None if value is None else int(value)

@@ -106,6 +106,29 @@ async def test_breaker_opens_then_recovers_only_after_its_hook(scheme: KeyScheme
     await breaker.aclose()
 
 
+async def test_a_trip_while_recovering_runs_the_recovery_again_before_closing() -> None:
+    """A trip during the recovery hook (a failed invalidation, a new master) is not lost."""
+    runs: list[BreakerState] = []
+
+    async def probe() -> None:
+        return None
+
+    async def on_recovery() -> None:
+        runs.append(breaker.state)
+        if len(runs) == 1:
+            breaker.trip()  # what this run applied may already be incomplete
+
+    breaker = CircuitBreaker("t", probe, on_recovery=on_recovery, probe_interval_seconds=0.01)
+    breaker.trip()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if breaker.allows():
+            break
+    assert breaker.allows() and runs == [BreakerState.RECOVERING] * 2, (breaker.state, runs)
+    assert breaker.opened_count == 1, breaker.opened_count
+    await breaker.aclose()
+
+
 async def test_open_breaker_bypasses_without_touching_redis(
     redis: Redis, scheme: KeyScheme
 ) -> None:

@@ -166,8 +166,10 @@ async def _busy_steps(pacer: Pacer, steps: int, step_seconds: float) -> float:
 
 
 async def test_a_pacer_costs_nothing_alone_and_bounds_the_share_under_contention() -> None:
-    alone = await _busy_steps(Pacer(0.25), 50, 0.001)
-    assert alone < 0.05 * 1.5  # 50 ms of work, hardly any pause
+    alone = Pacer(0.25)
+    await _busy_steps(alone, 50, 0.001)
+    # Nothing else wants the loop: no pause (its wall time is the machine's, not asserted).
+    assert alone.paused_seconds < 0.02, alone.paused_seconds
 
     stop = asyncio.Event()
     competitor_ran = 0

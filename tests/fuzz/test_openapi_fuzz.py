@@ -13,6 +13,7 @@ import asyncio
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,8 @@ async def test_the_document_holds_under_fuzzing(servers: Servers, tmp_path: Path
                 **os.environ,
                 "FUZZ_BASE_URL": served.url,
                 "FUZZ_TOKEN": TOKEN,
+                # The schemathesis installed with this interpreter's packages.
+                "SCHEMATHESIS": str(Path(sys.executable).with_name("schemathesis")),
                 "NO_COLOR": "1",
             },
             capture_output=True,

@@ -11,7 +11,6 @@ request's ``X-Request-ID``; after SIGTERM, with ``SHUTDOWN_DRAIN_SECONDS``, read
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
 import os
 import signal
@@ -22,10 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.polling import eventually
-from tests.service.served import Served, serving
+from tests.service.served import Served, requests_by_pid, serving
 from tests.service.test_metrics import promtool_check, samples
 
 #: requests spread over the two workers before the scrape
@@ -58,20 +56,6 @@ def fresh_client(served: Served) -> httpx.AsyncClient:
     """A client that opens a new connection for every request (so both workers get some)."""
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=0)
     return httpx.AsyncClient(base_url=served.url, limits=limits, timeout=10)
-
-
-def requests_by_pid(multiproc_dir: Path) -> dict[int, float]:
-    """Return each worker's ``http_requests_total`` (all routes) from its own sample file."""
-    counts: dict[int, float] = {}
-    for path in glob.glob(str(multiproc_dir / "counter_*.db")):
-        pid = int(Path(path).stem.rsplit("_", 1)[1])
-        counts[pid] = sum(
-            s.value
-            for family in MultiProcessCollector.merge([path])  # type: ignore[no-untyped-call]
-            for s in family.samples
-            if s.name == "http_requests_total"
-        )
-    return counts
 
 
 async def test_one_scrape_sums_the_requests_of_both_workers_exactly(

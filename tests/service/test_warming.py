@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from cache import JobProgress, KeyScheme
+from cache import JobProgress
 from service.app import create_app
 from tests.apps import ADMIN, EDITOR, Api, make_settings
 from tests.polling import eventually
@@ -175,7 +175,7 @@ async def test_a_job_whose_runner_died_is_failed_once_its_lease_lapses(
     api: Api, content: dict[str, Any]
 ) -> None:
     # What a runner killed mid-job leaves: its lock (the lease) and a running job's state.
-    redis, scheme = api.state.redis, KeyScheme(api.state.settings.cache_prefix)
+    redis, scheme = api.state.redis, api.state.keys.article.scheme
     await redis.set(scheme.warming_lock, "dead0001", px=300)
     await redis.hset(
         scheme.warming_job("dead0001"),
