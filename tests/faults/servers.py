@@ -30,11 +30,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Stop ``process`` with SIGTERM, and SIGKILL if it has not exited within 15 s."""
-    process.send_signal(signal.SIGTERM)
+def stop_process(
+    process: subprocess.Popen[bytes],
+    stop_signal: signal.Signals = signal.SIGTERM,
+    timeout_seconds: float = 15.0,
+) -> None:
+    """Stop ``process`` with ``stop_signal``, and SIGKILL if it has not exited in time."""
+    process.send_signal(stop_signal)
     try:
-        process.wait(timeout=15)
+        process.wait(timeout=timeout_seconds)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.faults.servers import POSTGRES_SYSTEM_USER, free_port
+from tests.faults.servers import POSTGRES_SYSTEM_USER, free_port, stop_process
 
 #: Where Debian's ``postgresql-15`` puts its binaries (``PG_REPLICA_BIN`` overrides it).
 BIN = Path(os.environ.get("PG_REPLICA_BIN", "/usr/lib/postgresql/15/bin"))
@@ -88,12 +88,7 @@ class Server:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, signal.SIGINT, 30.0)
 
     @property
     def is_running(self) -> bool:
