@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 
 from tests.apps import EDITOR, Api
+from tests.consistency import AcknowledgedVersions
 from tests.servers import Servers, truncate
 
 HOT = ("alpha", "beta", "gamma")
-VERSION = re.compile(r" v(\d+)$")
 SETTINGS: dict[str, Any] = {
     "cache_ttls": "article=0.05,articles=0.05",
     "cache_jitter_ratio": 0.5,
@@ -67,17 +66,9 @@ async def run(servers: Servers, app_on: Any, operations: int, seed: int) -> dict
         for api in apps:
             slow_database(api, rng)
 
-        acked = dict.fromkeys(HOT, 0)
-        counts = {"reads": 0, "writes": 0, "checked": 0, "violations": 0}
+        acked = AcknowledgedVersions(HOT)
+        counts = {"reads": 0, "writes": 0}
         remaining = operations
-        violations: list[str] = []
-
-        def check(slug: str, title: str, floor: int, where: str) -> None:
-            match = VERSION.search(title)
-            assert match is not None, title
-            counts["checked"] += 1
-            if int(match.group(1)) < floor:
-                violations.append(f"{where}: {title!r} read after v{floor} was acknowledged")
 
         async def writer(slug: str) -> None:
             nonlocal remaining
@@ -90,7 +81,7 @@ async def run(servers: Servers, app_on: Any, operations: int, seed: int) -> dict
                     f"/api/v1/articles/{slug}", json={"title": f"{slug} v{version}"}, headers=EDITOR
                 )
                 assert r.status_code == 200, r.text
-                acked[slug] = max(acked[slug], version)
+                acked.acknowledge(slug, version)
                 counts["writes"] += 1
                 await asyncio.sleep(rng.random() * 0.004)
 
@@ -99,30 +90,27 @@ async def run(servers: Servers, app_on: Any, operations: int, seed: int) -> dict
             while remaining > 0:
                 remaining -= 1
                 api = rng.choice(apps)
-                floors = dict(acked)
+                floors = acked.floors()
                 if rng.random() < 0.7:
                     slug = rng.choice(HOT)
                     r = await api.client.get(f"/api/v1/articles/{slug}")
                     assert r.status_code == 200, r.text
-                    check(slug, r.json()["title"], floors[slug], f"item {slug}")
+                    acked.check(floors, slug, r.json()["title"], f"item {slug}")
                 else:
                     r = await api.client.get("/api/v1/articles?sort=title")
                     assert r.status_code == 200, r.text
                     for item in r.json()["items"]:
-                        check(item["slug"], item["title"], floors[item["slug"]], "list")
+                        acked.check(floors, item["slug"], item["title"], "list")
                 counts["reads"] += 1
 
         await asyncio.gather(*(writer(s) for s in HOT), *(reader() for _ in range(12)))
         stats = (await apps[0].stats())["cache"]
-    counts["violations"] = len(violations)
+    counts["checked"] = acked.checked
+    counts["violations"] = len(acked.violations)
     counts["store_rejected"] = stats["store_rejected"]
     counts["stale"] = stats["stale"]
     counts["refreshes"] = stats["refreshes"]
-    assert violations == [], (
-        len(violations),
-        sorted(set(v.split(":")[0] for v in violations)),
-        violations[:5],
-    )
+    assert acked.violations == [], acked.summary()
     return counts
 
 

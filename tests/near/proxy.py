@@ -1,0 +1,225 @@
+"""A TCP proxy that a test can cut: the network between one server process and Redis.
+
+The proxy listens on a free port of 127.0.0.1 and forwards every connection to the target,
+both ways, from a thread of its own (so that it keeps forwarding while the test's event loop
+is busy, or blocked in a fixture). :meth:`TcpProxy.cut` closes every connection and the
+listening socket: what the client had sent and not yet got an answer to is lost, and new
+connections are refused, as when a host's link to Redis goes down. :meth:`TcpProxy.restore`
+listens again on the same port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import selectors
+import socket
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from tests.faults.servers import free_port
+
+#: bytes read from one side at a time
+CHUNK_BYTES = 65536
+
+
+@dataclass
+class _Pair:
+    """A client's connection and the proxy's connection to the target, with bytes not yet sent."""
+
+    client: socket.socket
+    upstream: socket.socket
+    pending: dict[socket.socket, bytearray] = field(default_factory=dict)
+
+    def other(self, sock: socket.socket) -> socket.socket:
+        return self.upstream if sock is self.client else self.client
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:port`` to ``target`` until cut; a context manager.
+
+    Thread-safe: :meth:`cut` and :meth:`restore` may be called from any thread; the forwarding
+    runs in the proxy's own thread. :attr:`accepted` counts the connections taken so far.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._listener: socket.socket | None = None
+        self._pairs: dict[socket.socket, _Pair] = {}
+        self._commands: list[str] = []
+        self._acks: list[threading.Event] = []
+        self._wake_read, self._wake_write = socket.socketpair()
+        self._wake_read.setblocking(False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._stopping = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
+
+    @classmethod
+    def for_redis(cls, redis_url: str) -> TcpProxy:
+        """Return a proxy to the host and port of ``redis_url`` (``redis://host:port/db``)."""
+        parts = urlsplit(redis_url)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 6379)
+
+    def url_of(self, url: str) -> str:
+        """Return ``url`` with its host and port replaced by the proxy's (user and path kept)."""
+        parts = urlsplit(url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@127.0.0.1:{self.port}" if credentials else f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    def __enter__(self) -> TcpProxy:
+        self._listen()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._command("stop")
+        self._done.wait(5)
+        self._thread.join(5)
+        self._wake_read.close()
+        self._wake_write.close()
+
+    @property
+    def is_cut(self) -> bool:
+        """True between :meth:`cut` and :meth:`restore`."""
+        with self._lock:
+            return self._listener is None
+
+    def cut(self) -> None:
+        """Close every forwarded connection and stop listening (new connections are refused).
+
+        Returns once the proxy's thread has done it.
+        """
+        self._command("cut")
+
+    def restore(self) -> None:
+        """Listen on the same port again; returns once connections are accepted."""
+        self._command("restore")
+
+    def _command(self, command: str) -> None:
+        done = threading.Event()
+        with self._lock:
+            self._commands.append(command)
+            self._acks.append(done)
+        self._wake_write.send(b"x")
+        if not done.wait(5):
+            raise TimeoutError(f"the proxy did not {command} within 5 s")
+
+    def _listen(self) -> None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        listener.setblocking(False)
+        self._selector.register(listener, selectors.EVENT_READ)
+        with self._lock:
+            self._listener = listener
+
+    def _close_all(self) -> None:
+        for sock in list(self._pairs):
+            self._drop(sock)
+        with self._lock:
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            self._selector.unregister(listener)
+            listener.close()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                for key, events in self._selector.select(timeout=1.0):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    if sock is self._wake_read:
+                        self._handle_commands()
+                    elif sock is self._listener:
+                        self._accept(sock)
+                    elif sock in self._pairs:
+                        if events & selectors.EVENT_READ:
+                            self._forward(sock)
+                        if sock in self._pairs and events & selectors.EVENT_WRITE:
+                            self._flush(sock)
+        finally:
+            self._close_all()
+            self._selector.close()
+            self._done.set()
+
+    def _handle_commands(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._wake_read.recv(4096)
+        with self._lock:
+            commands, self._commands = self._commands, []
+            acks, self._acks = self._acks, []
+        for command in commands:
+            if command in ("cut", "stop"):
+                self._close_all()
+                self._stopping = command == "stop"
+            elif command == "restore" and self._listener is None:
+                self._listen()
+        for ack in acks:
+            ack.set()
+
+    def _accept(self, listener: socket.socket) -> None:
+        try:
+            client, _ = listener.accept()
+        except BlockingIOError:
+            return
+        try:
+            upstream = socket.create_connection(self.target, timeout=2)
+        except OSError:
+            client.close()
+            return
+        self.accepted += 1
+        for sock in (client, upstream):
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pair = _Pair(client, upstream)
+        for sock in (client, upstream):
+            pair.pending[sock] = bytearray()
+            self._pairs[sock] = pair
+            self._selector.register(sock, selectors.EVENT_READ)
+
+    def _forward(self, sock: socket.socket) -> None:
+        pair = self._pairs[sock]
+        try:
+            data = sock.recv(CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(sock)
+            return
+        pair.pending[pair.other(sock)] += data
+        self._flush(pair.other(sock))
+
+    def _flush(self, sock: socket.socket) -> None:
+        pair = self._pairs[sock]
+        pending = pair.pending[sock]
+        try:
+            sent = sock.send(pending) if pending else 0
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._drop(sock)
+            return
+        del pending[:sent]
+        self._selector.modify(
+            sock, selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0)
+        )
+
+    def _drop(self, sock: socket.socket) -> None:
+        """Close both connections of ``sock``'s pair."""
+        pair = self._pairs.get(sock)
+        if pair is None:
+            return
+        for each in (pair.client, pair.upstream):
+            self._pairs.pop(each, None)
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(each)
+            each.close()
