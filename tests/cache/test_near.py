@@ -176,10 +176,10 @@ async def real_redis(servers: Servers) -> AsyncIterator[Redis]:
 
 @asynccontextmanager
 async def holder(
-    redis: Redis, scheme: KeyScheme, lease_ms: int = 300, **options: bool
+    redis: Redis, scheme: KeyScheme, lease_ms: int = 300, *, lease_check: bool = True
 ) -> AsyncIterator[tuple[NearCache, InvalidationBus]]:
-    near = NearCache(1_000_000, **options)
-    bus = InvalidationBus(redis, scheme, near=near, lease_ms=lease_ms, **options)
+    near = NearCache(1_000_000, lease_check=lease_check)
+    bus = InvalidationBus(redis, scheme, near=near, lease_ms=lease_ms, lease_check=lease_check)
     bus.start()
     try:
         deadline = time.monotonic() + 5
