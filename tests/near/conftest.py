@@ -11,12 +11,23 @@ from pathlib import Path
 import pytest
 
 from tests.near.instances import Instance, running_instance
+from tests.near.proxy import TcpProxy
 from tests.servers import Servers
+
+#: How much later instance ``b`` hears from Redis (replies and messages) than ``a`` does,
+#: seconds: ``b`` runs on a host farther from Redis. The invalidations of writes answered by
+#: ``a`` then reach ``b``'s near caches a little after the client that was answered can ask
+#: ``b``, as they would across a network: the window a holder must not answer in.
+REDIS_DELAY_SECONDS = 0.003
 
 
 @dataclass(frozen=True)
 class Pair:
-    """Two instances of two workers each, sharing the database, the Redis and a key prefix."""
+    """Two instances of two workers each, sharing the database, the Redis and a key prefix.
+
+    ``a`` reaches Redis directly, ``b`` through a proxy that delays what Redis sends by
+    :data:`REDIS_DELAY_SECONDS`.
+    """
 
     a: Instance
     b: Instance
@@ -32,11 +43,13 @@ def running_pair(servers: Servers, folder: Path, **env: str) -> Iterator[Pair]:
     """Run instances ``a`` and ``b`` (``serve --workers 2`` each) with ``env``; stop them after."""
     prefix = f"near-{uuid.uuid4().hex[:10]}"
     with ExitStack() as stack:
+        proxy = stack.enter_context(TcpProxy.for_redis(servers.redis_url, REDIS_DELAY_SECONDS))
+        redis_urls = (servers.redis_url, proxy.url_of(servers.redis_url))
         a, b = (
             stack.enter_context(
                 running_instance(
                     servers.database_url,
-                    servers.redis_url,
+                    redis_url,
                     folder,
                     name,
                     prefix=prefix,
@@ -44,7 +57,7 @@ def running_pair(servers: Servers, folder: Path, **env: str) -> Iterator[Pair]:
                     **env,
                 )
             )
-            for name in ("a", "b")
+            for name, redis_url in zip(("a", "b"), redis_urls, strict=True)
         )
         yield Pair(a, b, prefix)
 

@@ -49,6 +49,7 @@ class Instance:
     served: Served
     metrics_dir: Path
     workers: int
+    pids: tuple[int, ...]  # of its workers, as /stats listed them once all had started
 
     @property
     def url(self) -> str:
@@ -94,9 +95,8 @@ def running_instance(
     with serving(
         database_url, redis_url, folder / f"{name}.log", "--workers", str(workers), **settings
     ) as served:
-        instance = Instance(name, served, metrics_dir, workers)
-        wait_for_workers(instance, 30)
-        yield instance
+        pids = wait_for_workers(served, name, workers, 30)
+        yield Instance(name, served, metrics_dir, workers, tuple(pids))
 
 
 def get_stats(url: str) -> dict[str, Any]:
@@ -113,27 +113,28 @@ def listed_pids(stats: dict[str, Any], instance: str) -> list[int]:
     )
 
 
-def wait_for_workers(instance: Instance, timeout_seconds: float) -> list[int]:
-    """Wait until ``/stats`` lists every worker of ``instance``; return their pids.
+def wait_for_workers(served: Served, name: str, workers: int, timeout_seconds: float) -> list[int]:
+    """Wait until ``/stats`` lists ``workers`` workers of instance ``name``; return their pids.
 
     Raises:
+        RuntimeError: the instance exited.
         TimeoutError: they were not all listed within ``timeout_seconds``.
     """
     deadline = time.monotonic() + timeout_seconds
     pids: list[int] = []
     while time.monotonic() < deadline:
-        if instance.served.process.poll() is not None:
-            raise RuntimeError(f"{instance.name} exited: see {instance.served.log}")
+        if served.process.poll() is not None:
+            raise RuntimeError(f"instance {name} exited: see {served.log}")
         try:
-            ready = httpx.get(f"{instance.url}/health/ready", timeout=2)
+            ready = httpx.get(f"{served.url}/health/ready", timeout=2)
             if ready.status_code == 200:
-                pids = listed_pids(get_stats(instance.url), instance.name)
-                if len(pids) == instance.workers:
+                pids = listed_pids(get_stats(served.url), name)
+                if len(pids) == workers:
                     return pids
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"{instance.name}: workers listed {pids} after {timeout_seconds} s")
+    raise TimeoutError(f"instance {name}: workers listed {pids} after {timeout_seconds} s")
 
 
 def l1_workers(stats: dict[str, Any], instance: str) -> dict[int, dict[str, Any]]:
@@ -168,6 +169,4 @@ def counted_by_pid(metrics_dir: Path, name: str, **labels: str) -> dict[int, flo
 
 def l1_hits_by_pid(instance: Instance) -> dict[int, float]:
     """Return the near cache (L1) hits each worker of ``instance`` has published, by pid."""
-    return counted_by_pid(
-        instance.metrics_dir, "content_cache_l1_requests_total", result="hit"
-    )
+    return counted_by_pid(instance.metrics_dir, "content_cache_l1_requests_total", result="hit")

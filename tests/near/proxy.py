@@ -6,6 +6,9 @@ is busy, or blocked in a fixture). :meth:`TcpProxy.cut` closes every connection 
 listening socket: what the client had sent and not yet got an answer to is lost, and new
 connections are refused, as when a host's link to Redis goes down. :meth:`TcpProxy.restore`
 listens again on the same port.
+
+With ``delay_seconds``, what the target sends (Redis's replies and the messages of its
+subscriptions) reaches the client that much later, as from a Redis on another host.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import contextlib
 import selectors
 import socket
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -42,8 +47,11 @@ class TcpProxy:
     runs in the proxy's own thread. :attr:`accepted` counts the connections taken so far.
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, delay_seconds: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.delay_seconds = delay_seconds
+        #: bytes from the target held back until their time: (due, client socket, bytes)
+        self._delayed: deque[tuple[float, socket.socket, bytes]] = deque()
         self.port = free_port()
         self.accepted = 0
         self._lock = threading.Lock()
@@ -60,10 +68,10 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
 
     @classmethod
-    def for_redis(cls, redis_url: str) -> TcpProxy:
+    def for_redis(cls, redis_url: str, delay_seconds: float = 0.0) -> TcpProxy:
         """Return a proxy to the host and port of ``redis_url`` (``redis://host:port/db``)."""
         parts = urlsplit(redis_url)
-        return cls(parts.hostname or "127.0.0.1", parts.port or 6379)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, delay_seconds)
 
     def url_of(self, url: str) -> str:
         """Return ``url`` with its host and port replaced by the proxy's (user and path kept)."""
@@ -121,6 +129,7 @@ class TcpProxy:
             self._listener = listener
 
     def _close_all(self) -> None:
+        self._delayed.clear()
         for sock in list(self._pairs):
             self._drop(sock)
         with self._lock:
@@ -132,7 +141,10 @@ class TcpProxy:
     def _run(self) -> None:
         try:
             while not self._stopping:
-                for key, events in self._selector.select(timeout=1.0):
+                timeout = 1.0
+                if self._delayed:
+                    timeout = max(0.0, self._delayed[0][0] - time.monotonic())
+                for key, events in self._selector.select(timeout=timeout):
                     sock = key.fileobj
                     assert isinstance(sock, socket.socket)
                     if sock is self._wake_read:
@@ -144,6 +156,7 @@ class TcpProxy:
                             self._forward(sock)
                         if sock in self._pairs and events & selectors.EVENT_WRITE:
                             self._flush(sock)
+                self._release_delayed()
         finally:
             self._close_all()
             self._selector.close()
@@ -195,8 +208,22 @@ class TcpProxy:
         if not data:
             self._drop(sock)
             return
-        pair.pending[pair.other(sock)] += data
-        self._flush(pair.other(sock))
+        destination = pair.other(sock)
+        if self.delay_seconds and sock is pair.upstream:
+            self._delayed.append((time.monotonic() + self.delay_seconds, destination, data))
+            return
+        pair.pending[destination] += data
+        self._flush(destination)
+
+    def _release_delayed(self) -> None:
+        """Send on the bytes from the target whose delay is over (in the order they came)."""
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, destination, data = self._delayed.popleft()
+            pair = self._pairs.get(destination)
+            if pair is not None:  # not dropped meanwhile
+                pair.pending[destination] += data
+                self._flush(destination)
 
     def _flush(self, sock: socket.socket) -> None:
         pair = self._pairs[sock]

@@ -18,7 +18,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ import httpx
 from tests.apps import EDITOR
 from tests.consistency import AcknowledgedVersions
 from tests.near.instances import Instance
+from tests.near.sockets import worker_of
 
 #: requests a connection serves before the reader asks for a new one
 RENEW_EVERY = 40
@@ -86,28 +87,50 @@ class ReadTiming:
     """One answered read: through which instance, its cache state, when sent and answered."""
 
     via: str
+    worker: int | None  # the pid that answered (None: not found)
     detail: str  # cache_detail() of the answer
     started: float  # time.monotonic() seconds
     finished: float
 
 
 class Connection:
-    """One keep-alive connection to ``instance`` at a time, renewed every ``renew_every``."""
+    """One keep-alive connection to ``instance`` at a time, renewed every ``renew_every``.
+
+    Attributes:
+        worker: the pid of the worker that answered the last request (None: not found).
+    """
 
     def __init__(self, instance: Instance, renew_every: int = RENEW_EVERY) -> None:
         self.instance = instance
         self.renew_every = renew_every
         self.sent = 0
+        self.worker: int | None = None
+        self._client_port = 0
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self.client = httpx.AsyncClient(
             base_url=instance.url, limits=limits, timeout=REQUEST_TIMEOUT_SECONDS
         )
 
     async def get(self, path: str) -> httpx.Response:
-        """GET ``path``; the last request of each ``renew_every`` asks to close the connection."""
+        """GET ``path``; the last request of each ``renew_every`` asks to close the connection.
+
+        Sets :attr:`worker` to the worker that answered (looked up once per connection).
+        """
         self.sent += 1
         last = self.sent % self.renew_every == 0
-        return await self.client.get(path, headers={"Connection": "close"} if last else None)
+        r = await self.client.get(path, headers={"Connection": "close"} if last else None)
+        if last:  # closed by now; answered by the worker of the requests before
+            return r
+        stream = r.extensions.get("network_stream")
+        try:
+            address = stream.get_extra_info("client_addr") if stream is not None else None
+        except OSError:  # the server closed it (its keep-alive timeout)
+            address = None
+        port = int(address[1]) if address else 0
+        if port != self._client_port:
+            self._client_port = port
+            self.worker = worker_of(self.instance.served.port, port, self.instance.pids)
+        return r
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -116,7 +139,7 @@ class Connection:
 def cache_detail(response: httpx.Response) -> str:
     """Return ``X-Cache`` and, for an L1 answer, ``+l1`` (``"HIT+l1"``, ``"MISS"``...)."""
     l1 = "detail=l1" in response.headers.get("cache-status", "")
-    return response.headers.get("x-cache", "-") + ("+l1" if l1 else "")
+    return str(response.headers.get("x-cache", "-")) + ("+l1" if l1 else "")
 
 
 @dataclass
@@ -126,8 +149,9 @@ class Traffic:
     Attributes:
         acked: the acknowledged versions and the violations found.
         budget: operations left (reads, chase reads and writes each spend one); None: no limit.
+        stop_after_violations: the run stops once it found this many; None: never.
         counts: reads, list reads, chase reads, writes.
-        answers: answers by instance and cache state (``("a", "HIT+l1")``...).
+        answers: answers by instance, worker and cache state (``("a", 4321, "HIT+l1")``...).
         writes: every answered write.
         reads: every answered read (chase reads too).
         failures: requests not answered as expected (a status, a transport error).
@@ -136,9 +160,10 @@ class Traffic:
     hot: Hot
     rng: random.Random
     budget: int | None = None
+    stop_after_violations: int | None = None
     acked: AcknowledgedVersions = field(init=False)
     counts: Counter[str] = field(default_factory=Counter)
-    answers: Counter[tuple[str, str]] = field(default_factory=Counter)
+    answers: Counter[tuple[str, int | None, str]] = field(default_factory=Counter)
     writes: list[WriteTiming] = field(default_factory=list)
     reads: list[ReadTiming] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -149,7 +174,10 @@ class Traffic:
         self._versions = dict.fromkeys(self.hot.slugs, 0)
 
     def spend(self) -> bool:
-        """Take one operation from the budget; False once it is spent."""
+        """Take one operation from the budget; False once it is spent (or enough was found)."""
+        found = len(self.acked.violations)
+        if self.stop_after_violations is not None and found >= self.stop_after_violations:
+            return False
         if self.budget is None:
             return True
         if self.budget <= 0:
@@ -174,9 +202,7 @@ class Traffic:
         if r.status_code != 200:
             self.failures.append(f"GET {path} via {name}: {r.status_code} {r.text[:200]}")
             return
-        detail = self._answered(name, r, floors.taken_at)
-        elapsed_ms = (time.monotonic() - floors.taken_at) * 1000
-        where = f"via {name} ({detail}, {elapsed_ms:.0f} ms, id {r.headers.get('x-request-id')})"
+        where = self._answered(connection, r, floors.taken_at)
         if slug is not None:
             self.counts["reads"] += 1
             self.acked.check(floors, slug, r.json()["title"], f"item {where}")
@@ -188,7 +214,7 @@ class Traffic:
             self.acked.check(floors, item["slug"], item["title"], f"list {where}")
 
     async def write(self, client: httpx.AsyncClient, via: str, slug: str) -> WriteTiming | None:
-        """Set ``slug``'s title to its next version through ``client``; acknowledge it once answered.
+        """Set ``slug``'s title to its next version through ``client``; acknowledge it if answered.
 
         Returns:
             The write's timing; None when it was not answered 200 (counted in ``failures``).
@@ -226,7 +252,7 @@ class Traffic:
         clients: dict[str, httpx.AsyncClient],
         going: Callable[[], bool],
         pause_seconds: float,
-        chasers: dict[str, Sequence[Connection]] | None = None,
+        chasers: Mapping[str, Sequence[Connection]] | None = None,
         rest_chance: float = 0.0,
         rest_seconds: float = 0.0,
     ) -> None:
@@ -237,9 +263,9 @@ class Traffic:
             clients: a writing client of each instance, by instance name.
             going: the writer stops once it is false (or the budget is spent).
             pause_seconds: the most it waits between writes (drawn uniformly).
-            chasers: reading connections of each instance: after each acknowledgement, two of
-                another instance's (than the write's) read ``slug`` at once, the moment a
-                holder that missed the invalidation would answer what the write replaced.
+            chasers: reading connections of each instance: after each acknowledgement, those of
+                the other instances (than the write's) read ``slug`` at once, the moment a
+                holder that has not yet dropped its copy would answer what the write replaced.
             rest_chance, rest_seconds: after a write, with probability ``rest_chance``, the
                 writer rests ``rest_seconds`` instead (long enough, its article's entries
                 expire and are served stale).
@@ -249,8 +275,7 @@ class Traffic:
             timing = await self.write(clients[via], via, slug)
             if timing is not None and chasers:
                 others = [c for name, cs in chasers.items() if name != via for c in cs]
-                chase = self.rng.sample(others, 2)
-                await asyncio.gather(*(self._chase(c, slug) for c in chase))
+                await asyncio.gather(*(self._chase(c, slug) for c in others))
             if self.rng.random() < rest_chance:
                 await asyncio.sleep(rest_seconds)
             else:
@@ -269,16 +294,21 @@ class Traffic:
         if r.status_code != 200:
             self.failures.append(f"chase {slug} via {name}: {r.status_code} {r.text[:200]}")
             return
-        detail = self._answered(name, r, floors.taken_at)
+        where = self._answered(connection, r, floors.taken_at)
         self.counts["chase reads"] += 1
-        where = f"chase via {name} ({detail}, id {r.headers.get('x-request-id')})"
-        self.acked.check(floors, slug, r.json()["title"], where)
+        self.acked.check(floors, slug, r.json()["title"], f"chase {where}")
 
-    def _answered(self, via: str, response: httpx.Response, started: float) -> str:
-        detail = cache_detail(response)
-        self.answers[(via, detail)] += 1
-        self.reads.append(ReadTiming(via, detail, started, time.monotonic()))
-        return detail
+    def _answered(self, connection: Connection, response: httpx.Response, started: float) -> str:
+        """Count the answer; return where it came from: instance, worker and cache state."""
+        via, worker, detail = connection.instance.name, connection.worker, cache_detail(response)
+        self.answers[(via, worker, detail)] += 1
+        finished = time.monotonic()
+        self.reads.append(ReadTiming(via, worker, detail, started, finished))
+        request_id = response.headers.get("x-request-id")
+        return (
+            f"via {via} worker {worker} ({detail}, sent {started:.3f},"
+            f" answered {finished:.3f}, id {request_id})"
+        )
 
     def summary(self) -> dict[str, Any]:
         """Return the figures of the run for a test's printout."""
