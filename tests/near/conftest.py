@@ -14,19 +14,19 @@ from tests.near.instances import Instance, running_instance
 from tests.near.proxy import TcpProxy
 from tests.servers import Servers
 
-#: How much later instance ``b`` hears from Redis (replies and messages) than ``a`` does,
-#: seconds: ``b`` runs on a host farther from Redis. The invalidations of writes answered by
-#: ``a`` then reach ``b``'s near caches a little after the client that was answered can ask
-#: ``b``, as they would across a network: the window a holder must not answer in.
-REDIS_DELAY_SECONDS = 0.003
+#: How late instance ``b``'s workers hear the messages of their subscriptions, seconds (their
+#: commands are answered at once): ``b``'s holders learn of each write answered by ``a`` well
+#: after the client that was answered can ask ``b`` again: the window in which a holder must
+#: not answer from its near cache, which writers must wait out.
+SUBSCRIPTION_DELAY_SECONDS = 0.03
 
 
 @dataclass(frozen=True)
 class Pair:
     """Two instances of two workers each, sharing the database, the Redis and a key prefix.
 
-    ``a`` reaches Redis directly, ``b`` through a proxy that delays what Redis sends by
-    :data:`REDIS_DELAY_SECONDS`.
+    ``a`` reaches Redis directly, ``b`` through a proxy that delays the messages of its
+    subscriptions by :data:`SUBSCRIPTION_DELAY_SECONDS`.
     """
 
     a: Instance
@@ -43,7 +43,9 @@ def running_pair(servers: Servers, folder: Path, **env: str) -> Iterator[Pair]:
     """Run instances ``a`` and ``b`` (``serve --workers 2`` each) with ``env``; stop them after."""
     prefix = f"near-{uuid.uuid4().hex[:10]}"
     with ExitStack() as stack:
-        proxy = stack.enter_context(TcpProxy.for_redis(servers.redis_url, REDIS_DELAY_SECONDS))
+        proxy = stack.enter_context(
+            TcpProxy.for_redis(servers.redis_url, SUBSCRIPTION_DELAY_SECONDS)
+        )
         redis_urls = (servers.redis_url, proxy.url_of(servers.redis_url))
         a, b = (
             stack.enter_context(

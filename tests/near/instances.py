@@ -1,14 +1,12 @@
 """``content-service serve`` instances sharing one database and one Redis, and what they report.
 
 Each instance runs as a subprocess (:func:`tests.service.served.serving`) with its own
-``INSTANCE_NAME`` and ``PROMETHEUS_MULTIPROC_DIR`` (one sample file per worker, so that what
-each worker counted can be read by its pid), and the ``CACHE_PREFIX`` of its group: instances
-of one group share every cache key, lease and invalidation.
+``INSTANCE_NAME`` and the ``CACHE_PREFIX`` of its group: instances of one group share every
+cache key, lease and invalidation.
 """
 
 from __future__ import annotations
 
-import glob
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +15,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.service.served import Served, serving
 
@@ -39,6 +36,8 @@ LEASE_MS = int(NEAR_SETTINGS["CACHE_L1_LEASE_MS"])
 #: The longest a write may wait for a holder that does not answer: the lease, and a margin for a
 #: loaded two-core machine (a bound on the wait, not a measure of it), seconds.
 WRITE_WAIT_BOUND_SECONDS = LEASE_MS / 1000 + 1.0
+#: Attempts at starting an instance whose worker exits while starting (see running_instance).
+STARTS = 2
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,6 @@ class Instance:
 
     name: str
     served: Served
-    metrics_dir: Path
     workers: int
     pids: tuple[int, ...]  # of its workers, as /stats listed them once all had started
 
@@ -74,29 +72,31 @@ def running_instance(
 
     Args:
         database_url, redis_url: the servers (``redis_url`` may go through a proxy).
-        folder: where its log (``<name>.log``) and sample files go.
+        folder: where its log goes (``<name>.log``).
         name: its ``INSTANCE_NAME``.
         prefix: the ``CACHE_PREFIX`` of its group.
         workers: ``serve --workers``.
         env: settings on top of :data:`NEAR_SETTINGS`.
 
     Raises:
+        RuntimeError: it exited while starting, :data:`STARTS` times.
         TimeoutError: its workers were not all listed within 30 s.
     """
-    metrics_dir = folder / f"metrics-{name}"
-    metrics_dir.mkdir()
-    settings = {
-        **NEAR_SETTINGS,
-        "CACHE_PREFIX": prefix,
-        "INSTANCE_NAME": name,
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-        **env,
-    }
-    with serving(
-        database_url, redis_url, folder / f"{name}.log", "--workers", str(workers), **settings
-    ) as served:
-        pids = wait_for_workers(served, name, workers, 30)
-        yield Instance(name, served, metrics_dir, workers, tuple(pids))
+    settings = {**NEAR_SETTINGS, "CACHE_PREFIX": prefix, "INSTANCE_NAME": name, **env}
+    for attempt in range(1, STARTS + 1):
+        log = folder / (f"{name}.log" if attempt == 1 else f"{name}-{attempt}.log")
+        with serving(database_url, redis_url, log, "--workers", str(workers), **settings) as served:
+            try:
+                pids = wait_for_workers(served, name, workers, 30)
+            except RuntimeError:
+                if attempt == STARTS:
+                    raise
+                # A worker may fail its startup when another creates its metrics file at the
+                # same moment (see the log); the instance is started again.
+                print(f"\ninstance {name} exited while starting (see {log}); starting it again")
+                continue
+            yield Instance(name, served, workers, tuple(pids))
+            return
 
 
 def get_stats(url: str) -> dict[str, Any]:
@@ -142,31 +142,3 @@ def l1_workers(stats: dict[str, Any], instance: str) -> dict[int, dict[str, Any]
     return {
         int(row["pid"]): dict(row) for row in stats["l1"]["workers"] if row["instance"] == instance
     }
-
-
-def counted_by_pid(metrics_dir: Path, name: str, **labels: str) -> dict[int, float]:
-    """Return each worker's counter ``name`` (samples with ``labels``) from its own sample file.
-
-    Args:
-        metrics_dir: the instance's ``PROMETHEUS_MULTIPROC_DIR``.
-        name: the sample name, e.g. ``content_cache_l1_requests_total``.
-        labels: only samples with these label values are summed.
-
-    Returns:
-        The sum of each worker (by pid) that has published its counters, 0 when it has none.
-    """
-    counts: dict[int, float] = {}
-    for path in glob.glob(str(metrics_dir / "counter_*.db")):
-        pid = int(Path(path).stem.rsplit("_", 1)[1])
-        counts[pid] = sum(
-            s.value
-            for family in MultiProcessCollector.merge([path])  # type: ignore[no-untyped-call]
-            for s in family.samples
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-        )
-    return counts
-
-
-def l1_hits_by_pid(instance: Instance) -> dict[int, float]:
-    """Return the near cache (L1) hits each worker of ``instance`` has published, by pid."""
-    return counted_by_pid(instance.metrics_dir, "content_cache_l1_requests_total", result="hit")

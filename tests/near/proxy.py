@@ -4,11 +4,16 @@ The proxy listens on a free port of 127.0.0.1 and forwards every connection to t
 both ways, from a thread of its own (so that it keeps forwarding while the test's event loop
 is busy, or blocked in a fixture). :meth:`TcpProxy.cut` closes every connection and the
 listening socket: what the client had sent and not yet got an answer to is lost, and new
-connections are refused, as when a host's link to Redis goes down. :meth:`TcpProxy.restore`
-listens again on the same port.
+connections are refused, as when a host's link to Redis goes down. :meth:`TcpProxy.stall`
+stops forwarding instead, both ways, and keeps every connection open (new ones are accepted,
+and not forwarded either): a partition that nothing reports, where requests get no answer.
+:meth:`TcpProxy.restore` ends either: it listens again on the same port, or forwards again
+what waited.
 
-With ``delay_seconds``, what the target sends (Redis's replies and the messages of its
-subscriptions) reaches the client that much later, as from a Redis on another host.
+With ``subscription_delay_seconds``, what Redis sends on a connection that subscribed to a
+channel (the messages of its subscriptions) reaches the client that much later: a subscriber
+that hears messages late (a far or congested link, a busy subscriber), while its commands on
+other connections are answered at once.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from tests.faults.servers import free_port
 
@@ -35,6 +40,7 @@ class _Pair:
     client: socket.socket
     upstream: socket.socket
     pending: dict[socket.socket, bytearray] = field(default_factory=dict)
+    subscribed: bool = False  # the client sent a SUBSCRIBE on it
 
     def other(self, sock: socket.socket) -> socket.socket:
         return self.upstream if sock is self.client else self.client
@@ -47,9 +53,11 @@ class TcpProxy:
     runs in the proxy's own thread. :attr:`accepted` counts the connections taken so far.
     """
 
-    def __init__(self, target_host: str, target_port: int, delay_seconds: float = 0.0) -> None:
-        self.target = (target_host, target_port)
-        self.delay_seconds = delay_seconds
+    def __init__(
+        self, target: tuple[str, int] | str, subscription_delay_seconds: float = 0.0
+    ) -> None:
+        self.target = target  # (host, port), or the path of a Unix socket
+        self.subscription_delay_seconds = subscription_delay_seconds
         #: bytes from the target held back until their time: (due, client socket, bytes)
         self._delayed: deque[tuple[float, socket.socket, bytes]] = deque()
         self.port = free_port()
@@ -64,20 +72,27 @@ class TcpProxy:
         self._wake_read.setblocking(False)
         self._selector.register(self._wake_read, selectors.EVENT_READ)
         self._stopping = False
+        self._stalled = False
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
 
     @classmethod
-    def for_redis(cls, redis_url: str, delay_seconds: float = 0.0) -> TcpProxy:
-        """Return a proxy to the host and port of ``redis_url`` (``redis://host:port/db``)."""
+    def for_redis(cls, redis_url: str, subscription_delay_seconds: float = 0.0) -> TcpProxy:
+        """Return a proxy to the Redis of ``redis_url`` (``redis://host:port/db`` or
+        ``unix:///path?db=n``)."""
         parts = urlsplit(redis_url)
-        return cls(parts.hostname or "127.0.0.1", parts.port or 6379, delay_seconds)
+        if parts.scheme == "unix":
+            return cls(parts.path, subscription_delay_seconds)
+        return cls((parts.hostname or "127.0.0.1", parts.port or 6379), subscription_delay_seconds)
 
     def url_of(self, url: str) -> str:
-        """Return ``url`` with its host and port replaced by the proxy's (user and path kept)."""
+        """Return the ``redis://`` URL of ``url``'s Redis through the proxy (user and db kept)."""
         parts = urlsplit(url)
         credentials = parts.netloc.rpartition("@")[0]
         netloc = f"{credentials}@127.0.0.1:{self.port}" if credentials else f"127.0.0.1:{self.port}"
+        if parts.scheme == "unix":
+            db = parse_qs(parts.query).get("db", ["0"])[0]
+            return urlunsplit(("redis", netloc, f"/{db}", "", ""))
         return urlunsplit(parts._replace(netloc=netloc))
 
     def __enter__(self) -> TcpProxy:
@@ -92,12 +107,6 @@ class TcpProxy:
         self._wake_read.close()
         self._wake_write.close()
 
-    @property
-    def is_cut(self) -> bool:
-        """True between :meth:`cut` and :meth:`restore`."""
-        with self._lock:
-            return self._listener is None
-
     def cut(self) -> None:
         """Close every forwarded connection and stop listening (new connections are refused).
 
@@ -105,8 +114,12 @@ class TcpProxy:
         """
         self._command("cut")
 
+    def stall(self) -> None:
+        """Stop forwarding, both ways, keeping the connections; returns once it has."""
+        self._command("stall")
+
     def restore(self) -> None:
-        """Listen on the same port again; returns once connections are accepted."""
+        """Listen on the same port again, or forward again; returns once it does."""
         self._command("restore")
 
     def _command(self, command: str) -> None:
@@ -142,7 +155,7 @@ class TcpProxy:
         try:
             while not self._stopping:
                 timeout = 1.0
-                if self._delayed:
+                if self._delayed and not self._stalled:
                     timeout = max(0.0, self._delayed[0][0] - time.monotonic())
                 for key, events in self._selector.select(timeout=timeout):
                     sock = key.fileobj
@@ -172,8 +185,19 @@ class TcpProxy:
             if command in ("cut", "stop"):
                 self._close_all()
                 self._stopping = command == "stop"
-            elif command == "restore" and self._listener is None:
-                self._listen()
+            elif command == "stall" and not self._stalled:
+                self._stalled = True
+                for sock in self._pairs:
+                    self._selector.unregister(sock)
+            elif command == "restore":
+                if self._listener is None:
+                    self._listen()
+                if self._stalled:
+                    self._stalled = False
+                    for sock, pair in self._pairs.items():
+                        self._selector.register(sock, selectors.EVENT_READ)
+                        if pair.pending[sock]:
+                            self._flush(sock)
         for ack in acks:
             ack.set()
 
@@ -183,19 +207,27 @@ class TcpProxy:
         except BlockingIOError:
             return
         try:
-            upstream = socket.create_connection(self.target, timeout=2)
+            if isinstance(self.target, str):
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.settimeout(2)
+                upstream.connect(self.target)
+            else:
+                upstream = socket.create_connection(self.target, timeout=2)
         except OSError:
             client.close()
             return
         self.accepted += 1
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if upstream.family != socket.AF_UNIX:
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for sock in (client, upstream):
             sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pair = _Pair(client, upstream)
         for sock in (client, upstream):
             pair.pending[sock] = bytearray()
             self._pairs[sock] = pair
-            self._selector.register(sock, selectors.EVENT_READ)
+            if not self._stalled:
+                self._selector.register(sock, selectors.EVENT_READ)
 
     def _forward(self, sock: socket.socket) -> None:
         pair = self._pairs[sock]
@@ -209,8 +241,11 @@ class TcpProxy:
             self._drop(sock)
             return
         destination = pair.other(sock)
-        if self.delay_seconds and sock is pair.upstream:
-            self._delayed.append((time.monotonic() + self.delay_seconds, destination, data))
+        if sock is pair.client and b"subscribe" in data.lower():
+            pair.subscribed = True
+        delay = self.subscription_delay_seconds
+        if delay and pair.subscribed and sock is pair.upstream:
+            self._delayed.append((time.monotonic() + delay, destination, data))
             return
         pair.pending[destination] += data
         self._flush(destination)
@@ -218,7 +253,7 @@ class TcpProxy:
     def _release_delayed(self) -> None:
         """Send on the bytes from the target whose delay is over (in the order they came)."""
         now = time.monotonic()
-        while self._delayed and self._delayed[0][0] <= now:
+        while self._delayed and self._delayed[0][0] <= now and not self._stalled:
             _, destination, data = self._delayed.popleft()
             pair = self._pairs.get(destination)
             if pair is not None:  # not dropped meanwhile
@@ -228,6 +263,8 @@ class TcpProxy:
     def _flush(self, sock: socket.socket) -> None:
         pair = self._pairs[sock]
         pending = pair.pending[sock]
+        if self._stalled:
+            return
         try:
             sent = sock.send(pending) if pending else 0
         except BlockingIOError:
