@@ -41,14 +41,14 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 
 from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, CacheUnavailableError, translate_redis_errors
 from cache.keys import KeyScheme
-from cache.near import NearCache, boot_clock
+from cache.near import FILL_WINDOW_SECONDS, MAX_AGE_SECONDS, NearCache, boot_clock
 from cache.routing import RedisClient, primary_of
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,12 @@ logger = logging.getLogger(__name__)
 #: The bound on the rate at which clocks may run apart (1 %): far above a quartz clock's
 #: drift (about 1e-5) and NTP's slew limit (5e-4).
 DEFAULT_DRIFT = 0.01
+
+#: How long an invalidation's deleted keys stay listed in its tags' tombstones, in seconds: past
+#: it, no near cache holds what the invalidation deleted even if its message never came (an entry
+#: is filled within FILL_WINDOW_SECONDS of its read and held MAX_AGE_SECONDS at most), with room
+#: for clocks that drift apart.
+TOMBSTONE_SECONDS = 2 * (MAX_AGE_SECONDS + FILL_WINDOW_SECONDS) + 8
 
 #: Subtracted from a holder's fence, in seconds: the millisecond rounding of Redis's clock.
 _MARGIN_SECONDS = 0.002
@@ -175,6 +181,11 @@ class InvalidationBus:
         return self._lease_ms
 
     @property
+    def tombstone_ms(self) -> int:
+        """How long invalidated keys stay in their tags' tombstones, in milliseconds."""
+        return int(TOMBSTONE_SECONDS * 1000)
+
+    @property
     def channel(self) -> str:
         """The channel invalidations are published on."""
         return self._channel
@@ -291,9 +302,17 @@ class InvalidationBus:
     # -- holding ------------------------------------------------------------------------
 
     async def _command_client(self) -> Redis:
+        """This process's client of the bus's server.
+
+        Raises:
+            CacheUnavailableError: with a cluster, its slot map names no node for the bus.
+        """
         if self._client is None:
             assert isinstance(self._redis, RedisCluster)
-            self._client = _node_client(self._redis, self._holders_key)
+            try:
+                self._client = _node_client(self._redis, self._holders_key)
+            except Exception as exc:
+                raise CacheUnavailableError(f"no node serves the bus's slot: {exc!r}") from exc
         return self._client
 
     async def _run(self) -> None:
@@ -470,9 +489,7 @@ def _standalone(redis: RedisClient) -> Redis:
 def _node_client(cluster: RedisCluster, key: str) -> Redis:
     """A client of the one node that serves ``key``'s slot (the bus's keys and channels)."""
     node = primary_of(cluster, key)
-    kwargs = {
-        k: v
-        for k, v in node.connection_kwargs.items()
-        if k not in ("host", "port", "connection_pool", "redis_connect_func")
-    }
-    return Redis(host=node.host, port=int(node.port), **kwargs)
+    # The node's own connection settings (address, timeouts, credentials, TLS), as its
+    # connections are made; a pool of this client's own.
+    pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+    return Redis(connection_pool=pool)

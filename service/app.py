@@ -62,6 +62,8 @@ from service.lifecycle import Lifecycle
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.migrations import upgrade
+from service.near_figures import near_sampler
+from service.near_figures import worker_figures as near_worker_figures
 from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimits import RateLimitMiddleware, RateLimits
@@ -295,7 +297,10 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             engine,
             instance=settings.instance_name,
             flush_interval_seconds=settings.stats_flush_interval_seconds,
-            parts={"db_replicas": lambda: worker_figures(replicas)},
+            parts={
+                "db_replicas": lambda: worker_figures(replicas),
+                "l1": lambda: near_worker_figures(near, bus),
+            },
         )
         stats.add_flush_part(workers)
         stack.push_async_callback(workers.leave)
@@ -337,6 +342,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(database_breaker.aclose)
         metrics.add_sampler(worker_sampler(engine, redis, (redis_breaker, database_breaker)))
         metrics.add_sampler(replica_sampler(metrics, replicas))
+        metrics.add_sampler(near_sampler(metrics, near, bus))
         # Publishes the answers counted in memory too: every second, and before each scrape.
         gauges = BackgroundTask("metrics-gauges", every(SAMPLE_INTERVAL_SECONDS, metrics.sample))
         gauges.start()
