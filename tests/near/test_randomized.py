@@ -90,20 +90,42 @@ def l1_answers_by_worker(traffic: Traffic, pair: Pair) -> dict[str, dict[int, in
 
 
 def near_figures(pair: Pair) -> dict[str, Any]:
-    """Return what ``/stats`` says of the near caches, for a printout."""
+    """Return what ``/stats`` says of the near caches: L1 hits, tiers, and each worker's row."""
     stats = get_stats(pair.a.url)
-    cache = stats["cache"]
+    l1 = stats["l1"]
+    shown = ("entries", "invalidations", "fills_refused", "ack_waits", "lapsed_leases")
     return {
-        "l1_hits": cache.get("l1_hits"),
-        "l1_stale": cache.get("l1_stale"),
-        "tiers": cache.get("tiers"),
-        "l1": stats.get("l1"),
+        "l1_hits": stats["cache"]["l1_hits"],
+        "tiers": stats["cache"]["tiers"],
+        "lease_check": l1["lease_check"],
+        "workers": {
+            (row["instance"], row["pid"]): {
+                **{name: row[name] for name in shown},
+                "lease_valid": row["lease_valid"],
+            }
+            for row in l1["workers"]
+        },
     }
+
+
+async def settled_l1_hits(pair: Pair) -> int:
+    """Return ``/stats``'s ``l1_hits`` once two reads 0.3 s apart agree (every flush landed)."""
+    last = -1
+
+    async def unchanged() -> bool:
+        nonlocal last
+        hits = int((await asyncio.to_thread(get_stats, pair.a.url))["cache"]["l1_hits"])
+        same, last = hits == last, hits
+        return same
+
+    await eventually(unchanged, 10, interval=0.3)
+    return last
 
 
 async def test_no_read_misses_an_acknowledged_write_with_near_caches_on_every_worker(
     acknowledged: Pair,
 ) -> None:
+    l1_hits_before = await settled_l1_hits(acknowledged)
     started = time.monotonic()
     traffic = await randomized_run(acknowledged, OPERATIONS, seed=20261126)
     seconds = time.monotonic() - started
@@ -119,18 +141,26 @@ async def test_no_read_misses_an_acknowledged_write_with_near_caches_on_every_wo
     for instance in acknowledged.instances:
         answered = by_worker[instance.name]
         assert len(answered) == 2 and all(n > 0 for n in answered.values()), by_worker
-    # The service counted the same L1 hits (once every worker has flushed its counters).
+    # The service counted the same L1 hits during the run (once every worker flushed them).
     l1_hits = sum(n for w in by_worker.values() for n in w.values())
     figures_l1: dict[str, Any] = {}
 
     async def counted() -> bool:
         figures_l1.update(await asyncio.to_thread(near_figures, acknowledged))
-        return bool(figures_l1["l1_hits"] == l1_hits)
+        return bool(figures_l1["l1_hits"] - l1_hits_before == l1_hits)
 
     with contextlib.suppress(AssertionError):
         await eventually(counted, 5, interval=0.2)
     print(f"L1 answers by worker: {by_worker}; /stats: {figures_l1}")
-    assert figures_l1["l1_hits"] == l1_hits, (figures_l1, by_worker)
+    assert figures_l1["l1_hits"] - l1_hits_before == l1_hits, (l1_hits_before, figures_l1)
+    assert figures_l1["tiers"]["l1"]["hits"] == figures_l1["l1_hits"], figures_l1
+    # Each worker lists its near cache, under a valid lease, and applied invalidations.
+    assert figures_l1["lease_check"] is True, figures_l1
+    rows = figures_l1["workers"]
+    for instance in acknowledged.instances:
+        for pid in instance.pids:
+            row = rows[(instance.name, pid)]
+            assert row["lease_valid"] and row["invalidations"] > 0, (instance.name, pid, row)
 
 
 async def test_best_effort_near_caches_answer_what_acknowledged_writes_replaced(
@@ -145,5 +175,6 @@ async def test_best_effort_near_caches_answer_what_acknowledged_writes_replaced(
     print(f"\nbest-effort run, {seconds:.1f} s: {traffic.summary()}")
     print(traffic.acked.summary())
     assert traffic.failures == [], traffic.failures[:5]
+    assert near_figures(best_effort)["lease_check"] is False
     assert len(traffic.acked.violations) > 0, traffic.summary()
     assert all("+l1" in v.where for v in traffic.acked.violations), traffic.acked.summary(20)
