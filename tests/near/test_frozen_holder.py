@@ -23,7 +23,7 @@ import httpx
 
 from tests.near.conftest import Pair
 from tests.near.instances import WRITE_WAIT_BOUND_SECONDS
-from tests.near.traffic import RENEW_EVERY, Connection, Traffic, publish_hot
+from tests.near.traffic import Connection, Traffic, publish_hot
 
 #: reading connections to instance b (its two workers share them, as the kernel gives them out)
 READERS = 8
@@ -45,8 +45,8 @@ async def spread_connections(connections: list[Connection], frozen: int, slug: s
         workers = {c.worker for c in connections}
         if frozen in workers and len(workers - {frozen, None}) > 0:
             return
-        for c in connections:  # renew: the next request opens a new connection
-            c.sent = RENEW_EVERY - 1
+        for c in connections:
+            c.renew()
             await c.get(f"/api/v1/articles/{slug}")
     raise AssertionError(f"the connections reached workers {workers} only")
 

@@ -2,10 +2,11 @@
 
 Writers set the titles of four hot articles to increasing versions through either instance;
 readers, on keep-alive connections to both instances (renewed, so that every worker serves),
-read the items and the list page. After each acknowledged write, two reads of the article are
-sent at once through the other instance: the moment when a holder that has not dropped its
-copy yet would answer what the write replaced. For every read, each article's version must be
-at least the last one acknowledged before the read was sent (:mod:`tests.consistency`).
+read the items and the list page. After each acknowledged write, reads of the article are sent
+at once through the other instance: the moment when a holder that has not dropped its copy yet
+would answer what the write replaced. Instance ``b`` hears the bus 30 ms late (see
+:mod:`tests.near.conftest`), so that moment lasts. For every read, each article's version must
+be at least the last one acknowledged before the read was sent (:mod:`tests.consistency`).
 
 Entries live a second in Redis and in the near caches, so the workers answer from L1 between
 writes; writers rest now and then for longer, so that entries also expire and are served stale.
@@ -13,7 +14,7 @@ writes; writers rest now and then for longer, so that entries also expire and ar
 With leases checked and writes acknowledged (the default), no read may fail the check, and
 every worker must have answered from its L1. The control run, the same with
 ``CACHE_L1_LEASE_CHECK=false`` (holders serve without a lease, writers do not wait), must fail
-it: else the check could not tell.
+it, else the check could not tell; it stops once it has found :data:`CONTROL_VIOLATIONS`.
 """
 
 from __future__ import annotations
@@ -154,13 +155,13 @@ async def test_no_read_misses_an_acknowledged_write_with_near_caches_on_every_wo
     print(f"L1 answers by worker: {by_worker}; /stats: {figures_l1}")
     assert figures_l1["l1_hits"] - l1_hits_before == l1_hits, (l1_hits_before, figures_l1)
     assert figures_l1["tiers"]["l1"]["hits"] == figures_l1["l1_hits"], figures_l1
-    # Each worker lists its near cache, under a valid lease, and applied invalidations.
+    # Each worker lists its near cache, which applied the invalidations of the writes.
     assert figures_l1["lease_check"] is True, figures_l1
     rows = figures_l1["workers"]
     for instance in acknowledged.instances:
         for pid in instance.pids:
             row = rows[(instance.name, pid)]
-            assert row["lease_valid"] and row["invalidations"] > 0, (instance.name, pid, row)
+            assert row["invalidations"] >= traffic.counts["writes"], (instance.name, pid, row)
 
 
 async def test_best_effort_near_caches_answer_what_acknowledged_writes_replaced(

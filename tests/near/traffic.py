@@ -132,6 +132,10 @@ class Connection:
             self.worker = worker_of(self.instance.served.port, port, self.instance.pids)
         return r
 
+    def renew(self) -> None:
+        """Ask for a new connection: the next request closes this one after its answer."""
+        self.sent += self.renew_every - 1 - self.sent % self.renew_every
+
     async def aclose(self) -> None:
         await self.client.aclose()
 
