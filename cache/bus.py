@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, CacheUnavailableError, translate_redis_errors
@@ -164,7 +165,8 @@ class InvalidationBus:
         self._channel = scheme.near_channel
         self._own_channel = scheme.near_holder_channel(self.holder)
         self._sharded = isinstance(redis, RedisCluster)
-        self._client: Redis | None = None if self._sharded else _standalone(redis)
+        self._client: Redis | None = None if self._sharded else _own_client(redis)
+        self._owns_client = self._client is not redis
         self._ids = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
         self._acks: list[tuple[str, str]] = []
@@ -179,6 +181,19 @@ class InvalidationBus:
     def lease_ms(self) -> int:
         """A holder's lease, in milliseconds."""
         return self._lease_ms
+
+    @property
+    def lapse_seconds(self) -> float:
+        """How long after the last renewal Redis ran every holder's lease has surely lapsed.
+
+        In seconds, on this process's clock; 0 with the lease check off. A write whose
+        invalidation could not be published waits this long before it is answered: holders
+        that cannot reach Redis either stop answering from their near caches by then.
+        """
+        if not self._lease_check:
+            return 0.0
+        stretch = (1 + self._drift) / (1 - self._drift)
+        return self._lease_ms / 1000 * stretch + _MARGIN_SECONDS
 
     @property
     def tombstone_ms(self) -> int:
@@ -209,7 +224,7 @@ class InvalidationBus:
             self._task = None
         if self._ack_task is not None:
             await stop_task(self._ack_task)
-        if self._sharded and self._client is not None:
+        if self._owns_client and self._client is not None:
             await self._client.aclose()
 
     # -- writing ------------------------------------------------------------------------
@@ -481,9 +496,21 @@ def _text(value: bytes | str | int) -> str:
     return str(value)
 
 
-def _standalone(redis: RedisClient) -> Redis:
+def _own_client(redis: RedisClient) -> Redis:
+    """A client of the same server with a small pool of its own, when it can be made.
+
+    The bus's subscription, renewals and acknowledgements never wait behind requests for a
+    pooled connection (a renewal that waits lets the lease lapse), nor leave a connection that
+    was subscribed in the requests' pool. A Sentinel-managed client is shared: its pool
+    follows the master.
+    """
     assert isinstance(redis, Redis)
-    return redis
+    pool = redis.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        return redis
+    kwargs = {**pool.connection_kwargs}
+    own = ConnectionPool(connection_class=pool.connection_class, max_connections=8, **kwargs)
+    return Redis.from_pool(own)
 
 
 def _node_client(cluster: RedisCluster, key: str) -> Redis:
@@ -492,4 +519,4 @@ def _node_client(cluster: RedisCluster, key: str) -> Redis:
     # The node's own connection settings (address, timeouts, credentials, TLS), as its
     # connections are made; a pool of this client's own.
     pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # closing the client disconnects its pool

@@ -81,6 +81,9 @@ from service.writes import ArticleWrites
 
 logger = logging.getLogger(__name__)
 
+#: How long startup waits for the near caches' bus to subscribe, in seconds.
+BUS_STARTUP_WAIT_SECONDS = 1.0
+
 #: How long invalidation records are kept, in seconds (see :mod:`cache.leases`).
 LEASE_HORIZON_SECONDS = 300.0
 
@@ -280,6 +283,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         )
         bus.start()
         stack.push_async_callback(bus.aclose)
+        # Its own channel carries the holders' acknowledgements of its first writes.
+        if not await bus.wait_subscribed(BUS_STARTUP_WAIT_SECONDS):
+            logger.warning("near cache bus not subscribed at startup (Redis unreachable?)")
         invalidator = Invalidator(
             redis,
             scheme,
@@ -442,6 +448,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             invalidator,
             redis_breaker,
             position_after_commit=replicas.position_after_write if replicas.replicas else None,
+            near_lapse_seconds=bus.lapse_seconds,
         )
         yield AppState(
             settings=settings,
