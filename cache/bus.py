@@ -64,6 +64,9 @@ DEFAULT_DRIFT = 0.01
 #: for clocks that drift apart.
 TOMBSTONE_SECONDS = 2 * (MAX_AGE_SECONDS + FILL_WINDOW_SECONDS) + 8
 
+#: What fails sending acknowledgements without failing the holder.
+_ACK_FAILURES: tuple[type[BaseException], ...] = (CacheUnavailableError, *REDIS_FAILURES)
+
 #: Subtracted from a holder's fence, in seconds: the millisecond rounding of Redis's clock.
 _MARGIN_SECONDS = 0.002
 
@@ -446,7 +449,7 @@ class InvalidationBus:
                     for channel, payload in acks:
                         pipe.execute_command(publish, channel, payload)
                     await pipe.execute()
-            except REDIS_FAILURES as exc:
+            except _ACK_FAILURES as exc:
                 # The writers wait for this holder's lease instead, which lapses: its
                 # renewals fail too when Redis does.
                 logger.warning("near cache acknowledgements not sent: %r", exc)
