@@ -445,6 +445,9 @@ class InvalidationBus:
             acks, self._acks = self._acks, []
             try:
                 client = await self._command_client()
+                if len(acks) == 1:  # the common case: one command, no pipeline to build
+                    await client.execute_command(publish, *acks[0])  # type: ignore[no-untyped-call]
+                    continue
                 async with client.pipeline(transaction=False) as pipe:
                     for channel, payload in acks:
                         pipe.execute_command(publish, channel, payload)
