@@ -124,7 +124,10 @@ class ServiceMetrics:
 
     def __init__(self, multiprocess_dir: str | None = None) -> None:
         self.multiprocess_dir = multiprocess_dir
-        self.registry = CollectorRegistry(auto_describe=True)
+        # In multiprocess mode the registry holds the collector of the sample files alone:
+        # describing it at registration would read the other workers' files, which one of
+        # them may be creating at that instant (empty, unreadable) while they all start.
+        self.registry = CollectorRegistry(auto_describe=not multiprocess_dir)
         own = None if multiprocess_dir else self.registry
         self._own = own
         if multiprocess_dir:
