@@ -17,6 +17,10 @@ of at most 3). One-hit wonders under Zipf traffic thus never push the hot keys o
   is refused when an invalidation of its key (or of everything) was applied since, since the
   value it read from Redis may be what that invalidation replaced, and when the read began
   more than :data:`FILL_WINDOW_SECONDS` ago.
+* **A doorkeeper.** A key read from Redis is kept only the second time it is read within a
+  while (or when the store holds or recently evicted it): the tail of a Zipf workload, read
+  once in a long time, costs no fill and no eviction (the doorkeeper of TinyLFU: Einziger,
+  Friedman and Manes, "TinyLFU: A Highly Efficient Cache Admission Policy", 2017).
 * **A bounded age.** An entry is held at most :data:`MAX_AGE_SECONDS` after its fill, so that
   an invalidation's tombstones (see :mod:`cache.invalidation`) outlive every copy of what it
   deleted.
@@ -49,6 +53,9 @@ _SMALL_SHARE = 0.1
 _MAX_FREQUENCY = 3
 #: Keys remembered in the ghost queue, at least; else as many as the main queue holds.
 _MIN_GHOSTS = 1024
+#: Keys the doorkeeper remembers, per byte of the bound (one per 4 KiB), and at least.
+_SEEN_PER_BYTE = 1 / 4096
+_MIN_SEEN = 1024
 #: Drops remembered key by key for refusing fills; past this, every fill begun before is refused.
 _MAX_DROPS = 4096
 
@@ -139,6 +146,10 @@ class NearStore:
 
     def __contains__(self, key: str) -> bool:
         return key in self._items
+
+    def remembers(self, key: str) -> bool:
+        """Whether ``key`` is held, or was evicted recently (it is in the ghost queue)."""
+        return key in self._items or key in self._ghosts
 
     def get(self, key: str) -> _Item | None:
         """Return the item at ``key`` (counting the read for eviction), or None."""
@@ -268,6 +279,8 @@ class NearCache:
         self._generation = 0
         self._floor = 0
         self._drops: dict[str, int] = {}
+        self._seen: set[str] = set()
+        self._seen_limit = max(_MIN_SEEN, int(max_bytes * _SEEN_PER_BYTE))
         self.fills_refused = 0
         self.invalidations = 0
 
@@ -325,6 +338,24 @@ class NearCache:
             self.fills_refused += 1
             return False
         return self._store.put(key, entry, keep_until_ms, namespace, now + MAX_AGE_SECONDS)
+
+    def admits(self, key: str) -> bool:
+        """Whether a fill of ``key`` read from Redis should be tried (the doorkeeper).
+
+        True when ``key`` is held or was evicted recently, or was asked about before since the
+        doorkeeper last forgot (it forgets everything once it remembers ``max_bytes / 4096``
+        keys); else it remembers ``key`` and returns False.
+        """
+        if self._store.remembers(key):
+            return True
+        seen = self._seen
+        if key in seen:
+            seen.discard(key)
+            return True
+        if len(seen) >= self._seen_limit:
+            seen.clear()
+        seen.add(key)
+        return False
 
     def discard(self, key: str) -> None:
         """Drop the entry at ``key`` (it expired); not an invalidation."""

@@ -267,9 +267,12 @@ class ReadThroughCache:
         return _lookup(entry, CacheState.STALE, now_ms, near=True)
 
     def _fill(self, key: CacheKey, entry: Entry, mark: NearMark) -> None:
-        """Keep ``entry``, read from Redis after ``mark``, in the near cache (unless raced)."""
+        """Keep ``entry``, read from Redis after ``mark``, in the near cache (unless raced).
+
+        Only a key the near cache's doorkeeper admits (read before, or held).
+        """
         near = self._near
-        if near is not None:
+        if near is not None and near.admits(key.redis_key):
             revalidate_ms = self._policies.for_namespace(key.namespace).revalidate_ms
             near.fill(
                 key.redis_key, key.namespace, entry, entry.fresh_until_ms + revalidate_ms, mark

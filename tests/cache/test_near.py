@@ -101,6 +101,17 @@ def test_zipf_reads_hit_close_to_the_hottest_keys_share() -> None:
     assert ratio >= 0.8 * best_share, (ratio, best_share)
 
 
+def test_the_doorkeeper_admits_a_key_read_twice_or_held() -> None:
+    near = NearCache(100_000)
+    assert near.admits("k") is False  # first read from Redis: remembered only
+    assert near.admits("k") is True  # read again: kept
+    near.fill("k", "ns", entry(), far(), near.mark())
+    assert near.admits("k") is True  # held: a refresh replaces it
+    for i in range(2000):  # it forgets when full
+        near.admits(f"other-{i}")
+    assert near.admits("never-seen") is False
+
+
 def test_a_namespace_and_everything_can_be_dropped() -> None:
     store = NearStore(100_000)
     store.put("a1", entry(), far(), "a")
@@ -229,7 +240,8 @@ async def test_an_invalidation_returns_after_every_holder_dropped_the_key(
 
         await caches[0].get_or_load(key, load)  # stored in Redis
         for cache in caches:
-            await cache.get_or_load(key, load)  # kept near
+            await cache.get_or_load(key, load)  # from Redis: the doorkeeper remembers it
+            await cache.get_or_load(key, load)  # from Redis again: kept near
         for cache in caches:
             assert (await cache.get_or_load(key, load)).near
         started = time.monotonic()
