@@ -20,6 +20,12 @@ write is acknowledged only after all of them.
 Purges ``SCAN`` every master (redis-py's cluster ``scan_iter``) and unlink the keys found one
 slot at a time.
 
+With a bus (:mod:`cache.bus`), the same script publishes the keys it deleted to the processes'
+near caches and reads their live holders, and the invalidation returns once each acknowledged
+or its lease lapsed (with a cluster: once every group ran, in one more round trip to the bus's
+node). An invalidation whose tag sets were all empty publishes nothing and waits for no one:
+a near cache holds an entry only while its key is in the tag sets of its tags.
+
 Tag sets expire with the longest-lived entry filed under them; members whose entry was already
 deleted through another tag are harmless and go with the set.
 
@@ -35,6 +41,7 @@ from collections.abc import Iterable
 
 from redis.asyncio.cluster import RedisCluster
 
+from cache.bus import LIVE_HOLDERS, InvalidationBus
 from cache.errors import CacheUnavailableError, translate_redis_errors
 from cache.keys import KeyScheme
 from cache.routing import RedisClient, primary_of, replica_count
@@ -67,6 +74,56 @@ return deleted
 """
 )
 
+# The same, listing the entry keys of the tag sets (a cluster's group: they are published after
+# every group ran). Returns {deleted, key, ...}.
+_INVALIDATE_LISTING = (
+    _RAISE_WATERMARK
+    + """
+local seq = redis.call('INCR', KEYS[2])
+local listed = {0}
+for i = 3, #KEYS, 2 do
+  local members = redis.call('SMEMBERS', KEYS[i])
+  for j = 1, #members, 1000 do
+    listed[1] = listed[1] + redis.call('UNLINK', unpack(members, j, math.min(j + 999, #members)))
+  end
+  for j = 1, #members do listed[#listed + 1] = members[j] end
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
+end
+return listed
+"""
+)
+
+# The same, then publishing the entry keys to the near caches and reading their live holders
+# (one server). KEYS: as _INVALIDATE, then the holders; ARGV: position or '', horizon ms,
+# channel, message header. Returns {deleted} when no tag set had a member, else
+# {deleted, now ms, holder, lease end, ...}.
+_INVALIDATE_ANNOUNCING = (
+    _RAISE_WATERMARK
+    + """
+local seq = redis.call('INCR', KEYS[2])
+local deleted = 0
+local keys = {}
+for i = 3, #KEYS - 1, 2 do
+  local members = redis.call('SMEMBERS', KEYS[i])
+  for j = 1, #members, 1000 do
+    deleted = deleted + redis.call('UNLINK', unpack(members, j, math.min(j + 999, #members)))
+  end
+  for j = 1, #members do keys[#keys + 1] = members[j] end
+  redis.call('DEL', KEYS[i])
+  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
+end
+if #keys == 0 then return {deleted} end
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. table.concat(keys, '\\n'))
+"""
+    + LIVE_HOLDERS.replace("HOLDERS", "#KEYS")
+    + """
+table.insert(live, 1, now)
+table.insert(live, 1, deleted)
+return live
+"""
+)
+
 # KEYS: watermark, epoch; ARGV: position or ''
 _REVOKE = (
     _RAISE_WATERMARK
@@ -86,6 +143,10 @@ class Invalidator:
             be the :class:`cache.leases.LeaseStore`'s horizon.
         replica_ack_timeout_ms: with a cluster, how long each master waits for a replica to
             acknowledge an invalidation (``WAIT``), in milliseconds.
+        bus: the near caches' bus: the entry keys an invalidation deletes (and purges) are
+            published to the near caches, and the invalidation returns once every live holder
+            acknowledged them or its lease lapsed (see :mod:`cache.bus`); None when no process
+            of the deployment has a near cache.
     """
 
     def __init__(
@@ -95,6 +156,7 @@ class Invalidator:
         *,
         horizon_seconds: float = 300.0,
         replica_ack_timeout_ms: int = 500,
+        bus: InvalidationBus | None = None,
     ) -> None:
         self._redis = redis
         self._scheme = scheme
@@ -102,6 +164,8 @@ class Invalidator:
         self._ack_timeout_ms = replica_ack_timeout_ms
         self._invalidate = redis.register_script(_INVALIDATE)
         self._revoke = redis.register_script(_REVOKE)
+        self._announcing = redis.register_script(_INVALIDATE_ANNOUNCING)
+        self._bus = bus
 
     async def invalidate_tags(self, tags: Iterable[str], *, position: int | None = None) -> int:
         """Delete every entry filed under any of ``tags`` and revoke the leases that depend on them.
@@ -124,8 +188,22 @@ class Invalidator:
         if isinstance(self._redis, RedisCluster):
             return await self._invalidate_groups(self._redis, unique, position)
         args: list[str | int] = [_position_arg(position), self._horizon_ms]
-        with translate_redis_errors("invalidate tags"):
-            return int(await self._invalidate(keys=self._keys(unique, ""), args=args))
+        bus = self._bus
+        if bus is None:
+            with translate_redis_errors("invalidate tags"):
+                return int(await self._invalidate(keys=self._keys(unique, ""), args=args))
+        message = bus.begin("k")
+        try:
+            with translate_redis_errors("invalidate tags"):
+                reply = await self._announcing(
+                    keys=[*self._keys(unique, ""), bus.holders_key],
+                    args=[*args, bus.channel, message.header],
+                )
+        except BaseException:
+            bus.abandon(message)
+            raise
+        await bus.finish(message, reply[1:])
+        return int(reply[0])
 
     def _keys(self, tags: list[str], group: str) -> list[str]:
         keys = [self._scheme.watermark(group), self._scheme.sequence(group)]
@@ -149,7 +227,7 @@ class Invalidator:
                 for group in groups:
                     keys = self._keys(tags, group)
                     # EVAL, not EVALSHA: a pipeline cannot retry a NOSCRIPT reply.
-                    pipe.eval(_INVALIDATE, len(keys), *keys, at, self._horizon_ms)
+                    pipe.eval(_INVALIDATE_LISTING, len(keys), *keys, at, self._horizon_ms)
                 for node in waits.values():
                     pipe.execute_command("WAIT", 1, self._ack_timeout_ms, target_nodes=node)
                 replies = await pipe.execute(raise_on_error=False)
@@ -161,7 +239,13 @@ class Invalidator:
             raise CacheUnavailableError(
                 f"no replica acknowledged an invalidation within {self._ack_timeout_ms} ms"
             )
-        return sum(int(n) for n in replies[: len(groups)])
+        listed = replies[: len(groups)]
+        if self._bus is not None:
+            keys = [k.decode() if isinstance(k, bytes) else k for r in listed for k in r[1:]]
+            if keys:
+                # After every group ran: a holder that drops the keys cannot read them back.
+                await self._bus.announce("k", "\n".join(keys))
+        return sum(int(r[0]) for r in listed)
 
     async def revoke_leases(self, *, position: int | None = None) -> None:
         """Revoke every lease taken so far (a new epoch), so that no load under way stores.
@@ -238,6 +322,8 @@ class Invalidator:
                     batch = []
             if batch:
                 purged += await self._unlink(batch, namespace)
+        if self._bus is not None:
+            await self._bus.announce("n" if namespace else "a", namespace or "")
         return purged
 
     async def _unlink(self, keys: list[bytes], namespace: str | None) -> int:

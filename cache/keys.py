@@ -20,6 +20,9 @@ Layout, for a scheme whose prefix is ``cs``:
                             integer (see :mod:`cache.rates`)
 ``cs:members:{group}``      the live members of a group, member name to a JSON report
                             (see :mod:`cache.members`)
+``cs:l1:holders``           the near-cache holders' leases, holder to the lease's end in ms;
+                            channels ``cs:l1:bus`` and ``cs:l1:holder:{holder}`` (see
+                            :mod:`cache.bus`)
 ``cs:limits:{...}``         rate-limit counters, named by the rate limiter that is given
                             :meth:`KeyScheme.rate_limits` as its prefix
 ==========================  ================================================================
@@ -213,12 +216,12 @@ class KeyScheme:
 
         Hot-key counts (what a warming job after a purge works from), warming jobs (a running
         job keeps its lock and state), request rates, the live members' reports, rate-limit
-        counters and the invalidation watermark (still a bound on every change invalidated so
-        far): none of them is cached content.
+        counters, the invalidation watermark (still a bound on every change invalidated so
+        far) and the near caches' leases: none of them is cached content.
         """
         return tuple(
             f"{self.prefix}:{kind}:".encode()
-            for kind in ("hot", "warm", "rates", "members", "limits", "source")
+            for kind in ("hot", "warm", "rates", "members", "limits", "source", "l1")
         )
 
     def load_lease(self, redis_key: str) -> str:
@@ -286,6 +289,26 @@ class KeyScheme:
     def rate_limits(self) -> str:
         """Return the prefix (no trailing ``:``) of the keys of a rate limiter's counters."""
         return f"{self.prefix}:limits"
+
+    def _near(self, rest: str) -> str:
+        """Return a key or channel of the near caches' bus: one hash tag in the cluster layout."""
+        if self.slot_groups:
+            return f"{self.prefix}:l1:{{{self.prefix}:l1}}:{rest}"
+        return f"{self.prefix}:l1:{rest}"
+
+    @property
+    def near_holders(self) -> str:
+        """The key of the near-cache holders' leases: a sorted set, holder to its end in ms."""
+        return self._near("holders")
+
+    @property
+    def near_channel(self) -> str:
+        """The channel near-cache invalidations are published on (not a key)."""
+        return self._near("bus")
+
+    def near_holder_channel(self, holder: str) -> str:
+        """Return the channel of one holder: its lease tokens and the acknowledgements it gets."""
+        return self._near(f"holder:{holder}")
 
     def members(self, group: str) -> str:
         """Return the key of the hash of the live members of ``group`` and their reports."""

@@ -19,6 +19,11 @@
   under the same leases (see :mod:`cache.filling`). Loads and fills write their entries alike
   (:class:`cache.entries.EntryWriter`).
 
+* **Near cache.** With a :class:`cache.near.NearCache`, a read first asks this process's
+  near cache (L1), which answers under the same fresh and stale rules while its holder's lease
+  is valid; what comes from Redis (a hit, or a load this process stored) is kept there, unless
+  an invalidation raced the read (see :mod:`cache.near` and :mod:`cache.bus`).
+
 Failures of Redis never fail a read (fail-open): the loader's answer is returned with state
 ``BYPASS``. A :class:`cache.breaker.CircuitBreaker` stops reads from touching Redis at all
 after repeated failures, and until its recovery hook has run.
@@ -47,6 +52,7 @@ from cache.filling import BatchFiller
 from cache.hotkeys import HotKeyTracker
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
+from cache.near import NearCache
 from cache.policy import PolicyTable
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats
@@ -80,6 +86,7 @@ class Lookup:
         load_ms: how long the loader ran for this answer, in milliseconds; None when no
             loader ran for it (a hit or a stale answer).
         stored: True when this read's load was stored in Redis.
+        near: True when it came from the near cache (L1), not from Redis.
     """
 
     body: bytes
@@ -90,6 +97,7 @@ class Lookup:
     encoded: tuple[Representation, ...] = ()
     load_ms: float | None = None
     stored: bool = False
+    near: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,7 @@ class ReadThroughCache:
         tracker: counts the keys read (sampled); None for no hot-key tracking.
         fill_leases: the lease store :attr:`filler` takes leases and stores with (see
             :class:`cache.filling.BatchFiller`); None for ``leases``.
+        near: this process's near cache (L1); None for none.
 
     Attributes:
         filler: fills batches of this cache's entries (warming); it writes them as loads do.
@@ -151,6 +160,7 @@ class ReadThroughCache:
         compression: Compression | None = None,
         tracker: HotKeyTracker | None = None,
         fill_leases: LeaseStore | None = None,
+        near: NearCache | None = None,
     ) -> None:
         self._tracker = tracker
         self._pipeline = leases.pipeline
@@ -166,6 +176,7 @@ class ReadThroughCache:
         self._herd_wait = herd_wait_ms / 1000
         self._flights: SingleFlight[_Outcome] = SingleFlight()
         self._refreshes: dict[str, asyncio.Task[None]] = {}
+        self._near = near
 
     async def get_or_load(self, key: CacheKey, loader: Loader) -> Lookup:
         """Return the entry at ``key``, loading and storing it on a miss.
@@ -175,8 +186,8 @@ class ReadThroughCache:
             loader: called on a miss, at most once at a time per key in this process.
 
         Returns:
-            The answer, with its state: ``HIT`` (from Redis, fresh, or stored by another
-            process while this one waited), ``STALE`` (from Redis, past its fresh period),
+            The answer, with its state: ``HIT`` (from the near cache or Redis, fresh, or stored
+            by another process while this one waited), ``STALE`` (past its fresh period),
             ``MISS`` (from the loader, stored unless a concurrent invalidation revoked the
             lease) or ``BYPASS`` (from the loader; Redis failed or the breaker is open).
 
@@ -189,6 +200,14 @@ class ReadThroughCache:
         breaker = self._breaker
         if breaker is not None and not breaker.allows():
             return await self._bypass(key, loader)
+        near = self._near
+        mark: int | None = None
+        if near is not None:
+            now_ms = wall_clock_ms()
+            held = near.lookup(key.redis_key, now_ms)
+            if held is not None:
+                return self._answer_near(key, loader, held, now_ms)
+            mark = near.mark()
         try:
             raw = await self._pipeline.get(key.redis_key)
         except CacheUnavailableError as exc:
@@ -208,6 +227,8 @@ class ReadThroughCache:
                 now_ms = wall_clock_ms()
                 if now_ms < entry.fresh_until_ms:
                     self._stats.count(key.namespace, counters.HITS)
+                    if mark is not None:
+                        self._fill(key, entry, mark)
                     if self._refresh_early(key, entry, now_ms):
                         self._refresh_in_background(key, loader)
                     return _lookup(entry, CacheState.HIT, now_ms)
@@ -230,6 +251,29 @@ class ReadThroughCache:
         if shared:
             self._stats.count(key.namespace, counters.COALESCED)
         return lookup
+
+    def _answer_near(self, key: CacheKey, loader: Loader, entry: Entry, now_ms: int) -> Lookup:
+        """Answer from the near cache: fresh, or stale within stale-while-revalidate."""
+        if now_ms < entry.fresh_until_ms:
+            self._stats.count(key.namespace, counters.HITS)
+            self._stats.count(key.namespace, counters.L1_HITS)
+            if self._refresh_early(key, entry, now_ms):
+                self._refresh_in_background(key, loader)
+            return _lookup(entry, CacheState.HIT, now_ms, near=True)
+        # The near cache keeps an entry no longer than its stale-while-revalidate period.
+        self._stats.count(key.namespace, counters.STALE)
+        self._stats.count(key.namespace, counters.L1_STALE)
+        self._refresh_in_background(key, loader)
+        return _lookup(entry, CacheState.STALE, now_ms, near=True)
+
+    def _fill(self, key: CacheKey, entry: Entry, mark: int) -> None:
+        """Keep ``entry``, read from Redis after ``mark``, in the near cache (unless raced)."""
+        near = self._near
+        if near is not None:
+            revalidate_ms = self._policies.for_namespace(key.namespace).revalidate_ms
+            near.fill(
+                key.redis_key, key.namespace, entry, entry.fresh_until_ms + revalidate_ms, mark
+            )
 
     async def _share(
         self, key: CacheKey, flight: Callable[[], Awaitable[_Outcome]]
@@ -270,12 +314,13 @@ class ReadThroughCache:
         task.add_done_callback(lambda _: self._refreshes.pop(key.redis_key, None))
 
     async def _refresh(self, key: CacheKey, loader: Loader) -> None:
+        mark = None if self._near is None else self._near.mark()
         try:
             grant = await self._leases.take(key.redis_key, load_lease_ms=self._load_lease_ms)
             if not grant.lease.loads:
                 return  # another process is refreshing it
             self._stats.count(key.namespace, counters.REFRESHES)
-            await self._load_under(grant.lease, key, loader)
+            await self._load_under(grant.lease, key, loader, mark)
         except Exception as exc:
             self._stats.count(key.namespace, counters.REFRESH_FAILURES)
             logger.info("background refresh of %s failed: %r", key.redis_key, exc)
@@ -298,6 +343,7 @@ class ReadThroughCache:
 
     async def _load_and_store(self, key: CacheKey, loader: Loader) -> _Outcome:
         started = time.monotonic()
+        mark = None if self._near is None else self._near.mark()
         deadline = started + self._herd_wait
         pause = 0.002
         lost = False
@@ -319,6 +365,8 @@ class ReadThroughCache:
                     with contextlib.suppress(CacheUnavailableError):
                         await self._leases.release(grant.lease, key.redis_key)
                 self._stats.count(key.namespace, counters.COALESCED)
+                if mark is not None:
+                    self._fill(key, entry, mark)
                 return _Outcome(_lookup(entry, CacheState.HIT, wall_clock_ms()), started)
             left = deadline - time.monotonic()
             if grant.lease.loads or left <= 0:
@@ -330,16 +378,17 @@ class ReadThroughCache:
             pause = min(pause * 2, 0.05)
         if not grant.lease.loads:
             self._stats.count(key.namespace, counters.HERD_TIMEOUTS)
-        lookup, vouched_until = await self._load_under(grant.lease, key, loader)
+        lookup, vouched_until = await self._load_under(grant.lease, key, loader, mark)
         return _Outcome(lookup, started, vouched_until)
 
     async def _load_under(
-        self, lease: Lease, key: CacheKey, loader: Loader
+        self, lease: Lease, key: CacheKey, loader: Loader, mark: int | None
     ) -> tuple[Lookup, float]:
         """Load and store under ``lease``; return the lookup and when the store was sent.
 
         The second member is ``time.monotonic()`` just before an accepted store was sent, or
-        -inf when nothing was stored.
+        -inf when nothing was stored. A stored entry is kept in the near cache when ``mark``
+        (taken before the lease) is given and no invalidation of its key was applied since.
         """
         started = time.monotonic()
         try:
@@ -354,6 +403,8 @@ class ReadThroughCache:
         entry, stored, vouched_until = await self._writer.write(
             self._leases, lease, key, loaded, load_ms
         )
+        if stored is True and mark is not None:
+            self._fill(key, entry, mark)
         lookup = _lookup(entry, CacheState.MISS, wall_clock_ms(), load_ms, stored=stored is True)
         return lookup, vouched_until
 
@@ -365,6 +416,7 @@ def _lookup(
     load_ms: float | None = None,
     *,
     stored: bool = False,
+    near: bool = False,
 ) -> Lookup:
     fresh_ms = entry.fresh_until_ms - now_ms
     return Lookup(
@@ -376,4 +428,5 @@ def _lookup(
         entry.encoded,
         load_ms,
         stored,
+        near,
     )

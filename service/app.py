@@ -45,7 +45,9 @@ from cache import (
     WarmingJobs,
     every,
 )
+from cache.bus import InvalidationBus
 from cache.errors import REDIS_FAILURES
+from cache.near import NearCache
 from cache.routing import ping
 from service import embedded, repository
 from service.access import AccessRecorder
@@ -259,11 +261,29 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         warming_pipeline = create_pipeline(redis, settings)
         stack.push_async_callback(warming_pipeline.aclose)
         leases = LeaseStore(redis, scheme, horizon_seconds=LEASE_HORIZON_SECONDS, pipeline=pipeline)
+        near = (
+            NearCache(settings.cache_l1_max_bytes, lease_check=settings.cache_l1_lease_check)
+            if settings.cache_l1_max_bytes
+            else None
+        )
+        # Every worker publishes its invalidations to the near caches and waits for them, even
+        # one that holds none: another worker or instance may.
+        bus = InvalidationBus(
+            redis,
+            scheme,
+            near=near,
+            lease_ms=settings.cache_l1_lease_ms,
+            lease_check=settings.cache_l1_lease_check,
+            on_wait=metrics.observe_l1_wait,
+        )
+        bus.start()
+        stack.push_async_callback(bus.aclose)
         invalidator = Invalidator(
             redis,
             scheme,
             horizon_seconds=LEASE_HORIZON_SECONDS,
             replica_ack_timeout_ms=settings.redis_replica_ack_timeout_ms,
+            bus=bus,
         )
         replicas = await stack.enter_async_context(
             open_replicas(settings, engine, background_engine, invalidator)
@@ -283,7 +303,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         relay: OutboxRelay | None = None
         follower = (
             MasterFollower(
-                redis, check_interval_seconds=settings.redis_sentinel_check_interval_seconds
+                redis,
+                check_interval_seconds=settings.redis_sentinel_check_interval_seconds,
+                near=near,
             )
             if settings.redis_mode == "sentinel" and isinstance(redis, Redis)
             else None
@@ -367,6 +389,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
                 horizon_seconds=LEASE_HORIZON_SECONDS,
                 pipeline=warming_pipeline,
             ),
+            near=near,
         )
         stack.push_async_callback(cache.aclose)
         reader = ContentReader(
@@ -435,6 +458,8 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             auth=TokenAuthority(settings.tokens(), settings.stats_token),
             metrics=metrics,
             replicas=replicas,
+            near=near,
+            bus=bus,
         )
 
 

@@ -6,10 +6,10 @@ master the worker has not acknowledged. A refusal, a sentinel's ``+switch-master
 announcement, or the periodic check that asks the sentinels, trips the worker's Redis breaker:
 reads bypass the cache (``BYPASS``), writes go on (their triggers record them in the outbox).
 The breaker's recovery then runs :meth:`MasterFollower.recover`: on a master it has not
-acknowledged, it revokes every lease and applies the outbox rows of the retention period again
-(what the old master may have applied but not replicated), acknowledges the master, applies the
-outbox, and only then closes. Every worker of every instance does this for itself; the work is
-idempotent.
+acknowledged, it empties the worker's near cache, revokes every lease and applies the outbox
+rows of the retention period again (what the old master may have applied but not replicated),
+acknowledges the master, applies the outbox, and only then closes. Every worker of every
+instance does this for itself; the work is idempotent.
 
 Why a replay and how long a period it needs: docs/sentinel.md.
 """
@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from cache import BackgroundTask, BoundedSentinelConnectionPool, CircuitBreaker, every
 from cache.errors import REDIS_FAILURES, translate_redis_errors
+from cache.near import NearCache
 from service.outbox import OutboxRelay
 from service.settings import Settings
 
@@ -67,7 +68,9 @@ class MasterFollower:
         masters: how many masters this worker acknowledged (the first one included).
     """
 
-    def __init__(self, redis: Redis, *, check_interval_seconds: float) -> None:
+    def __init__(
+        self, redis: Redis, *, check_interval_seconds: float, near: NearCache | None = None
+    ) -> None:
         pool = redis.connection_pool
         assert isinstance(pool, BoundedSentinelConnectionPool)
         self._redis = redis
@@ -81,6 +84,7 @@ class MasterFollower:
             lambda: pool.watch_switches(retry_seconds=check_interval_seconds),
         )
         self.masters = 0
+        self._near = near
 
     def follow(self, breaker: CircuitBreaker) -> None:
         """Trip ``breaker`` on every change of master; start listening to and asking sentinels."""
@@ -120,6 +124,10 @@ class MasterFollower:
             identity = admission.identity
             assert identity is not None  # the ping checked a connection out
             if identity != self._pool.acknowledged:
+                if self._near is not None:
+                    # What it holds came from the old master, which may have held entries the
+                    # new one was told to delete and did not replicate.
+                    self._near.clear()
                 replayed = await relay.replay_applied()
                 self.masters += 1
                 logger.warning(

@@ -60,6 +60,7 @@ METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 
 # Hits answer in well under a millisecond, misses in a few, timeouts in seconds.
 _HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_L1_WAIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _LOAD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
@@ -186,6 +187,12 @@ class ServiceMetrics:
             ["result"],
             registry=own,
         )
+        self.l1_ack_wait_seconds = Histogram(
+            "content_cache_l1_ack_wait_seconds",
+            "How long writes waited for the near caches' acknowledgements (or leases), seconds.",
+            buckets=_L1_WAIT_BUCKETS,
+            registry=own,
+        )
         for result in WARMING_RESULTS:
             self.warming_keys.labels(result)
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -229,6 +236,10 @@ class ServiceMetrics:
                 self.cache_requests.labels(namespace, result).inc(n)
             else:
                 self.cache_events.labels(namespace, counter).inc(n)
+
+    def observe_l1_wait(self, seconds: float) -> None:
+        """Observe how long one write waited for the near caches' acknowledgements, seconds."""
+        self.l1_ack_wait_seconds.observe(seconds)
 
     def loaded(self, namespace: str, seconds: float) -> None:
         """Observe one load of ``namespace`` that took ``seconds``."""

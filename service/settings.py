@@ -188,6 +188,32 @@ class Settings(BaseSettings):
         le=11,
         description="quality of the stored brotli bytes (0 fastest, 11 smallest)",
     )
+    cache_l1_max_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=0,
+        description=(
+            "bytes of entries each worker keeps in its in-process near cache (L1) in front of "
+            "Redis, counted as bodies, ETags and keys plus a fixed overhead per entry; 0 turns it "
+            "off (see docs/near-cache.md)"
+        ),
+    )
+    cache_l1_lease_ms: int = Field(
+        500,
+        ge=50,
+        le=10_000,
+        description=(
+            "each near-cache holder's lease in Redis, milliseconds: a worker that stops hearing "
+            "invalidations (frozen, cut off) delays writes by at most this long"
+        ),
+    )
+    cache_l1_lease_check: bool = Field(
+        True,
+        description=(
+            "false answers from the near cache without a valid lease and lets writes return "
+            "without waiting for the holders: the best effort of other near caches, which can "
+            "answer what a write replaced for a while after it; for comparison only"
+        ),
+    )
     stats_flush_interval_seconds: float = Field(
         1.0,
         gt=0,

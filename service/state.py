@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cache import CacheStats, CircuitBreaker, Invalidator, MemberRegistry
+from cache.bus import InvalidationBus
+from cache.near import NearCache
 from cache.routing import RedisClient
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
@@ -48,3 +50,6 @@ class AppState:
     backlog: BacklogSampler
     #: the read replicas (none when ``DATABASE_REPLICA_URLS`` is empty) and the loads' counts
     replicas: ReplicaSet
+    #: this worker's near cache (None when ``CACHE_L1_MAX_BYTES`` is 0) and its bus
+    near: NearCache | None
+    bus: InvalidationBus

@@ -1,0 +1,478 @@
+"""Acknowledged invalidation of the near caches of a deployment, fenced by leases.
+
+Every process that holds a near cache (:class:`cache.near.NearCache`) is a *holder*. A holder
+keeps a lease in Redis (a member of the sorted set ``{prefix}:l1:holders`` whose score is the
+lease's end on Redis's clock, in milliseconds) and renews it every ``lease_ms / 5``: one script
+sets the score to Redis's ``TIME`` plus ``lease_ms`` and publishes a *token* on the holder's own
+channel. The holder's near cache answers only once that token came back over its subscription,
+and only until ``t0 + lease_ms * (1 - drift) / (1 + drift) - 2 ms`` on its own clock, ``t0``
+being when it sent the renewal: before Redis could consider the lease over.
+
+A write, after its entries were deleted from Redis, publishes the keys it deleted on the bus
+channel and reads the live holders (score past Redis's now) in the same round trip, then waits
+until each live holder acknowledged the message, or until that holder's lease has surely
+lapsed: ``remaining * (1 + drift) / (1 - drift) + 1 ms`` after the reply, on the writer's
+clock. A holder applies each message (drops the keys from its near cache, which also refuses
+the fills of reads begun before) and then acknowledges it on the writer's channel.
+
+Why no acknowledged write can be missed: Redis writes the messages published to one
+connection in the order it ran the commands that published them, so a holder that receives a
+renewal's token has applied every message published before that renewal ran. A holder that
+did not acknowledge a write's message was waited for until its lease, as it stood when the
+message was published, lapsed; its later renewals ran after the message, so their tokens come
+after it: it answers again only once it has applied it. A holder whose subscription broke
+empties its near cache before it subscribes again. The full argument, and what it assumes of
+clocks and pauses, is in ``docs/near-cache.md``.
+
+With a Redis Cluster, the bus's keys and channels share one hash tag and its commands go to
+the node serving that slot over a client of that node alone; channels are shard channels
+(``SPUBLISH`` / ``SSUBSCRIBE``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+
+from cache.background import stop_task
+from cache.errors import REDIS_FAILURES, CacheUnavailableError, translate_redis_errors
+from cache.keys import KeyScheme
+from cache.near import NearCache, boot_clock
+from cache.routing import RedisClient, primary_of
+
+logger = logging.getLogger(__name__)
+
+#: The bound on the rate at which clocks may run apart (1 %): far above a quartz clock's
+#: drift (about 1e-5) and NTP's slew limit (5e-4).
+DEFAULT_DRIFT = 0.01
+
+#: Subtracted from a holder's fence, in seconds: the millisecond rounding of Redis's clock.
+_MARGIN_SECONDS = 0.002
+
+#: Live holders, after dropping the lapsed ones. KEYS: holders. Returns {now ms, id, end, ...}.
+LIVE_HOLDERS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[HOLDERS], '-inf', now)
+local live = redis.call('ZRANGE', KEYS[HOLDERS], 0, -1, 'WITHSCORES')
+"""
+
+_LIVE = (
+    LIVE_HOLDERS.replace("HOLDERS", "1")
+    + """
+table.insert(live, 1, now)
+return live
+"""
+)
+
+# KEYS: holders; ARGV: holder, lease ms
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return now
+"""
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """The acknowledgements one message is waiting for."""
+
+    acked: set[str] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One invalidation message being sent.
+
+    Attributes:
+        ident: its number among this process's messages.
+        header: what precedes its payload on the channel (writer, number and op, then a newline).
+    """
+
+    ident: int
+    header: str
+
+
+class InvalidationBus:
+    """The near caches' invalidation channel, holder lease and acknowledgements, per process.
+
+    Call :meth:`start` before use and :meth:`aclose` at the end. Safe to share between the
+    tasks of one event loop.
+
+    Args:
+        redis: the client (of one server, a Sentinel-managed master, or a cluster); owned by
+            the caller.
+        scheme: the key scheme.
+        near: this process's near cache, which then holds a lease and hears invalidations;
+            None for a process that only writes (it still waits for the holders).
+        lease_ms: a holder's lease, in milliseconds: a holder that stops answering delays
+            writes by at most this long.
+        drift: the bound on the relative rate of any two clocks (see docs/near-cache.md).
+        lease_check: False publishes without waiting for anyone (the best effort of other
+            near caches: for comparison only).
+        on_wait: called with how long each write waited for acknowledgements, in seconds.
+
+    Attributes:
+        holder: this process's name on the bus.
+        waits: how many messages waited for at least one holder.
+        lapsed: how many holders' leases writes waited out (no acknowledgement came).
+    """
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        scheme: KeyScheme,
+        *,
+        near: NearCache | None = None,
+        lease_ms: int = 500,
+        drift: float = DEFAULT_DRIFT,
+        lease_check: bool = True,
+        on_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        if lease_ms < 50:
+            raise ValueError("lease_ms must be >= 50")
+        if not 0 <= drift < 0.5:
+            raise ValueError("drift must be within [0, 0.5)")
+        self._redis = redis
+        self._scheme = scheme
+        self._near = near
+        self._lease_ms = lease_ms
+        self._drift = drift
+        self._lease_check = lease_check
+        self._on_wait = on_wait
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._holders_key = scheme.near_holders
+        self._channel = scheme.near_channel
+        self._own_channel = scheme.near_holder_channel(self.holder)
+        self._sharded = isinstance(redis, RedisCluster)
+        self._client: Redis | None = None if self._sharded else _standalone(redis)
+        self._ids = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._acks: list[tuple[str, str]] = []
+        self._ack_task: asyncio.Task[None] | None = None
+        self._token: tuple[int, asyncio.Future[None]] | None = None
+        self._subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.waits = 0
+        self.lapsed = 0
+
+    @property
+    def lease_ms(self) -> int:
+        """A holder's lease, in milliseconds."""
+        return self._lease_ms
+
+    @property
+    def channel(self) -> str:
+        """The channel invalidations are published on."""
+        return self._channel
+
+    @property
+    def sharded(self) -> bool:
+        """Whether channels are shard channels (a cluster): publish with ``SPUBLISH``."""
+        return self._sharded
+
+    def start(self) -> None:
+        """Subscribe and, with a near cache, hold a lease, in the background."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="near-bus")
+
+    async def aclose(self) -> None:
+        """Stop; the near cache stops answering. Its lease lapses by itself."""
+        if self._near is not None:
+            self._near.revoke()
+        if self._task is not None:
+            await stop_task(self._task)
+            self._task = None
+        if self._ack_task is not None:
+            await stop_task(self._ack_task)
+        if self._sharded and self._client is not None:
+            await self._client.aclose()
+
+    # -- writing ------------------------------------------------------------------------
+
+    def begin(self, op: str) -> Message:
+        """Return a new message of ``op`` (``k`` keys, ``n`` a namespace, ``a`` everything).
+
+        Its acknowledgements are collected from now on: call :meth:`finish` after it was
+        published, in every case.
+        """
+        ident = next(self._ids)
+        self._waiters[ident] = _Waiter()
+        return Message(ident, f"{self.holder} {ident} {op}\n")
+
+    @property
+    def holders_key(self) -> str:
+        """The key of the holders' leases (a publishing script reads the live ones)."""
+        return self._holders_key
+
+    def abandon(self, message: Message) -> None:
+        """Forget ``message``, which was not published (its publishing failed)."""
+        self._waiters.pop(message.ident, None)
+
+    async def finish(self, message: Message, live: Sequence[bytes | str | int] | None) -> None:
+        """Wait until each holder in ``live`` acknowledged ``message`` or its lease lapsed.
+
+        Args:
+            message: from :meth:`begin`.
+            live: the script's reply: Redis's time in ms, then holder, lease end (ms) pairs;
+                None when the message was not published (nothing to wait for).
+        """
+        waiter = self._waiters.get(message.ident)
+        try:
+            if not live or waiter is None:
+                return
+            replied = boot_clock()
+            now_ms = float(live[0])
+            stretch = (1 + self._drift) / (1 - self._drift)
+            deadlines: dict[str, float] = {}
+            for i in range(1, len(live) - 1, 2):
+                holder = _text(live[i])
+                remaining_ms = float(live[i + 1]) - now_ms
+                deadlines[holder] = replied + (remaining_ms * stretch + 1) / 1000
+            pending = {h: d for h, d in deadlines.items() if h not in waiter.acked}
+            if not pending:
+                return
+            if not self._lease_check:
+                return  # best effort: the holders drop what they hear, when they hear it
+            self.waits += 1
+            while True:
+                pending = {h: d for h, d in pending.items() if h not in waiter.acked}
+                now = boot_clock()
+                lapsed = [h for h, d in pending.items() if d <= now]
+                self.lapsed += len(lapsed)
+                for h in lapsed:
+                    del pending[h]
+                if not pending:
+                    break
+                waiter.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(pending.values()) - now):
+                        await waiter.wake.wait()
+            if self._on_wait is not None:
+                self._on_wait(boot_clock() - replied)
+        finally:
+            self._waiters.pop(message.ident, None)
+
+    async def announce(self, op: str, payload: str) -> None:
+        """Publish a message of ``op`` with ``payload`` and wait for the live holders.
+
+        For writes whose entries were deleted by other means (a cluster's groups, a purge).
+
+        Raises:
+            CacheUnavailableError: Redis failed; the holders may not have heard it.
+        """
+        message = self.begin(op)
+        try:
+            with translate_redis_errors("publish an invalidation"):
+                client = await self._command_client()
+                async with client.pipeline(transaction=False) as pipe:
+                    publish = "SPUBLISH" if self._sharded else "PUBLISH"
+                    pipe.execute_command(publish, self._channel, message.header + payload)
+                    pipe.eval(_LIVE, 1, self._holders_key)
+                    _, live = await pipe.execute()
+        except BaseException:
+            self.abandon(message)
+            raise
+        await self.finish(message, live)
+
+    # -- holding ------------------------------------------------------------------------
+
+    async def _command_client(self) -> Redis:
+        if self._client is None:
+            assert isinstance(self._redis, RedisCluster)
+            self._client = _node_client(self._redis, self._holders_key)
+        return self._client
+
+    async def _run(self) -> None:
+        pause = 0.05
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("near cache bus lost (%r); reconnecting in %.2f s", exc, pause)
+            if self._near is not None:
+                self._near.revoke()
+                self._near.clear()
+            self._subscribed.clear()
+            if self._sharded and self._client is not None:
+                with contextlib.suppress(Exception):
+                    await self._client.aclose()
+                self._client = None  # the slot may have moved: find its node again
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+    async def _session(self) -> None:
+        """Subscribe, empty the near cache, then hold the lease while reading messages."""
+        client = await self._command_client()
+        pubsub = client.pubsub()
+        renewing: asyncio.Task[None] | None = None
+        try:
+            channels = [self._own_channel]
+            if self._near is not None:
+                channels.append(self._channel)
+            if self._sharded:
+                await pubsub.ssubscribe(*channels)
+            else:
+                await pubsub.subscribe(*channels)
+            await self._confirm(pubsub, len(channels))
+            if self._near is not None:
+                # Whatever it holds may have missed messages while it was not subscribed.
+                self._near.clear()
+                renewing = asyncio.get_running_loop().create_task(self._renew(client))
+            self._subscribed.set()
+            await self._read(pubsub, renewing)
+        finally:
+            if renewing is not None:
+                await stop_task(renewing)
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _confirm(self, pubsub: PubSub, count: int) -> None:
+        confirmed = 0
+        async with asyncio.timeout(max(1.0, self._lease_ms / 1000)):
+            while confirmed < count:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] in ("subscribe", "ssubscribe"):
+                    confirmed += 1
+
+    async def _read(self, pubsub: PubSub, renewing: asyncio.Task[None] | None) -> None:
+        while True:
+            if renewing is not None and renewing.done():
+                renewing.result()  # its failure ends the session
+                raise CacheUnavailableError("the lease renewal stopped")
+            message = await pubsub.get_message(timeout=0.5)
+            if message is None:
+                continue
+            kind = message["type"]
+            if kind in ("message", "smessage"):
+                self._receive(_text(message["channel"]), message["data"])
+            elif kind in ("unsubscribe", "sunsubscribe"):
+                raise CacheUnavailableError("unsubscribed by the server (the slot moved?)")
+
+    def _receive(self, channel: str, data: bytes | str) -> None:
+        text = _text(data)
+        if channel == self._channel:
+            head, _, payload = text.partition("\n")
+            writer, ident, op = head.split(" ", 2)
+            near = self._near
+            if near is not None:
+                if op == "k":
+                    near.invalidate(payload.split("\n") if payload else [])
+                elif op == "n":
+                    near.invalidate_namespace(payload)
+                else:
+                    near.clear()
+            if writer == self.holder:
+                self._acknowledged(int(ident), self.holder)
+            else:
+                self._queue_ack(writer, ident)
+            return
+        kind, _, rest = text.partition(" ")
+        if kind == "a":
+            holder, _, ident = rest.rpartition(" ")
+            self._acknowledged(int(ident), holder)
+        elif kind == "r" and self._token is not None and self._token[0] == int(rest):
+            token = self._token[1]
+            if not token.done():
+                token.set_result(None)
+
+    def _acknowledged(self, ident: int, holder: str) -> None:
+        waiter = self._waiters.get(ident)
+        if waiter is not None:
+            waiter.acked.add(holder)
+            waiter.wake.set()
+
+    def _queue_ack(self, writer: str, ident: str) -> None:
+        self._acks.append((self._scheme.near_holder_channel(writer), f"a {self.holder} {ident}"))
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
+
+    async def _send_acks(self) -> None:
+        publish = "SPUBLISH" if self._sharded else "PUBLISH"
+        while self._acks:
+            acks, self._acks = self._acks, []
+            try:
+                client = await self._command_client()
+                async with client.pipeline(transaction=False) as pipe:
+                    for channel, payload in acks:
+                        pipe.execute_command(publish, channel, payload)
+                    await pipe.execute()
+            except REDIS_FAILURES as exc:
+                # The writers wait for this holder's lease instead, which lapses: its
+                # renewals fail too when Redis does.
+                logger.warning("near cache acknowledgements not sent: %r", exc)
+
+    async def _renew(self, client: Redis) -> None:
+        """Renew the lease every lease/5; grant the near cache each renewal its token confirms."""
+        near = self._near
+        assert near is not None
+        lease = self._lease_ms / 1000
+        valid_for = lease * (1 - self._drift) / (1 + self._drift) - _MARGIN_SECONDS
+        period = lease / 5
+        publish = "SPUBLISH" if self._sharded else "PUBLISH"
+        nonce = 0
+        while True:
+            nonce += 1
+            token: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._token = (nonce, token)
+            sent = boot_clock()
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.eval(_RENEW, 1, self._holders_key, self.holder, self._lease_ms)
+                    pipe.execute_command(publish, self._own_channel, f"r {nonce}")
+                    await pipe.execute()
+            except REDIS_FAILURES as exc:
+                logger.info("near cache lease not renewed: %r", exc)
+                await asyncio.sleep(period)
+                continue
+            try:
+                async with asyncio.timeout(lease / 2):
+                    await token
+            except TimeoutError:
+                raise CacheUnavailableError("the lease's token did not come back") from None
+            near.grant(sent + valid_for)
+            await asyncio.sleep(max(0.0, sent + period - boot_clock()))
+
+    async def wait_subscribed(self, timeout_seconds: float) -> bool:
+        """Wait until the bus is subscribed; return whether it is (for startup and tests)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_seconds):
+                await self._subscribed.wait()
+        return self._subscribed.is_set()
+
+
+def _text(value: bytes | str | int) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def _standalone(redis: RedisClient) -> Redis:
+    assert isinstance(redis, Redis)
+    return redis
+
+
+def _node_client(cluster: RedisCluster, key: str) -> Redis:
+    """A client of the one node that serves ``key``'s slot (the bus's keys and channels)."""
+    node = primary_of(cluster, key)
+    kwargs = {
+        k: v
+        for k, v in node.connection_kwargs.items()
+        if k not in ("host", "port", "connection_pool", "redis_connect_func")
+    }
+    return Redis(host=node.host, port=int(node.port), **kwargs)
