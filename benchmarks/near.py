@@ -22,8 +22,9 @@ section of an earlier run; :mod:`benchmarks.run` overwrites the page whole: run 
    and a PATCH every :data:`SOAK_WRITE_SECONDS`, for ``--soak-seconds``; every
    :data:`SAMPLE_SECONDS` its RSS (``/proc/{pid}/status``, the pid from ``/stats``) and its L1's
    bytes and entries (``/stats`` ``l1``). First the same load runs for :data:`BASELINE_SECONDS`
-   on a worker with L1 off: its RSS plus ``CACHE_L1_MAX_BYTES`` plus the L1's documented
-   overhead is the bound drawn. The plot goes to ``benchmarks/near-soak.svg``.
+   on a worker with L1 off: its RSS plus ``CACHE_L1_MAX_BYTES`` (which counts each entry's
+   fixed overhead) plus the keys the L1 keeps uncounted (:func:`l1_overhead_bytes`) is the
+   bound drawn. The plot goes to ``benchmarks/near-soak.svg``.
 
 Servers come from ``DATABASE_URL`` and ``REDIS_URL`` (or embedded ones when both are unset).
 
@@ -97,7 +98,9 @@ from benchmarks.soak import (
 )
 from benchmarks.targets import TargetSpec
 from cache import KeyScheme
+from cache.near import ENTRY_OVERHEAD_BYTES
 from service.keyspaces import ContentKeys
+from service.settings import Settings
 
 PARTS = ("hits", "writes", "soak")
 PREFIX = "bench-near"
@@ -117,8 +120,14 @@ SAMPLE_SECONDS = 10
 SOAK_WRITE_SECONDS = 1.0
 BASELINE_SECONDS = 30
 SVG_PATH = Path(__file__).with_name("near-soak.svg")
-#: The L1's bookkeeping beyond the bytes it counts, as documented with ``CACHE_L1_MAX_BYTES``.
-L1_OVERHEAD_BYTES = 0
+#: Keys the L1 keeps beyond its entries, uncounted in its bytes (``cache.near``): its ghost
+#: queue (at most the larger of 1,024 and the main queue's entries) and its list of recent
+#: invalidations (at most 4,096); each taken as this many bytes (a key string of about 40
+#: characters and its dict or OrderedDict slot). The fixed overhead of each entry
+#: (``ENTRY_OVERHEAD_BYTES``) is within ``CACHE_L1_MAX_BYTES`` already.
+L1_KEY_BOOKKEEPING_BYTES = 200
+L1_MAX_GHOSTS_AT_LEAST = 1024
+L1_MAX_DROPS = 4096
 SECTIONS = {
     "hits": "## Near cache: Zipfian hits (`benchmarks.near`)",
     "writes": "## Near cache: write latency and holders (`benchmarks.near`)",
@@ -145,6 +154,12 @@ WRITE_TARGETS = (
 )
 #: The p99 a write may add with 4 holders over 0, milliseconds.
 WRITE_GOAL_MS = 2.0
+
+
+def l1_overhead_bytes(max_entries: int) -> int:
+    """Return the L1's uncounted bookkeeping for at most ``max_entries`` entries, bytes."""
+    keys = max(L1_MAX_GHOSTS_AT_LEAST, max_entries) + L1_MAX_DROPS
+    return keys * L1_KEY_BOOKKEEPING_BYTES
 
 
 @dataclass
@@ -219,6 +234,7 @@ def entry_sizes(redis_url: str, keys: Sequence[str]) -> tuple[float, float]:
         raise RuntimeError(f"only {len(found)} of {len(keys)} entries in Redis")
     if len(found) < len(keys):
         log(f"{len(keys) - len(found)} of {len(keys)} sampled entries missing: left out")
+    # The mean is over the entries found.
     return statistics.fmean(n for n, _ in found), statistics.fmean(u for _, u in found)
 
 
@@ -315,7 +331,7 @@ def load_and_size(bench: Bench, server: Server) -> None:
     bench.l1_max_bytes = l1_size_bytes(bench.entry_bytes, bench.l1_entries)
     bench.is_warm = True
     log(f"entries: mean STRLEN {bench.entry_bytes:.0f} B, MEMORY USAGE "
-        f"{bench.entry_memory_bytes:.0f} B over {len(keys)}; CACHE_L1_MAX_BYTES="
+        f"{bench.entry_memory_bytes:.0f} B over a sample; CACHE_L1_MAX_BYTES="
         f"{bench.l1_max_bytes} ({bench.l1_entries} entries' worth)")  # fmt: skip
 
 
@@ -373,16 +389,21 @@ def hits(bench: Bench, command: str) -> str:
                 log(f"round {i + 1} {name}: {m.requests_per_second:.0f} req/s, p50 "
                     f"{m.p50_us / 1000:.2f} ms, {m.cpu_us_per_request:.0f} µs CPU/req, "
                     f"details {m.details}")  # fmt: skip
-        l1 = l1_totals(stats_of(servers["l1_1pct"]))
+        l1_stats = stats_of(servers["l1_1pct"])
+        l1 = l1_totals(l1_stats)
         rss = {n: servers[n].rss_bytes() for n in ("l1_off", "l1_1pct")}
     rows = summary_rows(results)
     notes = [
         f"CACHE_L1_MAX_BYTES of l1_1pct: {bench.l1_max_bytes:,} bytes = {bench.l1_entries:,}"
         f" entries x {bench.entry_bytes:,.0f} B, the mean STRLEN of {SIZE_SAMPLE:,} article"
         f" entries (mean MEMORY USAGE {bench.entry_memory_bytes:,.0f} B)",
-        f"l1_1pct's L1 after the rounds: {l1['entries']:,} entries, {l1['bytes']:,} bytes"
-        f" (max_bytes {l1['max_bytes']:,}), {l1['evictions']:,} evictions, /stats"
-        f" cache.l1_hits {l1['l1_hits']:,}",
+        (
+            f"l1_1pct's L1 after the rounds: {l1['entries']:,} entries, {l1['bytes']:,} bytes"
+            f" (max_bytes {l1['max_bytes']:,}), {l1['evictions']:,} evictions"
+            if "l1" in l1_stats
+            else "l1_1pct's /stats has no `l1` object (bytes, entries)"
+        )
+        + f"; /stats cache.l1_hits {l1['l1_hits']:,}",
         f"worker RSS after the rounds: l1_off {rss['l1_off'] / MIB:.1f} MiB, l1_1pct"
         f" {rss['l1_1pct'] / MIB:.1f} MiB",
     ]
@@ -462,8 +483,23 @@ class WriteResult:
         return statistics.median(figure(m) for m in self.rounds) if self.rounds else 0.0
 
 
-def wait_for_holders(cluster: Cluster, holders: int) -> dict[str, Any]:
-    """Wait until ``/stats`` lists every worker of ``cluster`` and ``holders`` L1 holders.
+def live_holders(redis_url: str, prefix: str) -> int:
+    """Return how many near-cache holders of ``prefix`` hold a lease now, read from Redis.
+
+    The leases are the sorted set ``KeyScheme(prefix).near_holders``, scored by their ends on
+    Redis's clock in milliseconds (see :mod:`cache.bus`).
+    """
+    client = redis.Redis.from_url(redis_url)
+    try:
+        seconds, micros = client.time()
+        now_ms = seconds * 1000 + micros // 1000
+        return int(client.zcount(KeyScheme(prefix).near_holders, f"({now_ms}", "+inf"))
+    finally:
+        client.close()
+
+
+def wait_for_holders(bench: Bench, cluster: Cluster, holders: int) -> dict[str, Any]:
+    """Wait until ``/stats`` lists every worker of ``cluster`` and ``holders`` leases live.
 
     Returns:
         The last ``/stats`` document.
@@ -476,21 +512,22 @@ def wait_for_holders(cluster: Cluster, holders: int) -> dict[str, Any]:
     while True:
         stats = stats_of(cluster.instances[0])
         listed = {int(w["pid"]) for w in stats["db_pool"]["workers"]}
-        live = [w for w in (stats.get("l1") or {}).get("workers") or []
-                if w.get("lease_valid", True)]  # fmt: skip
-        if listed == expected and len(live) == holders:
+        live = live_holders(bench.env["REDIS_URL"], cluster.prefix)
+        if listed == expected and live == holders:
             return stats
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"{cluster.name}: /stats lists workers {sorted(listed)} and "
-                f"{len(live)} L1 holders; expected {sorted(expected)}, {holders}"
+                f"{live} holders lease; expected {sorted(expected)}, {holders}"
             )
         time.sleep(0.5)
 
 
 #: Attempts at starting one instance: a worker of ``serve --workers N`` may fail its startup
-#: (see :func:`start_instance`), and uvicorn then stops the whole instance.
-START_ATTEMPTS = 3
+#: (see :func:`start_instance`), and uvicorn then stops the whole instance. On a busy machine
+#: most attempts may fail: a worker's ``MultiProcessCollector`` reads the sample file another
+#: worker has just created, still empty (``struct.error`` from prometheus_client's mmap_dict).
+START_ATTEMPTS = 8
 
 
 def start_instance(stack: ExitStack, name: str, env: dict[str, str], output: IO[bytes]) -> Server:
@@ -578,13 +615,14 @@ def write_rows(results: Sequence[WriteResult]) -> list[list[str]]:
     """Return the write table's rows, header first."""
     rows = [[
         "target", "holders", "reads meanwhile", "writes/s", "p50 ms", "p99 ms", "p99.9 ms",
-        "CPU µs/write", "ack wait ms/write", "reads req/s", "reads from L1",
+        "CPU µs/write", "writes that waited", "wait ms", "reads req/s", "reads from L1",
     ]]  # fmt: skip
     for r in results:
         if not r.rounds:
-            rows.append([r.name, str(r.holders), "", "FAILED", *[""] * 7])
+            rows.append([r.name, str(r.holders), "", "FAILED", *[""] * 8])
             continue
         waits = [s / n * 1000 for s, n in r.ack_waits if n]
+        waited = [n / m.requests for (_, n), m in zip(r.ack_waits, r.rounds, strict=True)]
         reads = [sum(m.requests_per_second for m in rs) for rs in r.reads if rs]
         shares = [sum(m.details.get("l1", 0) for m in rs) / max(1, sum(m.requests for m in rs))
                   for rs in r.reads if rs]  # fmt: skip
@@ -595,6 +633,7 @@ def write_rows(results: Sequence[WriteResult]) -> list[list[str]]:
             f"{r.median(lambda m: m.p99_us) / 1000:.2f}",
             f"{r.median(lambda m: m.p999_us) / 1000:.2f}",
             f"{r.median(lambda m: m.cpu_us_per_request):.0f}",
+            f"{statistics.median(waited):.1%}" if r.ack_waits else "",
             f"{statistics.median(waits):.2f}" if waits else "-",
             f"{statistics.median(reads):.0f}" if reads else "",
             f"{statistics.median(shares):.1%}" if shares else "",
@@ -632,10 +671,8 @@ def writes(bench: Bench, command: str) -> str:
             "w4": stack.enter_context(cluster(bench, "w4", None)),
         }
         holders = {"w0": 0, "w4": INSTANCES * WORKERS}
-        l1_max = {}
         for name, c in clusters.items():
-            stats = wait_for_holders(c, holders[name])
-            l1_max[name] = l1_totals(stats)["max_bytes"]
+            wait_for_holders(bench, c, holders[name])
             ensure_patched(c.instances[0], bench.author)
             purge(c.instances[0])
             sweep(bench, c.instances[0], "walk_hot")
@@ -655,10 +692,11 @@ def writes(bench: Bench, command: str) -> str:
                     f"{m.p50_us / 1000:.2f} ms, p99 {m.p99_us / 1000:.2f} ms, ack waits "
                     f"{result.ack_waits[-1]}")  # fmt: skip
         for name, c in clusters.items():
-            wait_for_holders(c, holders[name])  # every holder still live
+            wait_for_holders(bench, c, holders[name])  # every holder still live
             purge(c.instances[0])
     rows = write_rows(list(results.values()))
     findings = write_findings(results)
+    default_l1 = Settings.model_fields["cache_l1_max_bytes"].default
     print(text_table(rows), "", *findings, sep="\n", flush=True)
     return "\n".join([
         SECTIONS["writes"],
@@ -671,11 +709,13 @@ def writes(bench: Bench, command: str) -> str:
         f" -c1 PATCH of {len(PATCHED)} articles in turn to the first instance; reads"
         f" meanwhile: one wrk -c{READ_LOAD_CONNECTIONS} per instance, Zipfian over"
         f" {HOT_SLUGS:,} hot articles (the patched ones hottest), loaded into Redis first",
-        f"- w0: CACHE_L1_MAX_BYTES=0 on every worker; w4: the default"
-        f" ({l1_max.get('w4', 0):,} bytes) on every worker, each one L1 holder",
+        f"- w0: CACHE_L1_MAX_BYTES=0 on every worker; w4: the default ({default_l1:,} bytes)"
+        " on every worker, each one L1 holder",
         "",
-        "Medians over the rounds, latency measured by the client. ack wait: the writer's"
-        f" `{ACK_WAIT}` over the round (sum over count), per write.",
+        "Medians over the rounds, latency measured by the client. writes that waited: the"
+        f" writer's `{ACK_WAIT}` observations over the writes (a write is observed only when"
+        " an acknowledgement was still due once Redis replied); wait ms: their mean (sum over"
+        " count).",
         "",
         markdown_table(rows),
         "",
@@ -783,7 +823,8 @@ def soak(bench: Bench, command: str) -> str:
                ready_path=IDLE_PATH) as server:  # fmt: skip
         log(f"soak: CACHE_L1_MAX_BYTES={max_bytes} for {args.soak_seconds} s")
         run = soak_load(bench, server, args.soak_seconds, is_sampled=True)
-    bound = baseline_rss + max_bytes + L1_OVERHEAD_BYTES
+    overhead = l1_overhead_bytes(max((s.l1_entries for s in run.samples), default=0))
+    bound = baseline_rss + max_bytes + overhead
     SVG_PATH.write_text(plot_svg(run.samples, max_bytes, bound))
     findings = soak_findings(run, baseline, baseline_rss, max_bytes, bound)
     print(*findings, sep="\n", flush=True)
@@ -801,8 +842,10 @@ def soak(bench: Bench, command: str) -> str:
         f" CACHE_L1_MAX_BYTES={max_bytes:,} ({bench.l1_entries:,} entries' worth); a sample"
         f" every {SAMPLE_SECONDS} s",
         f"- bound drawn: RSS of a worker with L1 off after {baseline_seconds} s of the same load"
-        f" ({baseline_rss / MIB:.1f} MiB) + CACHE_L1_MAX_BYTES + the L1's documented overhead"
-        f" ({L1_OVERHEAD_BYTES:,} bytes) = {bound / MIB:.1f} MiB",
+        f" ({baseline_rss / MIB:.1f} MiB) + CACHE_L1_MAX_BYTES (each entry counted with"
+        f" {ENTRY_OVERHEAD_BYTES} B of overhead, cache.near.ENTRY_OVERHEAD_BYTES) + the keys the"
+        f" L1 keeps uncounted (ghost queue and recent invalidations, {L1_KEY_BOOKKEEPING_BYTES} B"
+        f" a key: {overhead:,} bytes) = {bound / MIB:.1f} MiB",
         "",
         *(f"- {line}" for line in findings),
         "",
@@ -838,17 +881,23 @@ def soak_findings(
         )
     if samples:
         rss = [s.rss_bytes for s in samples]
-        l1 = [s.l1_bytes for s in samples]
-        entries = [s.l1_entries for s in samples]
         rss_met = "met" if max(rss) <= bound else "NOT met"
-        l1_met = "met" if max(l1) <= max_bytes else "NOT met"
-        lines += [
+        lines.append(
             f"RSS: first sample {rss[0] / MIB:.1f} MiB, last {rss[-1] / MIB:.1f} MiB, max"
             f" {max(rss) / MIB:.1f} MiB (bound {bound / MIB:.1f} MiB: {rss_met}); slope over"
-            f" the second half {rss_slope_mib_per_hour(samples):+.2f} MiB per hour",
+            f" the second half {rss_slope_mib_per_hour(samples):+.2f} MiB per hour"
+        )
+    reported = [s for s in samples if s.has_l1]
+    if reported:
+        l1 = [s.l1_bytes for s in reported]
+        entries = [s.l1_entries for s in reported]
+        l1_met = "met" if max(l1) <= max_bytes else "NOT met"
+        lines.append(
             f"L1: max {max(l1):,} bytes (CACHE_L1_MAX_BYTES {max_bytes:,}: {l1_met}), entries"
-            f" {min(entries):,} to {max(entries):,}, {samples[-1].l1_evictions:,} evictions",
-        ]
+            f" {min(entries):,} to {max(entries):,}, {reported[-1].l1_evictions:,} evictions"
+        )
+    elif samples:
+        lines.append("L1: /stats reported no `l1` object: its bytes and entries are unknown")
     return lines
 
 

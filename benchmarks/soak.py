@@ -5,7 +5,7 @@ A sample is taken every few seconds from outside the worker: its resident set si
 entries and evictions (``/stats`` ``l1``). They are shown as a table (one row a minute) and
 as an SVG plot of two panels, each with its bound drawn as a dashed line: RSS against the RSS
 of a worker without L1 under the same load plus ``CACHE_L1_MAX_BYTES`` plus the L1's
-documented overhead, and the L1's bytes against ``CACHE_L1_MAX_BYTES``.
+bookkeeping beyond the bytes it counts, and the L1's bytes against ``CACHE_L1_MAX_BYTES``.
 
 Everything here but :func:`rss_bytes` and :func:`read_sample` is pure: no servers.
 """
@@ -30,6 +30,9 @@ class Sample:
         l1_bytes: bytes of entries its L1 held (as the L1 counts them).
         l1_entries: entries its L1 held.
         l1_evictions: entries its L1 evicted since it started.
+
+    The L1's figures are -1 when ``/stats`` has no ``l1`` object (a service that does not
+    report its L1).
     """
 
     seconds: float
@@ -37,6 +40,11 @@ class Sample:
     l1_bytes: int
     l1_entries: int
     l1_evictions: int
+
+    @property
+    def has_l1(self) -> bool:
+        """Whether the L1's figures were reported."""
+        return self.l1_bytes >= 0
 
 
 def rss_bytes(pid: int) -> int:
@@ -69,10 +77,17 @@ def l1_worker(stats: Mapping[str, Any], pid: int | None = None) -> dict[str, Any
 def read_sample(stats: Mapping[str, Any], seconds: float) -> Sample:
     """Return the sample of the only L1 worker of ``stats`` (a ``/stats`` document).
 
+    Without an ``l1`` object, the only worker of ``db_pool.workers``, its L1 figures -1.
+
     Raises:
-        RuntimeError: as :func:`l1_worker`.
+        RuntimeError: as :func:`l1_worker`, or not one worker in ``db_pool.workers``.
         OSError: its process is gone.
     """
+    if "l1" not in stats:
+        workers = (stats.get("db_pool") or {}).get("workers") or []
+        if len(workers) != 1:
+            raise RuntimeError(f"expected one worker in /stats, got {workers}")
+        return Sample(seconds, rss_bytes(int(workers[0]["pid"])), -1, -1, -1)
     worker = l1_worker(stats)
     return Sample(
         seconds=seconds,
@@ -99,10 +114,9 @@ def table_rows(samples: Sequence[Sample]) -> list[list[str]]:
     rows = [["time", "RSS MiB", "L1 bytes", "L1 entries", "L1 evictions"]]
     for s in samples:
         minutes, secs = divmod(round(s.seconds), 60)
-        rows.append([
-            f"{minutes}:{secs:02d}", f"{s.rss_bytes / MIB:.1f}", f"{s.l1_bytes:,}",
-            f"{s.l1_entries:,}", f"{s.l1_evictions:,}",
-        ])  # fmt: skip
+        l1 = [f"{n:,}" if s.has_l1 else "n/a" for n in (s.l1_bytes, s.l1_entries,
+                                                          s.l1_evictions)]  # fmt: skip
+        rows.append([f"{minutes}:{secs:02d}", f"{s.rss_bytes / MIB:.1f}", *l1])
     return rows
 
 
@@ -176,7 +190,7 @@ def _panel(p: Panel, times: Sequence[float], top: int) -> list[str]:
         f'<text x="{_WIDTH - _RIGHT}" y="{y(p.bound) - 4:.1f}" font-size="10" fill="#c00" '
         f'text-anchor="end">{escape(p.bound_label)}</text>'
     )
-    if p.values:
+    if p.values and len(p.values) == len(times):
         points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, p.values, strict=True))
         out.append(f'<polyline fill="none" stroke="#06c" stroke-width="1.5" points="{points}"/>')
     return out
@@ -194,8 +208,8 @@ def plot_svg(samples: Sequence[Sample], max_bytes: int, rss_bound_bytes: int) ->
     panels = [
         Panel("worker RSS (MiB)", [s.rss_bytes / MIB for s in samples], rss_bound_bytes / MIB,
               f"bound {rss_bound_bytes / MIB:.1f} MiB"),
-        Panel("L1 bytes (MiB)", [s.l1_bytes / MIB for s in samples], max_bytes / MIB,
-              f"CACHE_L1_MAX_BYTES {max_bytes / MIB:.2f} MiB"),
+        Panel("L1 bytes (MiB)", [s.l1_bytes / MIB for s in samples if s.has_l1],
+              max_bytes / MIB, f"CACHE_L1_MAX_BYTES {max_bytes / MIB:.2f} MiB"),
     ]  # fmt: skip
     height = _PANEL_HEIGHT * len(panels)
     body = []
