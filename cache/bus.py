@@ -41,14 +41,15 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import SentinelConnectionPool
 
 from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, CacheUnavailableError, translate_redis_errors
 from cache.keys import KeyScheme
-from cache.near import NearCache, boot_clock
+from cache.near import FILL_WINDOW_SECONDS, MAX_AGE_SECONDS, NearCache, boot_clock
 from cache.routing import RedisClient, primary_of
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ logger = logging.getLogger(__name__)
 #: The bound on the rate at which clocks may run apart (1 %): far above a quartz clock's
 #: drift (about 1e-5) and NTP's slew limit (5e-4).
 DEFAULT_DRIFT = 0.01
+
+#: How long an invalidation's deleted keys stay listed in its tags' tombstones, in seconds: past
+#: it, no near cache holds what the invalidation deleted even if its message never came (an entry
+#: is filled within FILL_WINDOW_SECONDS of its read and held MAX_AGE_SECONDS at most), with room
+#: for clocks that drift apart.
+TOMBSTONE_SECONDS = 2 * (MAX_AGE_SECONDS + FILL_WINDOW_SECONDS) + 8
 
 #: Subtracted from a holder's fence, in seconds: the millisecond rounding of Redis's clock.
 _MARGIN_SECONDS = 0.002
@@ -158,7 +165,8 @@ class InvalidationBus:
         self._channel = scheme.near_channel
         self._own_channel = scheme.near_holder_channel(self.holder)
         self._sharded = isinstance(redis, RedisCluster)
-        self._client: Redis | None = None if self._sharded else _standalone(redis)
+        self._client: Redis | None = None if self._sharded else _own_client(redis)
+        self._owns_client = self._client is not redis
         self._ids = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
         self._acks: list[tuple[str, str]] = []
@@ -173,6 +181,24 @@ class InvalidationBus:
     def lease_ms(self) -> int:
         """A holder's lease, in milliseconds."""
         return self._lease_ms
+
+    @property
+    def lapse_seconds(self) -> float:
+        """How long after the last renewal Redis ran every holder's lease has surely lapsed.
+
+        In seconds, on this process's clock; 0 with the lease check off. A write whose
+        invalidation could not be published waits this long before it is answered: holders
+        that cannot reach Redis either stop answering from their near caches by then.
+        """
+        if not self._lease_check:
+            return 0.0
+        stretch = (1 + self._drift) / (1 - self._drift)
+        return self._lease_ms / 1000 * stretch + _MARGIN_SECONDS
+
+    @property
+    def tombstone_ms(self) -> int:
+        """How long invalidated keys stay in their tags' tombstones, in milliseconds."""
+        return int(TOMBSTONE_SECONDS * 1000)
 
     @property
     def channel(self) -> str:
@@ -198,7 +224,7 @@ class InvalidationBus:
             self._task = None
         if self._ack_task is not None:
             await stop_task(self._ack_task)
-        if self._sharded and self._client is not None:
+        if self._owns_client and self._client is not None:
             await self._client.aclose()
 
     # -- writing ------------------------------------------------------------------------
@@ -291,9 +317,17 @@ class InvalidationBus:
     # -- holding ------------------------------------------------------------------------
 
     async def _command_client(self) -> Redis:
+        """This process's client of the bus's server.
+
+        Raises:
+            CacheUnavailableError: with a cluster, its slot map names no node for the bus.
+        """
         if self._client is None:
             assert isinstance(self._redis, RedisCluster)
-            self._client = _node_client(self._redis, self._holders_key)
+            try:
+                self._client = _node_client(self._redis, self._holders_key)
+            except Exception as exc:
+                raise CacheUnavailableError(f"no node serves the bus's slot: {exc!r}") from exc
         return self._client
 
     async def _run(self) -> None:
@@ -462,17 +496,27 @@ def _text(value: bytes | str | int) -> str:
     return str(value)
 
 
-def _standalone(redis: RedisClient) -> Redis:
+def _own_client(redis: RedisClient) -> Redis:
+    """A client of the same server with a small pool of its own, when it can be made.
+
+    The bus's subscription, renewals and acknowledgements never wait behind requests for a
+    pooled connection (a renewal that waits lets the lease lapse), nor leave a connection that
+    was subscribed in the requests' pool. A Sentinel-managed client is shared: its pool
+    follows the master.
+    """
     assert isinstance(redis, Redis)
-    return redis
+    pool = redis.connection_pool
+    if isinstance(pool, SentinelConnectionPool):
+        return redis
+    kwargs = {**pool.connection_kwargs}
+    own = ConnectionPool(connection_class=pool.connection_class, max_connections=8, **kwargs)
+    return Redis.from_pool(own)
 
 
 def _node_client(cluster: RedisCluster, key: str) -> Redis:
     """A client of the one node that serves ``key``'s slot (the bus's keys and channels)."""
     node = primary_of(cluster, key)
-    kwargs = {
-        k: v
-        for k, v in node.connection_kwargs.items()
-        if k not in ("host", "port", "connection_pool", "redis_connect_func")
-    }
-    return Redis(host=node.host, port=int(node.port), **kwargs)
+    # The node's own connection settings (address, timeouts, credentials, TLS), as its
+    # connections are made; a pool of this client's own.
+    pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+    return Redis.from_pool(pool)  # closing the client disconnects its pool

@@ -23,8 +23,13 @@ slot at a time.
 With a bus (:mod:`cache.bus`), the same script publishes the keys it deleted to the processes'
 near caches and reads their live holders, and the invalidation returns once each acknowledged
 or its lease lapsed (with a cluster: once every group ran, in one more round trip to the bus's
-node). An invalidation whose tag sets were all empty publishes nothing and waits for no one:
-a near cache holds an entry only while its key is in the tag sets of its tags.
+node). The deleted keys stay listed in a tombstone set per tag (``{prefix}:tg:{tag}``) for the
+bus's ``tombstone_ms``, and every invalidation of the tag names them again: an invalidation
+that finds a tag set emptied by one just before it must not return before the near caches
+dropped what that one deleted, whose message may still be on its way. An invalidation whose
+tag sets and tombstones were all empty publishes nothing and waits for no one: a near cache
+holds an entry only while its key is in the tag sets of its tags, or for at most the
+tombstones' life after it left them (see docs/near-cache.md).
 
 Tag sets expire with the longest-lived entry filed under them; members whose entry was already
 deleted through another tag are harmless and go with the set.
@@ -74,47 +79,48 @@ return deleted
 """
 )
 
-# The same, listing the entry keys of the tag sets (a cluster's group: they are published after
-# every group ran). Returns {deleted, key, ...}.
-_INVALIDATE_LISTING = (
-    _RAISE_WATERMARK
-    + """
+# With near caches: the same, with a tombstone set per tag (KEYS in triples: tag set, tag
+# sequence, tombstones; ARGV[3]: tombstone ms). The deleted keys move to the tombstones for
+# that long, and are listed with the tag set's: an invalidation also names what the ones just
+# before it deleted, whose messages may still be on their way (see docs/near-cache.md).
+_DELETE_LISTING = """
 local seq = redis.call('INCR', KEYS[2])
 local listed = {0}
-for i = 3, #KEYS, 2 do
+for i = 3, LAST, 3 do
   local members = redis.call('SMEMBERS', KEYS[i])
   for j = 1, #members, 1000 do
-    listed[1] = listed[1] + redis.call('UNLINK', unpack(members, j, math.min(j + 999, #members)))
+    local batch = {unpack(members, j, math.min(j + 999, #members))}
+    listed[1] = listed[1] + redis.call('UNLINK', unpack(batch))
+    redis.call('SADD', KEYS[i + 2], unpack(batch))
   end
-  for j = 1, #members do listed[#listed + 1] = members[j] end
+  for _, key in ipairs(redis.call('SMEMBERS', KEYS[i + 2])) do listed[#listed + 1] = key end
+  if #members > 0 then redis.call('PEXPIRE', KEYS[i + 2], ARGV[3]) end
   redis.call('DEL', KEYS[i])
   redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
 end
+"""
+
+# A cluster's group (the keys are published after every group ran). Returns {deleted, key, ...}.
+_INVALIDATE_LISTING = (
+    _RAISE_WATERMARK
+    + _DELETE_LISTING.replace("LAST", "#KEYS")
+    + """
 return listed
 """
 )
 
 # The same, then publishing the entry keys to the near caches and reading their live holders
-# (one server). KEYS: as _INVALIDATE, then the holders; ARGV: position or '', horizon ms,
-# channel, message header. Returns {deleted} when no tag set had a member, else
+# (one server). KEYS: as _INVALIDATE_LISTING, then the holders; ARGV: position or '', horizon ms,
+# tombstone ms, channel, message header. Returns {deleted} when no tag set nor tombstone set
+# had a member, else
 # {deleted, now ms, holder, lease end, ...}.
 _INVALIDATE_ANNOUNCING = (
     _RAISE_WATERMARK
+    + _DELETE_LISTING.replace("LAST", "#KEYS - 1")
     + """
-local seq = redis.call('INCR', KEYS[2])
-local deleted = 0
-local keys = {}
-for i = 3, #KEYS - 1, 2 do
-  local members = redis.call('SMEMBERS', KEYS[i])
-  for j = 1, #members, 1000 do
-    deleted = deleted + redis.call('UNLINK', unpack(members, j, math.min(j + 999, #members)))
-  end
-  for j = 1, #members do keys[#keys + 1] = members[j] end
-  redis.call('DEL', KEYS[i])
-  redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
-end
-if #keys == 0 then return {deleted} end
-redis.call('PUBLISH', ARGV[3], ARGV[4] .. table.concat(keys, '\\n'))
+if #listed == 1 then return listed end
+local deleted = table.remove(listed, 1)
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. table.concat(listed, '\\n'))
 """
     + LIVE_HOLDERS.replace("HOLDERS", "#KEYS")
     + """
@@ -197,7 +203,7 @@ class Invalidator:
             with translate_redis_errors("invalidate tags"):
                 reply = await self._announcing(
                     keys=[*self._keys(unique, ""), bus.holders_key],
-                    args=[*args, bus.channel, message.header],
+                    args=[*args, bus.tombstone_ms, bus.channel, message.header],
                 )
         except BaseException:
             bus.abandon(message)
@@ -207,8 +213,11 @@ class Invalidator:
 
     def _keys(self, tags: list[str], group: str) -> list[str]:
         keys = [self._scheme.watermark(group), self._scheme.sequence(group)]
+        scheme = self._scheme
         for tag in tags:
-            keys += [self._scheme.tag_set(tag, group), self._scheme.tag_sequence(tag, group)]
+            keys += [scheme.tag_set(tag, group), scheme.tag_sequence(tag, group)]
+            if self._bus is not None:
+                keys.append(scheme.tag_tombstones(tag, group))
         return keys
 
     async def _invalidate_groups(
@@ -227,7 +236,17 @@ class Invalidator:
                 for group in groups:
                     keys = self._keys(tags, group)
                     # EVAL, not EVALSHA: a pipeline cannot retry a NOSCRIPT reply.
-                    pipe.eval(_INVALIDATE_LISTING, len(keys), *keys, at, self._horizon_ms)
+                    if self._bus is None:
+                        pipe.eval(_INVALIDATE, len(keys), *keys, at, self._horizon_ms)
+                    else:
+                        pipe.eval(
+                            _INVALIDATE_LISTING,
+                            len(keys),
+                            *keys,
+                            at,
+                            self._horizon_ms,
+                            self._bus.tombstone_ms,
+                        )
                 for node in waits.values():
                     pipe.execute_command("WAIT", 1, self._ack_timeout_ms, target_nodes=node)
                 replies = await pipe.execute(raise_on_error=False)
@@ -240,11 +259,12 @@ class Invalidator:
                 f"no replica acknowledged an invalidation within {self._ack_timeout_ms} ms"
             )
         listed = replies[: len(groups)]
-        if self._bus is not None:
-            keys = [k.decode() if isinstance(k, bytes) else k for r in listed for k in r[1:]]
-            if keys:
-                # After every group ran: a holder that drops the keys cannot read them back.
-                await self._bus.announce("k", "\n".join(keys))
+        if self._bus is None:
+            return sum(int(n) for n in listed)
+        keys = [k.decode() if isinstance(k, bytes) else k for r in listed for k in r[1:]]
+        if keys:
+            # After every group ran: a holder that drops the keys cannot read them back.
+            await self._bus.announce("k", "\n".join(keys))
         return sum(int(r[0]) for r in listed)
 
     async def revoke_leases(self, *, position: int | None = None) -> None:

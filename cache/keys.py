@@ -5,6 +5,8 @@ Layout, for a scheme whose prefix is ``cs``:
 ==========================  ================================================================
 ``cs:e:{namespace}:{id}``   a cached entry (see :mod:`cache.codec`)
 ``cs:t:{tag}``              a tag set: the entry keys stored under that tag
+``cs:tg:{tag}``             the entry keys the tag's recent invalidations deleted, kept for a
+                            short while for the near caches (see :mod:`cache.invalidation`)
 ``cs:ts:{tag}``             the invalidation sequence number at which the tag was last
                             invalidated (kept for a bounded time, see :mod:`cache.invalidation`)
 ``cs:seq``                  the invalidation sequence: incremented by every invalidation
@@ -235,6 +237,10 @@ class KeyScheme:
     def tag_sequence(self, tag: str, group: str = "") -> str:
         """Return the key holding the sequence number at which ``tag`` was last invalidated."""
         return f"{self.prefix}:ts:{group}:{tag}" if group else f"{self.prefix}:ts:{tag}"
+
+    def tag_tombstones(self, tag: str, group: str = "") -> str:
+        """Return the key of the set of entry keys ``tag``'s recent invalidations deleted."""
+        return f"{self.prefix}:tg:{group}:{tag}" if group else f"{self.prefix}:tg:{tag}"
 
     def sequence(self, group: str = "") -> str:
         """Return the key of the invalidation sequence counter (of slot ``group``)."""

@@ -15,7 +15,11 @@ of at most 3). One-hit wonders under Zipf traffic thus never push the hot keys o
   answering before any writer stops waiting for it.
 * **Refused racing fills.** A read takes :meth:`NearCache.mark` before it asks Redis; its fill
   is refused when an invalidation of its key (or of everything) was applied since, since the
-  value it read from Redis may be what that invalidation replaced.
+  value it read from Redis may be what that invalidation replaced, and when the read began
+  more than :data:`FILL_WINDOW_SECONDS` ago.
+* **A bounded age.** An entry is held at most :data:`MAX_AGE_SECONDS` after its fill, so that
+  an invalidation's tombstones (see :mod:`cache.invalidation`) outlive every copy of what it
+  deleted.
 
 Entries keep the rules of Redis's copy: an entry is answered fresh until its ``fresh_until_ms``,
 stale within its namespace's stale-while-revalidate period after that, and dropped past it.
@@ -31,8 +35,13 @@ from cache.codec import Entry
 
 #: Bytes counted for each entry besides its bodies, ETags and key: the Python objects that hold
 #: it (the entry and its representations, the queue nodes, the item). Measured with
-#: ``tracemalloc`` for entries with two encoded representations; see docs/near-cache.md.
-ENTRY_OVERHEAD_BYTES = 600
+#: ``tracemalloc`` for entries with two encoded representations (740 bytes); see docs/near-cache.md.
+ENTRY_OVERHEAD_BYTES = 800
+
+#: How long an entry is held at most after its fill, in seconds (then read from Redis again).
+MAX_AGE_SECONDS = 10.0
+#: A fill whose read began longer ago than this is refused, in seconds.
+FILL_WINDOW_SECONDS = 1.0
 
 #: The small queue's share of the bytes (S3-FIFO's 10 %).
 _SMALL_SHARE = 0.1
@@ -63,7 +72,7 @@ def entry_size(key: str, entry: Entry) -> int:
 
 
 class _Item:
-    __slots__ = ("entry", "frequency", "keep_until_ms", "main", "namespace", "size")
+    __slots__ = ("entry", "frequency", "held_until", "keep_until_ms", "main", "namespace", "size")
 
     def __init__(
         self, entry: Entry, size: int, keep_until_ms: int, namespace: str, main: bool
@@ -71,6 +80,7 @@ class _Item:
         self.entry = entry
         self.size = size
         self.keep_until_ms = keep_until_ms
+        self.held_until = 0.0
         self.namespace = namespace
         self.frequency = 0
         self.main = main
@@ -137,8 +147,12 @@ class NearStore:
             item.frequency += 1
         return item
 
-    def put(self, key: str, entry: Entry, keep_until_ms: int, namespace: str) -> bool:
+    def put(
+        self, key: str, entry: Entry, keep_until_ms: int, namespace: str, held_until: float = 0.0
+    ) -> bool:
         """Hold ``entry`` at ``key`` until ``keep_until_ms`` (ms since the epoch).
+
+        ``held_until`` is kept with it for the caller (a :func:`boot_clock` time).
 
         Returns:
             False when the entry alone is larger than the small queue (it is not held).
@@ -153,6 +167,7 @@ class NearStore:
         if main:
             del self._ghosts[key]
         item = _Item(entry, size, keep_until_ms, namespace, main)
+        item.held_until = held_until
         if old is not None:
             item.frequency = old.frequency
         self._items[key] = item
@@ -231,6 +246,10 @@ class NearStore:
             return
 
 
+#: What :meth:`NearCache.mark` returns: the invalidations applied so far and when it was taken.
+NearMark = tuple[int, float]
+
+
 class NearCache:
     """The near cache of one process: a :class:`NearStore` behind a lease fence.
 
@@ -264,21 +283,24 @@ class NearCache:
             key: the entry's Redis key.
             now_ms: the wall clock, ms since the epoch.
         """
-        if self._lease_check and boot_clock() >= self._valid_until:
+        now = boot_clock()
+        if self._lease_check and now >= self._valid_until:
             return None
         item = self._store.get(key)
         if item is None:
             return None
-        if now_ms >= item.keep_until_ms:
+        if now_ms >= item.keep_until_ms or now >= item.held_until:
             self._store.discard(key)
             return None
         return item.entry
 
-    def mark(self) -> int:
+    def mark(self) -> NearMark:
         """Return the mark a read takes before it asks Redis, for :meth:`fill`."""
-        return self._generation
+        return self._generation, boot_clock()
 
-    def fill(self, key: str, namespace: str, entry: Entry, keep_until_ms: int, mark: int) -> bool:
+    def fill(
+        self, key: str, namespace: str, entry: Entry, keep_until_ms: int, mark: NearMark
+    ) -> bool:
         """Hold ``entry``, read from Redis after ``mark``, unless an invalidation raced the read.
 
         Args:
@@ -290,12 +312,19 @@ class NearCache:
 
         Returns:
             Whether it is held: False when an invalidation of ``key`` (or of everything) was
-            applied since ``mark`` (counted in ``fills_refused``), or the entry is too large.
+            applied since ``mark``, or ``mark`` is older than :data:`FILL_WINDOW_SECONDS`
+            (counted in ``fills_refused``), or the entry is too large.
         """
-        if mark < self._floor or self._drops.get(key, -1) > mark:
+        generation, began = mark
+        now = boot_clock()
+        if (
+            generation < self._floor
+            or self._drops.get(key, -1) > generation
+            or now - began > FILL_WINDOW_SECONDS
+        ):
             self.fills_refused += 1
             return False
-        return self._store.put(key, entry, keep_until_ms, namespace)
+        return self._store.put(key, entry, keep_until_ms, namespace, now + MAX_AGE_SECONDS)
 
     def discard(self, key: str) -> None:
         """Drop the entry at ``key`` (it expired); not an invalidation."""

@@ -52,7 +52,7 @@ from cache.filling import BatchFiller
 from cache.hotkeys import HotKeyTracker
 from cache.keys import CacheKey
 from cache.leases import Lease, LeaseStore
-from cache.near import NearCache
+from cache.near import NearCache, NearMark
 from cache.policy import PolicyTable
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats
@@ -201,7 +201,7 @@ class ReadThroughCache:
         if breaker is not None and not breaker.allows():
             return await self._bypass(key, loader)
         near = self._near
-        mark: int | None = None
+        mark: NearMark | None = None
         if near is not None:
             now_ms = wall_clock_ms()
             held = near.lookup(key.redis_key, now_ms)
@@ -266,7 +266,7 @@ class ReadThroughCache:
         self._refresh_in_background(key, loader)
         return _lookup(entry, CacheState.STALE, now_ms, near=True)
 
-    def _fill(self, key: CacheKey, entry: Entry, mark: int) -> None:
+    def _fill(self, key: CacheKey, entry: Entry, mark: NearMark) -> None:
         """Keep ``entry``, read from Redis after ``mark``, in the near cache (unless raced)."""
         near = self._near
         if near is not None:
@@ -382,7 +382,7 @@ class ReadThroughCache:
         return _Outcome(lookup, started, vouched_until)
 
     async def _load_under(
-        self, lease: Lease, key: CacheKey, loader: Loader, mark: int | None
+        self, lease: Lease, key: CacheKey, loader: Loader, mark: NearMark | None
     ) -> tuple[Lookup, float]:
         """Load and store under ``lease``; return the lookup and when the store was sent.
 

@@ -62,6 +62,8 @@ from service.lifecycle import Lifecycle
 from service.logs import configure_logging
 from service.metrics import ServiceMetrics
 from service.migrations import upgrade
+from service.near_figures import near_sampler
+from service.near_figures import worker_figures as near_worker_figures
 from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimits import RateLimitMiddleware, RateLimits
@@ -78,6 +80,9 @@ from service.workers import create_worker_registry
 from service.writes import ArticleWrites
 
 logger = logging.getLogger(__name__)
+
+#: How long startup waits for the near caches' bus to subscribe, in seconds.
+BUS_STARTUP_WAIT_SECONDS = 1.0
 
 #: How long invalidation records are kept, in seconds (see :mod:`cache.leases`).
 LEASE_HORIZON_SECONDS = 300.0
@@ -278,6 +283,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         )
         bus.start()
         stack.push_async_callback(bus.aclose)
+        # Its own channel carries the holders' acknowledgements of its first writes.
+        if not await bus.wait_subscribed(BUS_STARTUP_WAIT_SECONDS):
+            logger.warning("near cache bus not subscribed at startup (Redis unreachable?)")
         invalidator = Invalidator(
             redis,
             scheme,
@@ -295,7 +303,10 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             engine,
             instance=settings.instance_name,
             flush_interval_seconds=settings.stats_flush_interval_seconds,
-            parts={"db_replicas": lambda: worker_figures(replicas)},
+            parts={
+                "db_replicas": lambda: worker_figures(replicas),
+                "l1": lambda: near_worker_figures(near, bus),
+            },
         )
         stats.add_flush_part(workers)
         stack.push_async_callback(workers.leave)
@@ -337,6 +348,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         stack.push_async_callback(database_breaker.aclose)
         metrics.add_sampler(worker_sampler(engine, redis, (redis_breaker, database_breaker)))
         metrics.add_sampler(replica_sampler(metrics, replicas))
+        metrics.add_sampler(near_sampler(metrics, near, bus))
         # Publishes the answers counted in memory too: every second, and before each scrape.
         gauges = BackgroundTask("metrics-gauges", every(SAMPLE_INTERVAL_SECONDS, metrics.sample))
         gauges.start()
@@ -436,6 +448,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             invalidator,
             redis_breaker,
             position_after_commit=replicas.position_after_write if replicas.replicas else None,
+            near_lapse_seconds=bus.lapse_seconds,
         )
         yield AppState(
             settings=settings,

@@ -16,7 +16,11 @@ Families (the contract's names; ``{...}`` are labels):
 
 * ``content_cache_requests_total{namespace, result}``: result ``hit``, ``miss``, ``stale``,
   ``bypass``; ``content_cache_events_total{namespace, event}``: the cache's other counters
-  (``coalesced``, ``lease_losses``, ...), both as :class:`cache.CacheStats` flushes them.
+  (``coalesced``, ``lease_losses``, ...), both as :class:`cache.CacheStats` flushes them;
+  ``content_cache_l1_requests_total{namespace, result}``: of the hits and stale answers, those
+  the near cache (L1) gave (result ``hit``, ``stale``; counted in the first family too).
+* ``content_cache_l1_ack_wait_seconds``: histogram of how long writes waited for the near
+  caches' acknowledgements.
 * ``content_cache_load_seconds{namespace}``: histogram of loader calls.
 * ``http_requests_total{route, method, status}``, ``http_request_duration_seconds{route,
   method}``: every answer, by route template (``unmatched`` when no route matched).
@@ -26,7 +30,8 @@ Families (the contract's names; ``{...}`` are labels):
 * ``content_breaker_open{backend}``: 1 while a breaker of any live worker is open.
 * ``content_outbox_backlog``: the newest backlog a live worker sampled.
 * ``content_warming_keys_total{result}``: ``done``, ``skipped``, ``error``.
-* the read replicas' families: see :mod:`service.replica_figures`.
+* the read replicas' families: see :mod:`service.replica_figures`; the near caches' gauges and
+  counters: see :mod:`service.near_figures`.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from cache.counters import READ_STATES
+from cache.counters import L1_HITS, L1_STALE, READ_STATES
 from service.metrics_dir import MULTIPROC_ENV
 
 logger = logging.getLogger(__name__)
@@ -55,6 +60,8 @@ CONTENT_TYPE: Final = CONTENT_TYPE_PLAIN_0_0_4
 UNMATCHED: Final = "unmatched"
 #: the cache counters that are results of ``content_cache_requests_total``
 RESULTS: Final = READ_STATES
+#: the cache counters that are results of ``content_cache_l1_requests_total``
+L1_RESULTS: Final = {L1_HITS: "hit", L1_STALE: "stale"}
 WARMING_RESULTS: Final = ("done", "skipped", "error")
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -132,6 +139,13 @@ class ServiceMetrics:
             "content_cache_events",
             "Other cache outcomes by namespace (coalesced, lease_losses, refreshes, ...).",
             ["namespace", "event"],
+            registry=own,
+        )
+        self.l1_requests = Counter(
+            "content_cache_l1_requests",
+            "Cache reads answered from a near cache (L1) by namespace and result (hit, stale); "
+            "counted in content_cache_requests too.",
+            ["namespace", "result"],
             registry=own,
         )
         self.cache_load_seconds = Histogram(
@@ -234,6 +248,8 @@ class ServiceMetrics:
             result = RESULTS.get(counter)
             if result is not None:
                 self.cache_requests.labels(namespace, result).inc(n)
+            elif (result := L1_RESULTS.get(counter)) is not None:
+                self.l1_requests.labels(namespace, result).inc(n)
             else:
                 self.cache_events.labels(namespace, counter).inc(n)
 

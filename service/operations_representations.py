@@ -95,7 +95,31 @@ class CacheCounters(_Answer):
     store_rejected: int = Field(description="stores refused because an invalidation came first")
     refreshes: int = Field(description="background refreshes")
     refresh_failures: int = Field(description="background refreshes that failed")
+    l1_hits: int = Field(
+        description="of the hits, those answered from a worker's near cache (L1), not Redis"
+    )
+    l1_stale: int = Field(
+        description="of the stale answers, those answered from a worker's near cache (L1)"
+    )
     hit_ratio: float = Field(description="hits / (hits + misses); 0 when both are 0")
+
+
+class TierFigures(_Answer):
+    """The answers one tier gave."""
+
+    hits: int = Field(description="hits it answered")
+    stale: int = Field(description="stale entries it answered")
+    hit_ratio: float = Field(
+        description="its hits / (hits + misses) of every read, so that the tiers' ratios add "
+        "up to the cache's hit_ratio; 0 when there was no read"
+    )
+
+
+class Tiers(_Answer):
+    """The hits and stale answers split by tier: L1 (each worker's near cache) and L2 (Redis)."""
+
+    l1: TierFigures = Field(description="the near caches: l1_hits and l1_stale")
+    l2: TierFigures = Field(description="Redis: hits - l1_hits and stale - l1_stale")
 
 
 class CacheFigures(CacheCounters):
@@ -106,6 +130,7 @@ class CacheFigures(CacheCounters):
         "only this process's unsent counts)"
     )
     namespaces: dict[str, CacheCounters] = Field(description="by namespace, sorted")
+    tiers: Tiers
     invalidation_failures: int = Field(
         description="invalidations this worker could not apply after a commit (the outbox "
         "applies them later)"
@@ -254,8 +279,49 @@ class DbReplicas(_Answer):
     replicas: list[ReplicaFigures]
 
 
+class NearCacheFigures(_Answer):
+    """A near cache (L1) and its worker's invalidation bus."""
+
+    max_bytes: int = Field(description="its bound, bytes; 0 when the near cache is off")
+    bytes: int = Field(
+        description="bytes of the entries it holds (bodies, ETags and keys, plus a fixed "
+        "overhead per entry)"
+    )
+    entries: int = Field(description="entries it holds")
+    evictions: int = Field(description="entries evicted to stay within max_bytes")
+    fills_refused: int = Field(description="fills refused because an invalidation raced the read")
+    invalidations: int = Field(description="invalidation messages it applied")
+    lease_valid: bool = Field(
+        description="whether it answers (its holder's lease in Redis is valid, or the lease "
+        "check is off), as of reported_at; false when the near cache is off"
+    )
+    ack_waits: int = Field(description="this worker's writes that waited for a holder's ack")
+    lapsed_leases: int = Field(
+        description="holders whose lease this worker's writes waited out (no acknowledgement)"
+    )
+
+
+class NearCacheWorker(WorkerIdentity, NearCacheFigures):
+    """One live worker's near cache."""
+
+
+class NearCaches(_Answer):
+    """The near caches (L1): sums over the live workers of every instance, and each worker."""
+
+    max_bytes: int = Field(description="the sum of the live workers' bounds, bytes")
+    bytes: int = Field(description="the sum of the bytes the live workers' entries count")
+    entries: int = Field(description="the sum of the live workers' entries")
+    lease_ms: int = Field(description="a holder's lease (CACHE_L1_LEASE_MS), milliseconds")
+    lease_check: bool = Field(
+        description="CACHE_L1_LEASE_CHECK: false is the best-effort mode, for comparison only"
+    )
+    workers: list[NearCacheWorker] = Field(
+        description="each live worker that reports near-cache figures"
+    )
+
+
 class Stats(_Answer):
-    """The figures a dashboard polls: cache, rates, pools, Redis, outbox, breakers, warming."""
+    """The figures a dashboard polls: cache, rates, pools, Redis, outbox, warming, near caches."""
 
     cache: CacheFigures
     rates: Rates
@@ -265,3 +331,4 @@ class Stats(_Answer):
     breakers: Breakers
     warming: WarmingFigures
     db_replicas: DbReplicas
+    l1: NearCaches

@@ -196,6 +196,7 @@ class Settings(BaseSettings):
             "Redis, counted as bodies, ETags and keys plus a fixed overhead per entry; 0 turns it "
             "off (see docs/near-cache.md)"
         ),
+        json_schema_extra={"shown_default": "`33554432` (32 MiB)"},
     )
     cache_l1_lease_ms: int = Field(
         500,

@@ -12,6 +12,7 @@ the write was answered reads a replica only once it has replayed the write.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -45,6 +46,10 @@ class UnitOfWork:
             are invalidated without it and the breaker is tripped, as for a failed
             invalidation: no entry is served until the outbox, which records positions of its
             own, has been applied.
+        near_lapse_seconds: how long a write whose invalidation failed (or was skipped while
+            the breaker is open) waits before it is answered, in seconds: the near caches'
+            leases (:attr:`cache.bus.InvalidationBus.lapse_seconds`), so that the workers that
+            lost Redis too have stopped answering from their near caches; 0 for none.
 
     Attributes:
         invalidation_failures: how many invalidations failed (their writes were answered, and
@@ -57,11 +62,13 @@ class UnitOfWork:
         invalidator: Invalidator,
         redis_breaker: CircuitBreaker | None = None,
         position_after_commit: Callable[[], Awaitable[int | None]] | None = None,
+        near_lapse_seconds: float = 0.0,
     ) -> None:
         self._sessions = sessions
         self._invalidator = invalidator
         self._breaker = redis_breaker
         self._position = position_after_commit
+        self._near_lapse = near_lapse_seconds
         self.invalidation_failures = 0
 
     @asynccontextmanager
@@ -80,6 +87,7 @@ class UnitOfWork:
         # Checked after the commit: while the breaker is open nothing is served from Redis, and
         # its recovery applies the outbox (where the triggers recorded this write) first.
         if self._breaker is not None and self._breaker.state is BreakerState.OPEN:
+            await self._outlast_near_caches(tags)
             return
         position: int | None = None
         positioned = True
@@ -101,3 +109,9 @@ class UnitOfWork:
         # outbox has been applied.
         if self._breaker is not None:
             self._breaker.trip()
+        await self._outlast_near_caches(tags)
+
+    async def _outlast_near_caches(self, tags: frozenset[str]) -> None:
+        """Wait until no worker cut off from Redis answers from its near cache any more."""
+        if tags and self._near_lapse > 0:
+            await asyncio.sleep(self._near_lapse)

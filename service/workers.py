@@ -5,7 +5,8 @@ Every worker of every instance reports itself in the ``workers`` group of a
 ``/stats``, answered by any one worker, lists every live worker and sums their pools. A report
 is ``{"instance": str, "pid": int, "started_at": RFC 3339, "db_pool": {size, checked_out,
 checked_in, overflow}, "redis": {pool_in_use, pool_max}}``, and the figures of the parts that
-add their own (``db_replicas``: see :mod:`service.replica_figures`).
+add their own (``db_replicas``: see :mod:`service.replica_figures`; ``l1``: see
+:mod:`service.near_figures`).
 """
 
 from __future__ import annotations

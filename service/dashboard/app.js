@@ -210,6 +210,40 @@
       redis.available === false ? mark("Redis down") : ""])));
   }
 
+  // A worker's lease: "valid" (its near cache answers), "lapsed" (it does not, until its next
+  // renewal comes back), "off" (no near cache), "unchecked" (CACHE_L1_LEASE_CHECK=false).
+  function leaseState(w, leaseCheck) {
+    if (!w.max_bytes) return "off";
+    if (leaseCheck === false) return "unchecked";
+    return w.lease_valid ? "valid" : "lapsed";
+  }
+
+  function badge(value) {
+    const b = document.createElement("b");
+    b.className = "badge " + value;
+    b.textContent = value;
+    return b;
+  }
+
+  function share(used, max) {
+    if (!max) return bytes(used);
+    return bytes(used) + " / " + bytes(max) + " (" + percent(used / max) + ")";
+  }
+
+  function renderNearCache(stats) {
+    const tiers = (stats.cache && stats.cache.tiers) || {};
+    setText("l1-hit-share", tiers.l1 ? percent(tiers.l1.hit_ratio) : "–");
+    setText("l2-hit-share", tiers.l2 ? percent(tiers.l2.hit_ratio) : "–");
+    const l1 = stats.l1 || {};
+    setText("l1-bytes", bytes(l1.bytes));
+    setText("l1-max-bytes", l1.max_bytes === 0 ? "0 (off)" : bytes(l1.max_bytes));
+    setText("l1-lease-ms", l1.lease_ms === undefined ? "" : "lease " + l1.lease_ms + " ms" +
+      (l1.lease_check === false ? " · not checked" : ""));
+    $("l1-rows").replaceChildren(...(l1.workers || []).map((w) => row([w.instance,
+      String(w.pid), count(w.entries), share(w.bytes, w.max_bytes), count(w.evictions),
+      badge(leaseState(w, l1.lease_check))])));
+  }
+
   function renderWarming(warming) {
     warming = warming || {};
     setBadge("warming-state", warming.state);
@@ -277,6 +311,7 @@
     setBadge("breaker-redis", breakers.redis && breakers.redis.state);
     setBadge("breaker-database", breakers.database && breakers.database.state);
     renderPools(stats);
+    renderNearCache(stats);
     renderWarming(stats.warming);
   }
 

@@ -4,7 +4,8 @@ One poll costs no PostgreSQL query (the outbox backlog is sampled in the backgro
 :mod:`service.backlog`) and one pipelined Redis round trip of a fixed number of commands:
 this worker's unsent counts, the counters hash, the two rate-bucket hashes, the workers'
 reports, the running and the last warming job (one script), and ``INFO memory``, ``INFO
-stats`` and ``DBSIZE`` (of each master, on a Redis Cluster, the figures summed).
+stats`` and ``DBSIZE`` (of each master, on a Redis Cluster, the figures summed). The near
+caches' figures (``l1``) ride the workers' reports: they cost no command of their own.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from cache.routing import AnyPipeline
 from service.endpoints import ctx
 from service.keyspaces import NAMESPACES
 from service.metrics import CONTENT_TYPE
+from service.near_figures import near_stats, tier_figures
 from service.replica_figures import replica_stats
 from service.responses import json_response, no_query
 from service.state import AppState
@@ -28,7 +30,7 @@ from service.workers import pool_lists, rfc3339
 
 
 async def stats(request: Request) -> Response:
-    """The cache, rates, pool, Redis, outbox, warming and replica figures of ``/stats``."""
+    """The cache, rates, pools, Redis, outbox, warming, replicas and near caches of ``/stats``."""
     state = ctx(request)
     state.auth.require_stats(request)
     no_query(request)
@@ -53,7 +55,11 @@ async def stats(request: Request) -> Response:
 
     # Concurrent polls share one round trip, and so one reading: it is copied, not changed.
     reading = await state.stats.read(NAMESPACES, queue_reads, share="stats")
-    cache = {**reading.counters, "invalidation_failures": state.unit_of_work.invalidation_failures}
+    cache = {
+        **reading.counters,
+        "tiers": tier_figures(reading.counters),
+        "invalidation_failures": state.unit_of_work.invalidation_failures,
+    }
     # This worker's own row is always fresh, and present even before its first heartbeat.
     me = workers.report_now()
     redis: dict[str, Any] = {
@@ -99,6 +105,11 @@ async def stats(request: Request) -> Response:
             },
             "warming": warming,
             "db_replicas": replica_stats(state.replicas, live),
+            "l1": near_stats(
+                live,
+                lease_ms=state.bus.lease_ms,
+                lease_check=state.settings.cache_l1_lease_check,
+            ),
         }
     )
 

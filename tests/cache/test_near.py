@@ -17,7 +17,15 @@ from redis.asyncio import Redis
 from cache import CacheKey, CacheState, Invalidator, KeyScheme, Loaded
 from cache.bus import InvalidationBus
 from cache.codec import Entry
-from cache.near import ENTRY_OVERHEAD_BYTES, NearCache, NearStore, boot_clock, entry_size
+from cache.near import (
+    ENTRY_OVERHEAD_BYTES,
+    FILL_WINDOW_SECONDS,
+    MAX_AGE_SECONDS,
+    NearCache,
+    NearStore,
+    boot_clock,
+    entry_size,
+)
 from tests.cache.caches import read_through
 from tests.servers import Servers
 
@@ -301,3 +309,21 @@ async def test_a_purge_empties_every_near_cache(real_redis: Redis) -> None:
         assert near.figures().entries == 1
         await Invalidator(real_redis, scheme, bus=bus).purge("ns")
         assert near.figures().entries == 0
+
+
+def test_a_fill_of_a_read_begun_too_long_ago_is_refused() -> None:
+    near = NearCache(100_000)
+    generation, began = near.mark()
+    stale_mark = (generation, began - FILL_WINDOW_SECONDS - 0.01)
+    assert near.fill("k", "ns", entry(), far(), stale_mark) is False
+    assert near.fills_refused == 1 and near.figures().entries == 0
+
+
+def test_an_entry_is_held_no_longer_than_its_maximum_age() -> None:
+    near = NearCache(100_000)
+    near.grant(boot_clock() + 60)
+    near.fill("k", "ns", entry(), far(), near.mark())
+    item = near._store.get("k")
+    assert item is not None and item.held_until <= boot_clock() + MAX_AGE_SECONDS
+    item.held_until = boot_clock() - 0.001  # as if MAX_AGE_SECONDS had passed
+    assert near.lookup("k", int(time.time() * 1000)) is None

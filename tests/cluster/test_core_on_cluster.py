@@ -2,11 +2,13 @@
 
 Reads (hit, miss, stale, negative entries), writes and their invalidations (items, lists,
 counts, renames, a second instance), the outbox relay's tags, purges, statistics, warming
-(hot keys, jobs), and the randomized consistency run with the forced stale set.
+(hot keys, jobs), the near caches' acknowledged invalidation (over shard channels), and the
+randomized consistency run with the forced stale set.
 """
 
 from tests.faults.test_consistency import *  # noqa: F403
 from tests.service.test_invalidation import *  # noqa: F403
+from tests.service.test_near_service import *  # noqa: F403
 from tests.service.test_outbox_tags import *  # noqa: F403
 from tests.service.test_reads import *  # noqa: F403
 from tests.service.test_stats import *  # noqa: F403

@@ -174,6 +174,18 @@ def test_figures_appear_and_follow_the_traffic(
     assert text(browser, "breaker-database") == "closed"
     assert text(browser, "outbox-backlog").isdigit()
     assert text(browser, "warming-state") == "idle"
+    # The near cache answered the rounds after the first: its share of the hits shows beside
+    # Redis's, and its worker's row shows what it holds and a valid lease.
+    wait_for(browser, lambda: number(browser, "l1-hit-share") > 0)
+    assert text(browser, "l2-hit-share").endswith("%")
+    assert number(browser, "l1-hit-share") + number(browser, "l2-hit-share") <= 100.5
+    wait_for(browser, lambda: text(browser, "l1-rows").endswith("valid"))
+    (near_row,) = browser.find_elements(By.CSS_SELECTOR, "#l1-rows tr")
+    cells = [td.text for td in near_row.find_elements(By.TAG_NAME, "td")]
+    assert int(cells[2].replace(",", "")) >= ARTICLES  # entries
+    assert cells[3].endswith("%)") and "32.0 MiB" in cells[3]  # bytes / max (share)
+    assert text(browser, "l1-max-bytes") == "32.0 MiB"
+    assert text(browser, "l1-lease-ms") == "lease 500 ms"
 
     started = time.monotonic()
     # Traffic over several polls, so that the charts draw lines; longer for the README's picture.

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.apps import Api
+from tests.apps import EDITOR, Api
 from tests.deploy.test_monitoring import FAMILIES as GRAFANA_FAMILIES
 
 
@@ -152,3 +152,69 @@ async def test_the_service_exports_every_family_the_grafana_dashboard_reads(api:
         # A counter's TYPE line names it with or without _total, by exposition version.
         names = {family, family.removesuffix("_total")}
         assert kind in {exported.get(name) for name in names}, (family, kind)
+
+
+async def test_near_cache_families_show_its_answers_and_this_workers_near_cache(
+    api: Api, content: dict[str, Any]
+) -> None:
+    from tests.service.test_stats import read_until_near_hit
+
+    await api.state.stats.flush()
+    before = await scrape(api)
+    reads = await read_until_near_hit(api.client, "/api/v1/articles/hello-world")
+    await api.state.stats.flush()
+    text = await scrape(api)
+
+    def l1_results(exposition: str) -> dict[tuple[str, str], float]:
+        return {
+            (labels["namespace"], labels["result"]): value
+            for labels, value in samples(exposition, "content_cache_l1_requests_total")
+        }
+
+    grown = {k: v - l1_results(before).get(k, 0) for k, v in l1_results(text).items()}
+    assert 1 <= grown[("article", "hit")] < reads
+    # Counted in the reads' results too, and nowhere among the other events.
+    results = {
+        (labels["namespace"], labels["result"]): value
+        for labels, value in samples(text, "content_cache_requests_total")
+    }
+    assert results[("article", "hit")] >= grown[("article", "hit")]
+    events = {labels["event"] for labels, _ in samples(text, "content_cache_events_total")}
+    assert not events & {"l1_hits", "l1_stale"}
+
+    def gauge(name: str) -> float:
+        ((labels, value),) = samples(text, name)
+        assert labels == {}  # one process: no pid label
+        return value
+
+    assert gauge("content_cache_l1_entries") >= 1
+    assert gauge("content_cache_l1_max_bytes") == api.state.settings.cache_l1_max_bytes
+    assert 0 < gauge("content_cache_l1_bytes") <= gauge("content_cache_l1_max_bytes")
+    assert gauge("content_cache_l1_lease_valid") == 1
+    for family in ("evictions", "fills_refused", "lapsed_leases", "invalidations"):
+        assert samples(text, f"content_cache_l1_{family}_total"), family
+    assert samples(text, "content_cache_l1_evictions_total") == [({}, 0.0)]
+    assert samples(text, "content_cache_l1_lapsed_leases_total") == [({}, 0.0)]
+    promtool_check(text)
+
+    # A write's invalidation reaches the near cache, which drops the article.
+    ((_, applied),) = samples(text, "content_cache_l1_invalidations_total")
+    r = await api.client.patch(
+        "/api/v1/articles/hello-world", json={"summary": "Changed"}, headers=EDITOR
+    )
+    assert r.status_code == 200, r.text
+    after = await scrape(api)
+    ((_, applied_after),) = samples(after, "content_cache_l1_invalidations_total")
+    assert applied_after > applied
+
+
+async def test_a_worker_without_near_cache_reports_zero_figures(app_on: Any, servers: Any) -> None:
+    async with app_on(servers.database_url, servers.redis_url, cache_l1_max_bytes=0) as api:
+        text = await scrape(api)
+        for name in (
+            "content_cache_l1_entries",
+            "content_cache_l1_bytes",
+            "content_cache_l1_max_bytes",
+            "content_cache_l1_lease_valid",
+        ):
+            assert samples(text, name) == [({}, 0.0)], name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -254,3 +255,84 @@ async def test_outbox_backlog_and_lag_come_from_the_last_sample(
     assert outbox["backlog"] == baseline.backlog + 1
     assert 30 <= outbox["lag_seconds"] < 60
     assert outbox["sampled_at"] > before["sampled_at"]
+
+
+async def read_until_near_hit(client: httpx.AsyncClient, path: str) -> int:
+    """Read ``path`` until the near cache answers it (its lease needs one renewal after startup).
+
+    Returns:
+        The reads made.
+    """
+    reads = 0
+
+    async def near_hit() -> bool:
+        nonlocal reads
+        r = await client.get(path)
+        reads += 1
+        assert r.status_code == 200, r.text
+        return "detail=l1" in r.headers["cache-status"]
+
+    await eventually(near_hit, 10, interval=0.05)
+    return reads
+
+
+async def test_near_cache_hits_show_in_the_tiers_and_in_the_workers_near_cache_row(
+    api: Api, content: dict[str, Any]
+) -> None:
+    reads = await read_until_near_hit(api.client, "/api/v1/articles/hello-world")
+    assert reads >= 2  # the first read is a miss, whose stored load fills the near cache
+    stats = await api.stats()
+    cache = stats["cache"]
+    tiers = cache["tiers"]
+    assert tiers["l1"]["hits"] == cache["l1_hits"] >= 1
+    assert cache["namespaces"]["article"]["l1_hits"] == cache["l1_hits"]
+    assert tiers["l1"]["hits"] + tiers["l2"]["hits"] == cache["hits"]
+    assert tiers["l1"]["stale"] + tiers["l2"]["stale"] == cache["stale"]
+    assert abs(tiers["l1"]["hit_ratio"] + tiers["l2"]["hit_ratio"] - cache["hit_ratio"]) < 1e-9
+    assert tiers["l1"]["hit_ratio"] == tiers["l1"]["hits"] / (cache["hits"] + cache["misses"])
+
+    l1 = stats["l1"]
+    settings = api.state.settings
+    assert (l1["lease_ms"], l1["lease_check"]) == (settings.cache_l1_lease_ms, True)
+    (row,) = l1["workers"]
+    assert (row["instance"], row["pid"]) == (settings.instance_name, os.getpid())
+    assert row["entries"] >= 1 and row["lease_valid"] is True
+    assert row["max_bytes"] == settings.cache_l1_max_bytes
+    assert 0 < row["bytes"] <= row["max_bytes"]
+    assert row["evictions"] == 0
+    for field in ("max_bytes", "bytes", "entries"):
+        assert l1[field] == row[field]
+
+
+async def test_near_cache_of_every_live_worker_is_listed_and_summed_one_off_reports_zero(
+    api: Api, content: dict[str, Any], servers: Any
+) -> None:
+    prefix = api.state.settings.cache_prefix
+    async with instance(servers, prefix, "no-near-cache", cache_l1_max_bytes=0) as (c, _, _):
+
+        async def both_listed() -> bool:
+            return len((await api.stats())["l1"]["workers"]) == 2
+
+        await eventually(both_listed, 5)
+        await read_until_near_hit(api.client, "/api/v1/articles/hello-world")
+        # The instance without a near cache reads from Redis only, and says so.
+        r = await c.get("/api/v1/articles/hello-world")
+        assert r.headers["x-cache"] == "HIT" and "detail=l1" not in r.headers["cache-status"]
+        stats = await api.stats()
+        rows = {row["instance"]: row for row in stats["l1"]["workers"]}
+        assert set(rows) == {api.state.settings.instance_name, "no-near-cache"}
+        off = rows["no-near-cache"]
+        assert (off["max_bytes"], off["bytes"], off["entries"], off["lease_valid"]) == (
+            0,
+            0,
+            0,
+            False,
+        )
+        on = rows[api.state.settings.instance_name]
+        assert on["entries"] >= 1 and on["lease_valid"] is True
+        for field in ("max_bytes", "bytes", "entries"):
+            assert stats["l1"][field] == on[field] + off[field]
+        # The same live workers as the pools list.
+        assert sorted((w["instance"], w["pid"]) for w in stats["db_pool"]["workers"]) == sorted(
+            (w["instance"], w["pid"]) for w in stats["l1"]["workers"]
+        )

@@ -1,0 +1,95 @@
+"""The near cache in the service: two workers answer from their L1, and a write drops both.
+
+Two apps share the database and the Redis, as two workers do; each holds a near cache and a
+lease. Also run on a Redis Cluster (``tests/cluster``), where the bus uses shard channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tests.apps import EDITOR, Api
+from tests.servers import Servers, truncate
+
+LEASE_MS = 400
+
+
+async def published(api: Api, slug: str) -> None:
+    await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+    await api.create(
+        "/api/v1/articles",
+        {"title": f"{slug} v0", "slug": slug, "body": "b", "author": "ann",
+         "status": "published"},
+    )  # fmt: skip
+
+
+async def read_until_near(api: Api, path: str) -> dict[str, Any]:
+    """Read ``path`` until the answer comes from the near cache (its lease needs one renewal)."""
+    deadline = time.monotonic() + 5
+    while True:
+        r = await api.client.get(path)
+        assert r.status_code == 200, r.text
+        if "detail=l1" in r.headers["cache-status"]:
+            assert r.headers["x-cache"] == "HIT"
+            return dict(r.json())
+        assert time.monotonic() < deadline, r.headers["cache-status"]
+        await asyncio.sleep(0.02)
+
+
+async def test_two_workers_answer_from_l1_and_a_write_drops_it_from_both(
+    servers: Servers, app_on: Any
+) -> None:
+    await truncate(servers.database_url)
+    settings = {"cache_l1_lease_ms": LEASE_MS}
+    async with (
+        app_on(servers.database_url, servers.redis_url, **settings) as one,
+        app_on(servers.database_url, servers.redis_url, **settings) as two,
+    ):
+        await published(one, "alpha")
+        for api in (one, two):
+            assert (await read_until_near(api, "/api/v1/articles/alpha"))["title"] == "alpha v0"
+        waits = one.state.bus.waits
+        started = time.monotonic()
+        w = await one.client.patch(
+            "/api/v1/articles/alpha", json={"title": "alpha v1"}, headers=EDITOR
+        )
+        assert w.status_code == 200
+        # Acknowledged by both holders (one is the writer itself), no lease waited out.
+        assert time.monotonic() - started < LEASE_MS / 1000
+        assert one.state.bus.waits == waits + 1 and one.state.bus.lapsed == 0
+        for api in (two, one):
+            r = await api.client.get("/api/v1/articles/alpha")
+            assert r.json()["title"] == "alpha v1"
+            assert "detail=l1" not in r.headers["cache-status"]
+        assert (await read_until_near(two, "/api/v1/articles/alpha"))["title"] == "alpha v1"
+
+
+async def test_a_worker_that_stops_hearing_delays_a_write_by_its_lease_and_stops_answering(
+    servers: Servers, app_on: Any
+) -> None:
+    await truncate(servers.database_url)
+    settings = {"cache_l1_lease_ms": LEASE_MS}
+    async with (
+        app_on(servers.database_url, servers.redis_url, **settings) as one,
+        app_on(servers.database_url, servers.redis_url, **settings) as two,
+    ):
+        await published(one, "beta")
+        await read_until_near(two, "/api/v1/articles/beta")
+        # The second worker's bus stops: no acknowledgement, no renewal (a frozen worker).
+        task = two.state.bus._task
+        assert task is not None
+        task.cancel()
+        started = time.monotonic()
+        w = await one.client.patch(
+            "/api/v1/articles/beta", json={"title": "beta v1"}, headers=EDITOR
+        )
+        waited = time.monotonic() - started
+        assert w.status_code == 200
+        assert one.state.bus.lapsed >= 1  # the outbox relay may have waited for it too
+        assert waited < LEASE_MS / 1000 * 1.03 + 0.5, waited
+        # Its fence lapsed before the write was answered: it reads through to Redis.
+        r = await two.client.get("/api/v1/articles/beta")
+        assert r.json()["title"] == "beta v1"
+        assert "detail=l1" not in r.headers["cache-status"]
