@@ -614,7 +614,7 @@ def write_rows(results: Sequence[WriteResult]) -> list[list[str]]:
     """Return the write table's rows, header first."""
     rows = [[
         "target", "holders", "reads meanwhile", "writes/s", "p50 ms", "p99 ms", "p99.9 ms",
-        "CPU µs/write", "writes that waited", "wait ms", "reads req/s", "reads from L1",
+        "CPU µs/write", "waits/write", "wait ms", "reads req/s", "reads from L1",
     ]]  # fmt: skip
     for r in results:
         if not r.rounds:
@@ -632,7 +632,7 @@ def write_rows(results: Sequence[WriteResult]) -> list[list[str]]:
             f"{r.median(lambda m: m.p99_us) / 1000:.2f}",
             f"{r.median(lambda m: m.p999_us) / 1000:.2f}",
             f"{r.median(lambda m: m.cpu_us_per_request):.0f}",
-            f"{statistics.median(waited):.1%}" if r.ack_waits else "",
+            f"{statistics.median(waited):.2f}" if r.ack_waits else "",
             f"{statistics.median(waits):.2f}" if waits else "-",
             f"{statistics.median(reads):.0f}" if reads else "",
             f"{statistics.median(shares):.1%}" if shares else "",
@@ -711,10 +711,10 @@ def writes(bench: Bench, command: str) -> str:
         f"- w0: CACHE_L1_MAX_BYTES=0 on every worker; w4: the default ({default_l1:,} bytes)"
         " on every worker, each one L1 holder",
         "",
-        "Medians over the rounds, latency measured by the client. writes that waited: the"
-        f" writer's `{ACK_WAIT}` observations over the writes (a write is observed only when"
-        " an acknowledgement was still due once Redis replied); wait ms: their mean (sum over"
-        " count).",
+        "Medians over the rounds, latency measured by the client. waits/write: the writer"
+        f" instance's `{ACK_WAIT}` observations per write (an invalidation is observed when an"
+        " acknowledgement was still due once Redis replied; a PATCH may invalidate more than"
+        " once); wait ms: their mean (sum over count).",
         "",
         markdown_table(rows),
         "",
