@@ -33,6 +33,8 @@ class Measurement:
         statuses: count by HTTP status code (as text).
         caches: count by ``X-Cache`` value (``-`` when absent).
         encodings: count by ``Content-Encoding`` value (``identity`` when absent).
+        details: count by the ``detail`` parameter of ``Cache-Status`` (``l1``: an answer
+            from the in-process tier; ``-`` when absent).
     """
 
     requests: int
@@ -45,6 +47,7 @@ class Measurement:
     statuses: dict[str, int] = field(default_factory=dict)
     caches: dict[str, int] = field(default_factory=dict)
     encodings: dict[str, int] = field(default_factory=dict)
+    details: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests_per_second(self) -> float:
@@ -64,7 +67,9 @@ def parse(output: str, cpu_seconds: float) -> Measurement:
         MeasureError: a figure is missing.
     """
     values: dict[str, str] = {}
-    counts: dict[str, dict[str, int]] = {"statuses": {}, "caches": {}, "encodings": {}}
+    counts: dict[str, dict[str, int]] = {
+        "statuses": {}, "caches": {}, "encodings": {}, "details": {}
+    }  # fmt: skip
     for line in output.splitlines():
         if not line.startswith("@ "):
             continue

@@ -10,6 +10,7 @@ it), and the CPU time is theirs and its own.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import IO
 
 import httpx
 
@@ -133,12 +135,55 @@ def serve(
         RuntimeError: it exited or did not answer (or start its workers) within 60 seconds.
     """
     port = free_port()
-    command = pinned(cpu, [
+    command = [
         sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
         "--no-access-log", "--log-level", "warning",
-    ])  # fmt: skip
-    proc = subprocess.Popen(command, env=env)
+    ]  # fmt: skip
+    with _running(name, pinned(cpu, command), env, port, ready_path, workers) as server:
+        yield server
+
+
+@contextmanager
+def serve_service(
+    name: str,
+    env: dict[str, str],
+    *,
+    cpu: int,
+    ready_path: str,
+    workers: int = 1,
+    output: IO[bytes] | None = None,
+) -> Iterator[Server]:
+    """Run ``content-service serve --no-migrate --workers workers`` pinned to ``cpu``.
+
+    As in production: the command line's own uvicorn settings (uvloop, httptools, its
+    keep-alive), a Prometheus folder shared by its workers. ``output`` takes its standard
+    output and error (None: inherited). Yielded and stopped as :func:`serve` does.
+
+    Raises:
+        RuntimeError: it exited or did not answer (or start its workers) within 60 seconds.
+    """
+    port = free_port()
+    command = [
+        sys.executable, "-m", "service", "serve", "--no-migrate", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers),
+    ]  # fmt: skip
+    with _running(name, pinned(cpu, command), env, port, ready_path, workers, output) as server:
+        yield server
+
+
+@contextmanager
+def _running(
+    name: str,
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    ready_path: str,
+    workers: int,
+    output: IO[bytes] | None = None,
+) -> Iterator[Server]:
+    """Start ``command`` (listening on ``port``); yield it once ready; stop it on exit."""
+    proc = subprocess.Popen(command, env=env, stdout=output, stderr=output)
     server = Server(name, f"http://127.0.0.1:{port}", proc.pid, workers)
     try:
         deadline = time.monotonic() + 60
@@ -150,7 +195,7 @@ def serve(
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{name} ({factory}) did not start")
+                raise RuntimeError(f"{name} ({shlex.join(command)}) did not start")
             time.sleep(0.1)
         yield server
     finally:

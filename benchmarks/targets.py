@@ -26,7 +26,8 @@ class TargetSpec:
         connections: wrk's connections, or None for the command's ``--connections``.
         anchor: the target whose median its ratios are taken to, or None.
         checks: the shares shown in the check column: ``HIT`` and ``MISS`` (of ``X-Cache``),
-            ``gzip`` (of ``Content-Encoding``), or a status code.
+            ``gzip`` (of ``Content-Encoding``), ``l1`` (``Cache-Status`` with ``detail=l1``:
+            answered from the in-process tier), or a status code.
         p50_goal_ms: when set, the target's p50 goal in milliseconds (shown as met or not).
         ratio_goal: when set, the minimum ratio to the anchor that is the target's goal.
     """
@@ -47,6 +48,8 @@ class TargetSpec:
             return m.share(m.caches, check)
         if check == "gzip":
             return m.share(m.encodings, check)
+        if check == "l1":
+            return m.share(m.details, check)
         return m.share(m.statuses, check)
 
 

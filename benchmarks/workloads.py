@@ -1,9 +1,11 @@
 """The wrk Lua scripts: which request each connection sends next, and what is counted.
 
-Every script shares one prelude: ``response()`` counts status codes, ``X-Cache`` values and
-``Content-Encoding`` values per thread, and ``done()`` gathers them from every thread (wrk's
-``setup``/``thread:get``) and prints them with the run's figures as ``@ name value`` lines,
-which :mod:`benchmarks.measure` parses. Latencies are printed in microseconds.
+Every script shares one prelude: ``response()`` counts status codes, ``X-Cache`` values,
+``Content-Encoding`` values and the ``detail`` parameter of ``Cache-Status`` (``l1`` for an
+answer from the in-process tier; ``-`` when absent) per thread, and ``done()`` gathers them
+from every thread (wrk's ``setup``/``thread:get``) and prints them with the run's figures as
+``@ name value`` lines, which :mod:`benchmarks.measure` parses. Latencies are printed in
+microseconds.
 
 Request generators:
 
@@ -39,7 +41,7 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-statuses, caches, encodings = {}, {}, {}
+statuses, caches, encodings, details = {}, {}, {}, {}
 
 local function bump(t, k)
   t[k] = (t[k] or 0) + 1
@@ -49,6 +51,8 @@ function response(status, headers, body)
   bump(statuses, tostring(status))
   bump(caches, headers["x-cache"] or headers["X-Cache"] or "-")
   bump(encodings, headers["content-encoding"] or headers["Content-Encoding"] or "identity")
+  local cache_status = headers["cache-status"] or headers["Cache-Status"] or ""
+  bump(details, cache_status:match("detail=([%w%-_.]+)") or "-")
 end
 
 local function read_lines(path)
@@ -94,7 +98,7 @@ function done(summary, latency, requests)
   for _, p in ipairs({50, 99, 99.9}) do
     io.write(string.format("@ p%s %d\n", tostring(p), latency:percentile(p)))
   end
-  for _, name in ipairs({"statuses", "caches", "encodings"}) do
+  for _, name in ipairs({"statuses", "caches", "encodings", "details"}) do
     for k, v in pairs(merged(name)) do io.write(string.format("@ %s:%s %d\n", name, k, v)) end
   end
 end

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.measure import Measurement, parse
+from benchmarks.near import (
+    HIT_TARGETS,
+    WriteResult,
+    histogram_totals,
+    l1_size_bytes,
+    l1_totals,
+    options,
+    write_findings,
+    write_rows,
+)
+
+METRICS = """\
+# HELP content_cache_l1_ack_wait_seconds How long writes waited for holders' acknowledgements.
+# TYPE content_cache_l1_ack_wait_seconds histogram
+content_cache_l1_ack_wait_seconds_bucket{le="0.001"} 3.0
+content_cache_l1_ack_wait_seconds_bucket{le="+Inf"} 5.0
+content_cache_l1_ack_wait_seconds_sum 0.012
+content_cache_l1_ack_wait_seconds_count 5.0
+content_cache_l1_ack_wait_seconds_sum{pid="2"} 0.003
+content_cache_l1_ack_wait_seconds_count{pid="2"} 1.0
+content_cache_l1_ack_wait_seconds_sumless 99.0
+"""
+
+
+def measurement(p50_ms: float, p99_ms: float, p999_ms: float, **details: int) -> Measurement:
+    return Measurement(
+        requests=1000, seconds=10.0, p50_us=int(p50_ms * 1000), p99_us=int(p99_ms * 1000),
+        p999_us=int(p999_ms * 1000), cpu_us_per_request=2500.0, socket_errors=0,
+        statuses={"200": 1000}, details=dict(details),
+    )  # fmt: skip
+
+
+def test_l1_size_is_the_mean_entry_times_the_entries() -> None:
+    assert l1_size_bytes(9289.4, 1000) == 9_289_400
+    assert l1_size_bytes(0.2, 1) == 1, "a size of 0 would turn the L1 off"
+
+
+def test_histogram_totals_add_every_label_set_and_ignore_other_names() -> None:
+    got = histogram_totals(METRICS, "content_cache_l1_ack_wait_seconds")
+    assert got == pytest.approx((0.015, 6.0)), got
+
+
+def test_histogram_totals_of_an_absent_histogram_are_zero() -> None:
+    assert histogram_totals(METRICS, "content_cache_l1_other_seconds") == (0.0, 0.0)
+
+
+def test_l1_totals_sum_the_workers_and_default_to_zero() -> None:
+    stats = {
+        "cache": {"hits": 10, "l1_hits": 7},
+        "l1": {"max_bytes": 1000, "bytes": 900, "entries": 3, "workers": [
+            {"pid": 1, "bytes": 400, "entries": 1, "evictions": 5},
+            {"pid": 2, "bytes": 500, "entries": 2, "evictions": 6},
+        ]},
+    }  # fmt: skip
+    assert l1_totals(stats) == {
+        "max_bytes": 1000, "bytes": 900, "entries": 3, "holders": 2, "evictions": 11,
+        "l1_hits": 7,
+    }  # fmt: skip
+    assert l1_totals({"cache": {}}) == {
+        "max_bytes": 0,
+        "bytes": 0,
+        "entries": 0,
+        "holders": 0,
+        "evictions": 0,
+        "l1_hits": 0,
+    }
+
+
+def test_wrk_output_counts_cache_status_details_and_the_l1_check_reads_them() -> None:
+    output = "\n".join([
+        "@ requests 10", "@ duration_us 1000000", "@ errors 0", "@ p50 100", "@ p99 200",
+        "@ p99.9 300", "@ statuses:200 10", "@ caches:HIT 10", "@ details:l1 6",
+        "@ details:- 3", "@ details:stale-l1 1",
+    ])  # fmt: skip
+    m = parse(output, cpu_seconds=0.001)
+    assert m.details == {"l1": 6, "-": 3, "stale-l1": 1}
+    l1_1pct = next(s for s in HIT_TARGETS if s.name == "l1_1pct")
+    assert l1_1pct.check_share("l1", m) == pytest.approx(0.6)
+    assert l1_1pct.check_share("HIT", m) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "parts"),
+    [
+        pytest.param([], ["hits", "writes", "soak"], id="every-part"),
+        pytest.param(["--skip-soak"], ["hits", "writes"], id="skip-soak"),
+        pytest.param(["--only", "soak,hits"], ["hits", "soak"], id="only-in-order"),
+        pytest.param(["--only", "soak", "--skip-soak"], [], id="only-the-skipped"),
+    ],
+)
+def test_options_choose_the_parts(argv: list[str], parts: list[str]) -> None:
+    assert options(argv).parts == parts
+
+
+@pytest.mark.parametrize(
+    "argv", [["--only", "reads"], ["--soak-seconds", "5"]], ids=["unknown-part", "short-soak"]
+)
+def test_options_refuse(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        options(argv)
+    assert exc.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def write_results(w4_p99_ms: float) -> dict[str, WriteResult]:
+    w0 = WriteResult("w0_idle", "w0", False, 0, [measurement(3, 6, 8), measurement(4, 7, 9),
+                                                  measurement(5, 50, 60)],
+                     ack_waits=[(0.0, 0.0)] * 3)  # fmt: skip
+    w4 = WriteResult("w4_idle", "w4", False, 4, [measurement(4, w4_p99_ms, 12)] * 3,
+                     ack_waits=[(1.0, 1000.0), (0.0, 0.0), (3.0, 1500.0)])  # fmt: skip
+    return {"w0_idle": w0, "w4_idle": w4}
+
+
+def test_write_findings_take_the_difference_of_the_medians() -> None:
+    lines = write_findings(write_results(w4_p99_ms=8.5))
+    assert lines == [
+        "w4_idle - w0_idle: +0.00 ms p50, +1.50 ms p99, +3.00 ms p99.9"
+        " (goal: p99 +≤ 2 ms with 4 holders: met)"
+    ]
+
+
+def test_write_findings_say_when_the_goal_is_not_met() -> None:
+    (line,) = write_findings(write_results(w4_p99_ms=9.5))
+    assert line.endswith("NOT met)"), line
+
+
+def test_write_rows_show_the_waits_per_write_and_their_mean() -> None:
+    rows = write_rows(list(write_results(w4_p99_ms=8.5).values()))
+    header, w0, w4 = rows
+    wait, waited = header.index("wait ms"), header.index("waits/write")
+    assert (w0[wait], w4[wait]) == ("-", "1.50"), "median of 1 ms and 2 ms per wait"
+    assert (w0[waited], w4[waited]) == ("0.00", "1.00"), "median of 1, 0 and 1.5 per write"
+    assert w4[header.index("p99 ms")] == "8.50"
+    assert w0[header.index("holders")] == "0"
