@@ -225,6 +225,11 @@ class InvalidationBus:
         if self._task is not None:
             await stop_task(self._task)
             self._task = None
+        if self._near is not None and self._client is not None:
+            # Writers need not wait out the lease of a holder that no longer answers.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self._lease_ms / 1000):
+                    await self._client.zrem(self._holders_key, self.holder)
         if self._ack_task is not None:
             await stop_task(self._ack_task)
         if self._owns_client and self._client is not None:

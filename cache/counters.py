@@ -17,15 +17,14 @@ HERD_TIMEOUTS: Final = "herd_timeouts"
 REFRESHES: Final = "refreshes"
 REFRESH_FAILURES: Final = "refresh_failures"
 L1_HITS: Final = "l1_hits"
-L1_STALE: Final = "l1_stale"
 #: hits and misses: of the first GET; stale: stale entries answered (stale_if_error of them
 #: after a failed load); bypass: reads that did not use Redis; coalesced: misses answered by
 #: another caller's load (same process, or another process's stored value); lease_losses:
 #: misses that found another process's load lease; herd_timeouts: of those, loads made after
 #: the wait ran out; store_rejected: stores refused because an invalidation revoked their
 #: lease (a stale set prevented); refreshes / refresh_failures: background refreshes; l1_hits
-#: and l1_stale: the hits and stale answers that came from a near cache (counted in hits and
-#: stale too).
+#: the hits that came from a near cache (counted in hits too; a near cache answers fresh
+#: entries only).
 COUNTERS: Final = (
     HITS,
     MISSES,
@@ -39,7 +38,6 @@ COUNTERS: Final = (
     REFRESHES,
     REFRESH_FAILURES,
     L1_HITS,
-    L1_STALE,
 )
 
 #: The counters that say how a read was answered, to the name of that state (``hit``, ``miss``,

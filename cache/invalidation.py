@@ -79,22 +79,33 @@ return deleted
 """
 )
 
-# With near caches: the same, with a tombstone set per tag (KEYS in triples: tag set, tag
-# sequence, tombstones; ARGV[3]: tombstone ms). The deleted keys move to the tombstones for
-# that long, and are listed with the tag set's: an invalidation also names what the ones just
-# before it deleted, whose messages may still be on their way (see docs/near-cache.md).
+# With near caches: the same, with tombstones per tag (KEYS in triples: tag set, tag
+# sequence, tombstones; ARGV[3]: tombstone ms). The tombstones are a sorted set of the keys the
+# tag's invalidations deleted, scored by when (Redis's clock, ms); each key stays that long
+# after its last deletion, and is listed with the tag set's: an invalidation also names what
+# the ones just before it deleted, whose messages may still be on their way (see
+# docs/near-cache.md).
 _DELETE_LISTING = """
 local seq = redis.call('INCR', KEYS[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local keep = tonumber(ARGV[3])
 local listed = {0}
 for i = 3, LAST, 3 do
   local members = redis.call('SMEMBERS', KEYS[i])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i + 2], '-inf', now - keep)
   for j = 1, #members, 1000 do
     local batch = {unpack(members, j, math.min(j + 999, #members))}
     listed[1] = listed[1] + redis.call('UNLINK', unpack(batch))
-    redis.call('SADD', KEYS[i + 2], unpack(batch))
+    local scored = {}
+    for _, key in ipairs(batch) do
+      scored[#scored + 1] = now
+      scored[#scored + 1] = key
+    end
+    redis.call('ZADD', KEYS[i + 2], unpack(scored))
   end
-  for _, key in ipairs(redis.call('SMEMBERS', KEYS[i + 2])) do listed[#listed + 1] = key end
-  if #members > 0 then redis.call('PEXPIRE', KEYS[i + 2], ARGV[3]) end
+  for _, key in ipairs(redis.call('ZRANGE', KEYS[i + 2], 0, -1)) do listed[#listed + 1] = key end
+  if #members > 0 then redis.call('PEXPIRE', KEYS[i + 2], keep) end
   redis.call('DEL', KEYS[i])
   redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
 end

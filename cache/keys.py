@@ -5,8 +5,9 @@ Layout, for a scheme whose prefix is ``cs``:
 ==========================  ================================================================
 ``cs:e:{namespace}:{id}``   a cached entry (see :mod:`cache.codec`)
 ``cs:t:{tag}``              a tag set: the entry keys stored under that tag
-``cs:tg:{tag}``             the entry keys the tag's recent invalidations deleted, kept for a
-                            short while for the near caches (see :mod:`cache.invalidation`)
+``cs:tg:{tag}``             the entry keys the tag's recent invalidations deleted, scored by
+                            when: kept a short while for the near caches (see
+                            :mod:`cache.invalidation`)
 ``cs:ts:{tag}``             the invalidation sequence number at which the tag was last
                             invalidated (kept for a bounded time, see :mod:`cache.invalidation`)
 ``cs:seq``                  the invalidation sequence: incremented by every invalidation

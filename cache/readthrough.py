@@ -20,9 +20,10 @@
   (:class:`cache.entries.EntryWriter`).
 
 * **Near cache.** With a :class:`cache.near.NearCache`, a read first asks this process's
-  near cache (L1), which answers under the same fresh and stale rules while its holder's lease
-  is valid; what comes from Redis (a hit, or a load this process stored) is kept there, unless
-  an invalidation raced the read (see :mod:`cache.near` and :mod:`cache.bus`).
+  near cache (L1), which answers entries while they are fresh and its holder's lease is valid
+  (stale ones are Redis's to answer); what comes from Redis (a hit, or a load this process
+  stored) is kept there when its doorkeeper admits it, unless an invalidation raced the read
+  (see :mod:`cache.near` and :mod:`cache.bus`).
 
 Failures of Redis never fail a read (fail-open): the loader's answer is returned with state
 ``BYPASS``. A :class:`cache.breaker.CircuitBreaker` stops reads from touching Redis at all
@@ -253,18 +254,12 @@ class ReadThroughCache:
         return lookup
 
     def _answer_near(self, key: CacheKey, loader: Loader, entry: Entry, now_ms: int) -> Lookup:
-        """Answer from the near cache: fresh, or stale within stale-while-revalidate."""
-        if now_ms < entry.fresh_until_ms:
-            self._stats.count(key.namespace, counters.HITS)
-            self._stats.count(key.namespace, counters.L1_HITS)
-            if self._refresh_early(key, entry, now_ms):
-                self._refresh_in_background(key, loader)
-            return _lookup(entry, CacheState.HIT, now_ms, near=True)
-        # The near cache keeps an entry no longer than its stale-while-revalidate period.
-        self._stats.count(key.namespace, counters.STALE)
-        self._stats.count(key.namespace, counters.L1_STALE)
-        self._refresh_in_background(key, loader)
-        return _lookup(entry, CacheState.STALE, now_ms, near=True)
+        """Answer a fresh entry from the near cache (it holds none past its fresh time)."""
+        self._stats.count(key.namespace, counters.HITS)
+        self._stats.count(key.namespace, counters.L1_HITS)
+        if self._refresh_early(key, entry, now_ms):
+            self._refresh_in_background(key, loader)
+        return _lookup(entry, CacheState.HIT, now_ms, near=True)
 
     def _fill(self, key: CacheKey, entry: Entry, mark: NearMark) -> None:
         """Keep ``entry``, read from Redis after ``mark``, in the near cache (unless raced).
@@ -273,10 +268,9 @@ class ReadThroughCache:
         """
         near = self._near
         if near is not None and near.admits(key.redis_key):
-            revalidate_ms = self._policies.for_namespace(key.namespace).revalidate_ms
-            near.fill(
-                key.redis_key, key.namespace, entry, entry.fresh_until_ms + revalidate_ms, mark
-            )
+            # Fresh entries only: past that, Redis, which may have dropped it already (a
+            # scheduled change ends its life early), says whether it may be answered stale.
+            near.fill(key.redis_key, key.namespace, entry, entry.fresh_until_ms, mark)
 
     async def _share(
         self, key: CacheKey, flight: Callable[[], Awaitable[_Outcome]]

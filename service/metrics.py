@@ -49,7 +49,7 @@ from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from cache.counters import L1_HITS, L1_STALE, READ_STATES
+from cache.counters import L1_HITS, READ_STATES
 from service.metrics_dir import MULTIPROC_ENV
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ UNMATCHED: Final = "unmatched"
 #: the cache counters that are results of ``content_cache_requests_total``
 RESULTS: Final = READ_STATES
 #: the cache counters that are results of ``content_cache_l1_requests_total``
-L1_RESULTS: Final = {L1_HITS: "hit", L1_STALE: "stale"}
+L1_RESULTS: Final = {L1_HITS: "hit"}
 WARMING_RESULTS: Final = ("done", "skipped", "error")
 METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

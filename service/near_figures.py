@@ -7,7 +7,7 @@ has, since its writes wait for the holders. Its report to the other workers (see
 "fills_refused", "invalidations", "lease_valid", "ack_waits", "lapsed_leases"}`` (see
 :func:`worker_figures`); ``/stats`` lists the live workers' and sums them.
 
-The cache counters ``l1_hits`` and ``l1_stale`` are counted in ``hits`` and ``stale`` too:
+The cache counter ``l1_hits`` is counted in ``hits`` too (a near cache answers no stale entry):
 :func:`tier_figures` splits the hits and stale answers between the tiers, L1 (the near cache)
 and L2 (Redis).
 
@@ -35,7 +35,7 @@ from prometheus_client import Counter, Gauge
 
 from cache import MemberReport
 from cache.bus import InvalidationBus
-from cache.counters import HITS, L1_HITS, L1_STALE, MISSES, STALE
+from cache.counters import HITS, L1_HITS, MISSES, STALE
 from cache.near import NearCache
 from service.metrics import Sampler, ServiceMetrics
 from service.workers import rfc3339
@@ -92,25 +92,24 @@ def tier_figures(counters: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     add up to the cache's ``hit_ratio`` (0 when there was no read).
 
     Args:
-        counters: the cache's counters (``hits``, ``misses``, ``stale``, ``l1_hits``,
-            ``l1_stale``).
+        counters: the cache's counters (``hits``, ``misses``, ``stale``, ``l1_hits``).
 
     Returns:
         ``{"l1": {"hits": int, "stale": int, "hit_ratio": float}, "l2": {...}}``.
     """
     hits, misses = int(counters[HITS]), int(counters[MISSES])
-    l1_hits, l1_stale = int(counters[L1_HITS]), int(counters[L1_STALE])
+    l1_hits = int(counters[L1_HITS])
     reads = hits + misses
     l2_hits = max(0, hits - l1_hits)
     return {
         "l1": {
             "hits": l1_hits,
-            "stale": l1_stale,
+            "stale": 0,  # a near cache answers fresh entries only
             "hit_ratio": l1_hits / reads if reads else 0.0,
         },
         "l2": {
             "hits": l2_hits,
-            "stale": max(0, int(counters[STALE]) - l1_stale),
+            "stale": int(counters[STALE]),
             "hit_ratio": l2_hits / reads if reads else 0.0,
         },
     }

@@ -98,9 +98,6 @@ class CacheCounters(_Answer):
     l1_hits: int = Field(
         description="of the hits, those answered from a worker's near cache (L1), not Redis"
     )
-    l1_stale: int = Field(
-        description="of the stale answers, those answered from a worker's near cache (L1)"
-    )
     hit_ratio: float = Field(description="hits / (hits + misses); 0 when both are 0")
 
 
@@ -108,7 +105,9 @@ class TierFigures(_Answer):
     """The answers one tier gave."""
 
     hits: int = Field(description="hits it answered")
-    stale: int = Field(description="stale entries it answered")
+    stale: int = Field(
+        description="stale entries it answered (0 for L1: a near cache answers fresh entries only)"
+    )
     hit_ratio: float = Field(
         description="its hits / (hits + misses) of every read, so that the tiers' ratios add "
         "up to the cache's hit_ratio; 0 when there was no read"
@@ -118,8 +117,8 @@ class TierFigures(_Answer):
 class Tiers(_Answer):
     """The hits and stale answers split by tier: L1 (each worker's near cache) and L2 (Redis)."""
 
-    l1: TierFigures = Field(description="the near caches: l1_hits and l1_stale")
-    l2: TierFigures = Field(description="Redis: hits - l1_hits and stale - l1_stale")
+    l1: TierFigures = Field(description="the near caches: l1_hits")
+    l2: TierFigures = Field(description="Redis: hits - l1_hits, and every stale answer")
 
 
 class CacheFigures(CacheCounters):

@@ -102,7 +102,7 @@ def cache_status(lookup: Lookup) -> bytes:
     """Return the ``Cache-Status`` value (RFC 9211) of ``lookup``.
 
     ``hit; ttl=N`` (N: seconds it stays fresh; ``hit; ttl=N; detail=l1`` from the near cache),
-    ``hit; detail=stale`` (``detail=stale-l1`` from the near cache), ``fwd=miss`` with
+    ``hit; detail=stale``, ``fwd=miss`` with
     ``stored`` when the load was stored, ``fwd=bypass`` when Redis was not used.
     """
     value = _CACHE_STATUS[lookup.state]
@@ -110,8 +110,6 @@ def cache_status(lookup: Lookup) -> bytes:
         if lookup.near:
             return b"%s; ttl=%d; detail=l1" % (value, lookup.fresh_for_seconds)
         return b"%s; ttl=%d" % (value, lookup.fresh_for_seconds)
-    if lookup.near:
-        return value + b"-l1"
     if lookup.stored:
         return value + b"; stored"
     return value

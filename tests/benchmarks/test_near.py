@@ -75,10 +75,10 @@ def test_wrk_output_counts_cache_status_details_and_the_l1_check_reads_them() ->
     output = "\n".join([
         "@ requests 10", "@ duration_us 1000000", "@ errors 0", "@ p50 100", "@ p99 200",
         "@ p99.9 300", "@ statuses:200 10", "@ caches:HIT 10", "@ details:l1 6",
-        "@ details:- 3", "@ details:stale-l1 1",
+        "@ details:- 3", "@ details:stale 1",
     ])  # fmt: skip
     m = parse(output, cpu_seconds=0.001)
-    assert m.details == {"l1": 6, "-": 3, "stale-l1": 1}
+    assert m.details == {"l1": 6, "-": 3, "stale": 1}
     l1_1pct = next(s for s in HIT_TARGETS if s.name == "l1_1pct")
     assert l1_1pct.check_share("l1", m) == pytest.approx(0.6)
     assert l1_1pct.check_share("HIT", m) == pytest.approx(1.0)
