@@ -524,10 +524,8 @@ def wait_for_holders(bench: Bench, cluster: Cluster, holders: int) -> dict[str, 
         time.sleep(0.5)
 
 
-#: Attempts at starting one instance: a worker of ``serve --workers N`` may fail its startup
-#: (see :func:`start_instance`), and uvicorn then stops the whole instance. On a busy machine
-#: most attempts may fail: a worker's ``MultiProcessCollector`` reads the sample file another
-#: worker has just created, still empty (``struct.error`` from prometheus_client's mmap_dict).
+#: Attempts at starting one instance: a worker of ``serve --workers N`` that fails its startup
+#: (see :func:`start_instance`) makes uvicorn stop the whole instance.
 START_ATTEMPTS = 8
 
 

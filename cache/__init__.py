@@ -7,6 +7,7 @@ load on a miss with their own loader, and name the tags that make an entry wrong
 from cache.autopipeline import AutoPipeline
 from cache.background import BackgroundTask, every
 from cache.breaker import BreakerState, CircuitBreaker
+from cache.bus import InvalidationBus
 from cache.codec import Entry, Representation, coded_etag, coded_etags, etag_for
 from cache.compression import Compression
 from cache.counters import hit_ratio
@@ -26,6 +27,7 @@ from cache.invalidation import Invalidator
 from cache.keys import CacheKey, KeyScheme, Namespace
 from cache.leases import Grant, Lease, LeaseStore
 from cache.members import MemberRegistry, MemberReport, Members
+from cache.near import NearCache, NearFigures, NearStore
 from cache.orm_hooks import Change, SessionTagCollector
 from cache.pacing import Pacer
 from cache.policy import CachePolicy, PolicyTable
@@ -62,6 +64,7 @@ __all__ = [
     "Grant",
     "HotKeyTracker",
     "IdentifiedSentinelConnection",
+    "InvalidationBus",
     "Invalidator",
     "JobProgress",
     "KeyScheme",
@@ -76,6 +79,9 @@ __all__ = [
     "MemberReport",
     "Members",
     "Namespace",
+    "NearCache",
+    "NearFigures",
+    "NearStore",
     "NotMasterError",
     "Pacer",
     "PolicyTable",

@@ -70,13 +70,20 @@ _ACK_FAILURES: tuple[type[BaseException], ...] = (CacheUnavailableError, *REDIS_
 #: Subtracted from a holder's fence, in seconds: the millisecond rounding of Redis's clock.
 _MARGIN_SECONDS = 0.002
 
-#: Live holders, after dropping the lapsed ones. KEYS: holders. Returns {now ms, id, end, ...}.
-LIVE_HOLDERS = """
+#: Lua: ``now``, Redis's clock in milliseconds.
+NOW_MS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+
+#: Live holders, after dropping the lapsed ones. KEYS: holders. Returns {now ms, id, end, ...}.
+LIVE_HOLDERS = (
+    NOW_MS
+    + """
 redis.call('ZREMRANGEBYSCORE', KEYS[HOLDERS], '-inf', now)
 local live = redis.call('ZRANGE', KEYS[HOLDERS], 0, -1, 'WITHSCORES')
 """
+)
 
 _LIVE = (
     LIVE_HOLDERS.replace("HOLDERS", "1")
@@ -87,12 +94,13 @@ return live
 )
 
 # KEYS: holders; ARGV: holder, lease ms
-_RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_RENEW = (
+    NOW_MS
+    + """
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return now
 """
+)
 
 
 @dataclass(slots=True)
@@ -168,6 +176,7 @@ class InvalidationBus:
         self._channel = scheme.near_channel
         self._own_channel = scheme.near_holder_channel(self.holder)
         self._sharded = isinstance(redis, RedisCluster)
+        self._publish = "SPUBLISH" if self._sharded else "PUBLISH"
         self._client: Redis | None = None if self._sharded else _own_client(redis)
         self._owns_client = self._client is not redis
         self._ids = itertools.count(1)
@@ -313,8 +322,7 @@ class InvalidationBus:
             with translate_redis_errors("publish an invalidation"):
                 client = await self._command_client()
                 async with client.pipeline(transaction=False) as pipe:
-                    publish = "SPUBLISH" if self._sharded else "PUBLISH"
-                    pipe.execute_command(publish, self._channel, message.header + payload)
+                    pipe.execute_command(self._publish, self._channel, message.header + payload)
                     pipe.eval(_LIVE, 1, self._holders_key)
                     _, live = await pipe.execute()
         except BaseException:
@@ -445,7 +453,7 @@ class InvalidationBus:
             self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
 
     async def _send_acks(self) -> None:
-        publish = "SPUBLISH" if self._sharded else "PUBLISH"
+        publish = self._publish
         while self._acks:
             acks, self._acks = self._acks, []
             try:
@@ -469,7 +477,7 @@ class InvalidationBus:
         lease = self._lease_ms / 1000
         valid_for = lease * (1 - self._drift) / (1 + self._drift) - _MARGIN_SECONDS
         period = lease / 5
-        publish = "SPUBLISH" if self._sharded else "PUBLISH"
+        publish = self._publish
         nonce = 0
         while True:
             nonce += 1

@@ -46,7 +46,7 @@ from collections.abc import Iterable
 
 from redis.asyncio.cluster import RedisCluster
 
-from cache.bus import LIVE_HOLDERS, InvalidationBus
+from cache.bus import LIVE_HOLDERS, NOW_MS, InvalidationBus
 from cache.errors import CacheUnavailableError, translate_redis_errors
 from cache.keys import KeyScheme
 from cache.routing import RedisClient, primary_of, replica_count
@@ -85,10 +85,10 @@ return deleted
 # after its last deletion, and is listed with the tag set's: an invalidation also names what
 # the ones just before it deleted, whose messages may still be on their way (see
 # docs/near-cache.md).
-_DELETE_LISTING = """
+_DELETE_LISTING = (
+    NOW_MS
+    + """
 local seq = redis.call('INCR', KEYS[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local keep = tonumber(ARGV[3])
 local listed = {0}
 for i = 3, LAST, 3 do
@@ -110,6 +110,7 @@ for i = 3, LAST, 3 do
   redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
 end
 """
+)
 
 # A cluster's group (the keys are published after every group ran). Returns {deleted, key, ...}.
 _INVALIDATE_LISTING = (
@@ -194,6 +195,9 @@ class Invalidator:
 
         Returns:
             The number of entries deleted.
+
+        With a bus, it returns once every live holder of a near cache acknowledged dropping the
+        keys it deleted, or that holder's lease lapsed: at most the bus's lease later.
 
         Raises:
             CacheUnavailableError: when Redis failed (with a cluster: or a master's replica did

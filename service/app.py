@@ -35,9 +35,11 @@ from cache import (
     CircuitBreaker,
     Compression,
     HotKeyTracker,
+    InvalidationBus,
     Invalidator,
     KeyScheme,
     LeaseStore,
+    NearCache,
     PolicyTable,
     ReadThroughCache,
     RedisClient,
@@ -45,9 +47,7 @@ from cache import (
     WarmingJobs,
     every,
 )
-from cache.bus import InvalidationBus
 from cache.errors import REDIS_FAILURES
-from cache.near import NearCache
 from cache.routing import ping
 from service import embedded, repository
 from service.access import AccessRecorder
