@@ -218,7 +218,7 @@ class InvalidationBus:
         return self._channel
 
     @property
-    def sharded(self) -> bool:
+    def is_sharded(self) -> bool:
         """Whether channels are shard channels (a cluster): publish with ``SPUBLISH``."""
         return self._sharded
 

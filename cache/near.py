@@ -147,7 +147,7 @@ class NearStore:
     def __contains__(self, key: str) -> bool:
         return key in self._items
 
-    def remembers(self, key: str) -> bool:
+    def is_remembered(self, key: str) -> bool:
         """Whether ``key`` is held, or was evicted recently (it is in the ghost queue)."""
         return key in self._items or key in self._ghosts
 
@@ -285,7 +285,7 @@ class NearCache:
         self.invalidations = 0
 
     @property
-    def lease_check(self) -> bool:
+    def is_lease_checked(self) -> bool:
         """Whether it answers only under a valid lease."""
         return self._lease_check
 
@@ -339,14 +339,14 @@ class NearCache:
             return False
         return self._store.put(key, entry, keep_until_ms, namespace, now + MAX_AGE_SECONDS)
 
-    def admits(self, key: str) -> bool:
+    def is_admitted(self, key: str) -> bool:
         """Whether a fill of ``key`` read from Redis should be tried (the doorkeeper).
 
         True when ``key`` is held or was evicted recently, or was asked about before since the
         doorkeeper last forgot (it forgets everything once it remembers ``max_bytes / 4096``
         keys); else it remembers ``key`` and returns False.
         """
-        if self._store.remembers(key):
+        if self._store.is_remembered(key):
             return True
         seen = self._seen
         if key in seen:
@@ -401,7 +401,7 @@ class NearCache:
         self._valid_until = -1.0
 
     @property
-    def lease_valid(self) -> bool:
+    def has_valid_lease(self) -> bool:
         """Whether it answers now."""
         return not self._lease_check or boot_clock() < self._valid_until
 
@@ -415,5 +415,5 @@ class NearCache:
             evictions=store.evictions,
             fills_refused=self.fills_refused,
             invalidations=self.invalidations,
-            lease_valid=self.lease_valid,
+            lease_valid=self.has_valid_lease,
         )

@@ -267,7 +267,7 @@ class ReadThroughCache:
         Only a key the near cache's doorkeeper admits (read before, or held).
         """
         near = self._near
-        if near is not None and near.admits(key.redis_key):
+        if near is not None and near.is_admitted(key.redis_key):
             # Fresh entries only: past that, Redis, which may have dropped it already (a
             # scheduled change ends its life early), says whether it may be answered stale.
             near.fill(key.redis_key, key.namespace, entry, entry.fresh_until_ms, mark)

@@ -103,13 +103,13 @@ def test_zipf_reads_hit_close_to_the_hottest_keys_share() -> None:
 
 def test_the_doorkeeper_admits_a_key_read_twice_or_held() -> None:
     near = NearCache(100_000)
-    assert near.admits("k") is False  # first read from Redis: remembered only
-    assert near.admits("k") is True  # read again: kept
+    assert near.is_admitted("k") is False  # first read from Redis: remembered only
+    assert near.is_admitted("k") is True  # read again: kept
     near.fill("k", "ns", entry(), far(), near.mark())
-    assert near.admits("k") is True  # held: a refresh replaces it
+    assert near.is_admitted("k") is True  # held: a refresh replaces it
     for i in range(2000):  # it forgets when full
-        near.admits(f"other-{i}")
-    assert near.admits("never-seen") is False
+        near.is_admitted(f"other-{i}")
+    assert near.is_admitted("never-seen") is False
 
 
 def test_a_namespace_and_everything_can_be_dropped() -> None:
@@ -136,7 +136,7 @@ def test_nothing_is_answered_without_a_valid_lease() -> None:
     assert near.lookup("k", now) is None
     near.grant(boot_clock() + 10)
     near.revoke()
-    assert near.lookup("k", now) is None and not near.lease_valid
+    assert near.lookup("k", now) is None and not near.has_valid_lease
 
 
 def test_with_the_lease_check_off_it_answers_without_a_lease() -> None:
@@ -202,7 +202,7 @@ async def holder(
     bus.start()
     try:
         deadline = time.monotonic() + 5
-        while not near.lease_valid:
+        while not near.has_valid_lease:
             assert time.monotonic() < deadline, "no lease within 5 s"
             await asyncio.sleep(0.01)
         yield near, bus
@@ -213,9 +213,9 @@ async def holder(
 async def test_a_holder_gets_a_lease_and_loses_it_when_it_stops(real_redis: Redis) -> None:
     scheme = KeyScheme(f"near-{random.getrandbits(32):x}")
     async with holder(real_redis, scheme) as (near, bus):
-        assert near.lease_valid
+        assert near.has_valid_lease
         assert await real_redis.zscore(scheme.near_holders, bus.holder) is not None
-    assert not near.lease_valid
+    assert not near.has_valid_lease
 
 
 async def test_an_invalidation_returns_after_every_holder_dropped_the_key(
@@ -274,7 +274,7 @@ async def test_a_silent_holder_is_waited_for_until_its_lease_lapses(real_redis: 
         assert writer_bus.lapsed == 1
         assert waited <= 0.3 * 1.03 + 0.05, waited
         # Its own fence lapsed no later than the writer stopped waiting.
-        assert not near.lease_valid
+        assert not near.has_valid_lease
         assert near._valid_until <= frozen_at + waited
 
 
