@@ -147,6 +147,9 @@ class InvalidationBus:
         holder: this process's name on the bus.
         waits: how many messages waited for at least one holder.
         lapsed: how many holders' leases writes waited out (no acknowledgement came).
+
+    Raises:
+        ValueError: ``lease_ms`` below 50, or ``drift`` outside [0, 0.5).
     """
 
     def __init__(
@@ -228,7 +231,7 @@ class InvalidationBus:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="near-bus")
 
     async def aclose(self) -> None:
-        """Stop; the near cache stops answering. Its lease lapses by itself."""
+        """Stop: the near cache stops answering, and its lease is removed (or lapses)."""
         if self._near is not None:
             self._near.revoke()
         if self._task is not None:

@@ -123,6 +123,9 @@ class NearStore:
     Args:
         max_bytes: the bound on the sum of the entries' sizes (see :func:`entry_size`), > 0.
 
+    Raises:
+        ValueError: ``max_bytes`` is not > 0.
+
     Attributes:
         bytes: the sum of the sizes of the entries held.
         evictions: how many entries were evicted so far.
