@@ -169,7 +169,8 @@ class NearStore:
         ``held_until`` is kept with it for the caller (a :func:`boot_clock` time).
 
         Returns:
-            False when the entry alone is larger than the small queue (it is not held).
+            False when the entry alone is larger than both the small queue and a quarter of
+            the bound (it is not held).
         """
         size = entry_size(key, entry)
         old = self._items.get(key)
