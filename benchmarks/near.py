@@ -98,7 +98,7 @@ from benchmarks.soak import (
 )
 from benchmarks.targets import TargetSpec
 from cache import KeyScheme
-from cache.near import ENTRY_OVERHEAD_BYTES
+from cache.near import ENTRY_OVERHEAD_BYTES, uncounted_keys
 from service.keyspaces import ContentKeys
 from service.settings import Settings
 
@@ -120,15 +120,13 @@ SAMPLE_SECONDS = 10
 SOAK_WRITE_SECONDS = 1.0
 BASELINE_SECONDS = 60
 SVG_PATH = Path(__file__).with_name("near-soak.svg")
-#: Keys the L1 keeps beyond its entries, uncounted in its bytes (docs/near-cache.md, "Memory"):
-#: its ghost queue (as many keys as its main queue holds, at least 1,024) and up to 4,096
-#: recently invalidated keys, about this many bytes each. The fixed overhead of each entry
+#: Keys the L1 keeps beyond its entries, uncounted in its bytes (docs/near-cache.md, "Memory";
+#: :func:`cache.near.uncounted_keys`: ghost queue, doorkeeper, recent drops), about this many
+#: bytes each. The fixed overhead of each entry
 #: (``cache.near.ENTRY_OVERHEAD_BYTES``) is within ``CACHE_L1_MAX_BYTES`` already.
 L1_KEY_BOOKKEEPING_BYTES = 150
 #: The documented bound of a worker's RSS: without L1, plus this many times CACHE_L1_MAX_BYTES.
 RSS_BOUND_FACTOR = 1.5
-L1_MAX_GHOSTS_AT_LEAST = 1024
-L1_MAX_DROPS = 4096
 SECTIONS = {
     "hits": "## Near cache: Zipfian hits (`benchmarks.near`)",
     "writes": "## Near cache: write latency and holders (`benchmarks.near`)",
@@ -157,10 +155,9 @@ WRITE_TARGETS = (
 WRITE_GOAL_MS = 2.0
 
 
-def l1_overhead_bytes(max_entries: int) -> int:
+def l1_overhead_bytes(max_bytes: int, max_entries: int) -> int:
     """Return the L1's uncounted bookkeeping for at most ``max_entries`` entries, bytes."""
-    keys = max(L1_MAX_GHOSTS_AT_LEAST, max_entries) + L1_MAX_DROPS
-    return keys * L1_KEY_BOOKKEEPING_BYTES
+    return uncounted_keys(max_bytes, max_entries) * L1_KEY_BOOKKEEPING_BYTES
 
 
 @dataclass
@@ -822,7 +819,7 @@ def soak(bench: Bench, command: str) -> str:
                ready_path=IDLE_PATH) as server:  # fmt: skip
         log(f"soak: CACHE_L1_MAX_BYTES={max_bytes} for {args.soak_seconds} s")
         run = soak_load(bench, server, args.soak_seconds, is_sampled=True)
-    overhead = l1_overhead_bytes(max((s.l1_entries for s in run.samples), default=0))
+    overhead = l1_overhead_bytes(max_bytes, max((s.l1_entries for s in run.samples), default=0))
     bound = baseline_rss + int(RSS_BOUND_FACTOR * max_bytes)
     SVG_PATH.write_text(plot_svg(run.samples, max_bytes, bound))
     findings = soak_findings(run, baseline, baseline_rss, max_bytes, bound)

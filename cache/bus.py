@@ -38,7 +38,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from redis.asyncio import ConnectionPool, Redis
@@ -124,6 +124,10 @@ class Message:
     header: str
 
 
+#: Sends a message (see :meth:`InvalidationBus.deliver`) and returns the live holders.
+Publisher = Callable[[Message], Awaitable[Sequence[bytes | str | int] | None]]
+
+
 class InvalidationBus:
     """The near caches' invalidation channel, holder lease and acknowledgements, per process.
 
@@ -173,6 +177,8 @@ class InvalidationBus:
         self._lease_ms = lease_ms
         self._drift = drift
         self._lease_check = lease_check
+        # How much longer a span may last on one clock than on another (see docs/near-cache.md).
+        self._stretch = (1 + drift) / (1 - drift)
         self._on_wait = on_wait
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._holders_key = scheme.near_holders
@@ -207,8 +213,7 @@ class InvalidationBus:
         """
         if not self._lease_check:
             return 0.0
-        stretch = (1 + self._drift) / (1 - self._drift)
-        return self._lease_ms / 1000 * stretch + _MARGIN_SECONDS
+        return self._lease_ms / 1000 * self._stretch + _MARGIN_SECONDS
 
     @property
     def tombstone_ms(self) -> int:
@@ -249,68 +254,66 @@ class InvalidationBus:
 
     # -- writing ------------------------------------------------------------------------
 
-    def begin(self, op: str) -> Message:
-        """Return a new message of ``op`` (``k`` keys, ``n`` a namespace, ``a`` everything).
-
-        Its acknowledgements are collected from now on: call :meth:`finish` after it was
-        published, in every case.
-        """
-        ident = next(self._ids)
-        self._waiters[ident] = _Waiter()
-        return Message(ident, f"{self.holder} {ident} {op}\n")
-
     @property
     def holders_key(self) -> str:
         """The key of the holders' leases (a publishing script reads the live ones)."""
         return self._holders_key
 
-    def abandon(self, message: Message) -> None:
-        """Forget ``message``, which was not published (its publishing failed)."""
-        self._waiters.pop(message.ident, None)
+    async def deliver(self, op: str, publish: Publisher) -> None:
+        """Publish a message of ``op`` with ``publish``; wait for the holders it names.
 
-    async def finish(self, message: Message, live: Sequence[bytes | str | int] | None) -> None:
-        """Wait until each holder in ``live`` acknowledged ``message`` or its lease lapsed.
+        Acknowledgements are collected from before ``publish`` runs, so none is missed.
 
         Args:
-            message: from :meth:`begin`.
-            live: the script's reply: Redis's time in ms, then holder, lease end (ms) pairs;
-                None when the message was not published (nothing to wait for).
+            op: ``k`` (keys), ``n`` (a namespace) or ``a`` (everything).
+            publish: sends the message (its header, then its payload) and returns the live
+                holders as the script reads them: Redis's time in ms, then holder, lease end
+                (ms) pairs; None or empty when nothing was published.
+
+        Raises:
+            Whatever ``publish`` raises (nothing is waited for then).
         """
-        waiter = self._waiters.get(message.ident)
+        ident = next(self._ids)
+        waiter = self._waiters[ident] = _Waiter()
         try:
-            if not live or waiter is None:
-                return
-            replied = boot_clock()
-            now_ms = float(live[0])
-            stretch = (1 + self._drift) / (1 - self._drift)
-            deadlines: dict[str, float] = {}
-            for i in range(1, len(live) - 1, 2):
-                holder = _text(live[i])
-                remaining_ms = float(live[i + 1]) - now_ms
-                deadlines[holder] = replied + (remaining_ms * stretch + 1) / 1000
-            pending = {h: d for h, d in deadlines.items() if h not in waiter.acked}
-            if not pending:
-                return
-            if not self._lease_check:
-                return  # best effort: the holders drop what they hear, when they hear it
-            self.waits += 1
-            while True:
-                pending = {h: d for h, d in pending.items() if h not in waiter.acked}
-                now = boot_clock()
-                lapsed = [h for h, d in pending.items() if d <= now]
-                self.lapsed += len(lapsed)
-                for h in lapsed:
-                    del pending[h]
-                if not pending:
-                    break
-                waiter.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(pending.values()) - now):
-                        await waiter.wake.wait()
-            if self._on_wait is not None:
-                self._on_wait(boot_clock() - replied)
+            live = await publish(Message(ident, f"{self.holder} {ident} {op}\n"))
+            await self._wait(waiter, live)
         finally:
-            self._waiters.pop(message.ident, None)
+            del self._waiters[ident]
+
+    async def _wait(self, waiter: _Waiter, live: Sequence[bytes | str | int] | None) -> None:
+        """Wait until each holder in ``live`` acknowledged, or its lease surely lapsed."""
+        if not live:
+            return
+        replied = boot_clock()
+        now_ms = float(live[0])
+        stretch = self._stretch
+        deadlines: dict[str, float] = {}
+        for i in range(1, len(live) - 1, 2):
+            holder = _text(live[i])
+            remaining_ms = float(live[i + 1]) - now_ms
+            deadlines[holder] = replied + (remaining_ms * stretch + 1) / 1000
+        pending = {h: d for h, d in deadlines.items() if h not in waiter.acked}
+        if not pending:
+            return
+        if not self._lease_check:
+            return  # best effort: the holders drop what they hear, when they hear it
+        self.waits += 1
+        while True:
+            pending = {h: d for h, d in pending.items() if h not in waiter.acked}
+            now = boot_clock()
+            lapsed = [h for h, d in pending.items() if d <= now]
+            self.lapsed += len(lapsed)
+            for h in lapsed:
+                del pending[h]
+            if not pending:
+                break
+            waiter.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(pending.values()) - now):
+                    await waiter.wake.wait()
+        if self._on_wait is not None:
+            self._on_wait(boot_clock() - replied)
 
     async def announce(self, op: str, payload: str) -> None:
         """Publish a message of ``op`` with ``payload`` and wait for the live holders.
@@ -320,18 +323,17 @@ class InvalidationBus:
         Raises:
             CacheUnavailableError: Redis failed; the holders may not have heard it.
         """
-        message = self.begin(op)
-        try:
+
+        async def publish(message: Message) -> Sequence[bytes | str | int]:
             with translate_redis_errors("publish an invalidation"):
                 client = await self._command_client()
                 async with client.pipeline(transaction=False) as pipe:
                     pipe.execute_command(self._publish, self._channel, message.header + payload)
                     pipe.eval(_LIVE, 1, self._holders_key)
                     _, live = await pipe.execute()
-        except BaseException:
-            self.abandon(message)
-            raise
-        await self.finish(message, live)
+            return list(live)
+
+        await self.deliver(op, publish)
 
     # -- holding ------------------------------------------------------------------------
 
@@ -478,7 +480,7 @@ class InvalidationBus:
         near = self._near
         assert near is not None
         lease = self._lease_ms / 1000
-        valid_for = lease * (1 - self._drift) / (1 + self._drift) - _MARGIN_SECONDS
+        valid_for = lease / self._stretch - _MARGIN_SECONDS
         period = lease / 5
         publish = self._publish
         nonce = 0

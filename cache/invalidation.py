@@ -46,7 +46,7 @@ from collections.abc import Iterable
 
 from redis.asyncio.cluster import RedisCluster
 
-from cache.bus import LIVE_HOLDERS, NOW_MS, InvalidationBus
+from cache.bus import LIVE_HOLDERS, NOW_MS, InvalidationBus, Message
 from cache.errors import CacheUnavailableError, translate_redis_errors
 from cache.keys import KeyScheme
 from cache.routing import RedisClient, primary_of, replica_count
@@ -213,18 +213,20 @@ class Invalidator:
         if bus is None:
             with translate_redis_errors("invalidate tags"):
                 return int(await self._invalidate(keys=self._keys(unique, ""), args=args))
-        message = bus.begin("k")
-        try:
+        deleted = 0
+
+        async def publish(message: Message) -> list[bytes | str | int]:
+            nonlocal deleted
             with translate_redis_errors("invalidate tags"):
                 reply = await self._announcing(
                     keys=[*self._keys(unique, ""), bus.holders_key],
                     args=[*args, bus.tombstone_ms, bus.channel, message.header],
                 )
-        except BaseException:
-            bus.abandon(message)
-            raise
-        await bus.finish(message, reply[1:])
-        return int(reply[0])
+            deleted = int(reply[0])
+            return list(reply[1:])
+
+        await bus.deliver("k", publish)
+        return deleted
 
     def _keys(self, tags: list[str], group: str) -> list[str]:
         keys = [self._scheme.watermark(group), self._scheme.sequence(group)]

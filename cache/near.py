@@ -70,6 +70,19 @@ except AttributeError:  # not Linux
     boot_clock = time.monotonic
 
 
+def doorkeeper_size(max_bytes: int) -> int:
+    """Return how many keys the doorkeeper of a near cache bounded at ``max_bytes`` remembers."""
+    return max(_MIN_SEEN, int(max_bytes * _SEEN_PER_BYTE))
+
+
+def uncounted_keys(max_bytes: int, entries: int) -> int:
+    """Return how many keys a near cache keeps besides its ``entries``, at most.
+
+    Its ghost queue, its doorkeeper and its recent drops: what ``max_bytes`` does not count.
+    """
+    return max(_MIN_GHOSTS, entries) + doorkeeper_size(max_bytes) + _MAX_DROPS
+
+
 def entry_size(key: str, entry: Entry) -> int:
     """Return the bytes an entry is counted for: bodies, ETags, key and the fixed overhead."""
     size = len(entry.body) + len(entry.etag) + len(key) + ENTRY_OVERHEAD_BYTES
@@ -284,7 +297,7 @@ class NearCache:
         self._floor = 0
         self._drops: dict[str, int] = {}
         self._seen: set[str] = set()
-        self._seen_limit = max(_MIN_SEEN, int(max_bytes * _SEEN_PER_BYTE))
+        self._seen_limit = doorkeeper_size(max_bytes)
         self.fills_refused = 0
         self.invalidations = 0
 

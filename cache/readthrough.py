@@ -261,6 +261,10 @@ class ReadThroughCache:
             self._refresh_in_background(key, loader)
         return _lookup(entry, CacheState.HIT, now_ms, near=True)
 
+    def _mark(self) -> NearMark | None:
+        """The near cache's mark before a read asks Redis (None without a near cache)."""
+        return None if self._near is None else self._near.mark()
+
     def _fill(self, key: CacheKey, entry: Entry, mark: NearMark) -> None:
         """Keep ``entry``, read from Redis after ``mark``, in the near cache (unless raced).
 
@@ -311,7 +315,7 @@ class ReadThroughCache:
         task.add_done_callback(lambda _: self._refreshes.pop(key.redis_key, None))
 
     async def _refresh(self, key: CacheKey, loader: Loader) -> None:
-        mark = None if self._near is None else self._near.mark()
+        mark = self._mark()
         try:
             grant = await self._leases.take(key.redis_key, load_lease_ms=self._load_lease_ms)
             if not grant.lease.loads:
@@ -340,7 +344,7 @@ class ReadThroughCache:
 
     async def _load_and_store(self, key: CacheKey, loader: Loader) -> _Outcome:
         started = time.monotonic()
-        mark = None if self._near is None else self._near.mark()
+        mark = self._mark()
         deadline = started + self._herd_wait
         pause = 0.002
         lost = False

@@ -22,9 +22,8 @@ from redis.asyncio import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from cache import BackgroundTask, BoundedSentinelConnectionPool, CircuitBreaker, every
+from cache import BackgroundTask, BoundedSentinelConnectionPool, CircuitBreaker, NearCache, every
 from cache.errors import REDIS_FAILURES, translate_redis_errors
-from cache.near import NearCache
 from service.outbox import OutboxRelay
 from service.settings import Settings
 

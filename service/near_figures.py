@@ -29,14 +29,13 @@ was counted since the previous sample.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from typing import Any, Final
 
 from prometheus_client import Counter, Gauge
 
-from cache import MemberReport
-from cache.bus import InvalidationBus
+from cache import InvalidationBus, MemberReport, NearCache
 from cache.counters import HITS, L1_HITS, MISSES, STALE
-from cache.near import NearCache
 from service.metrics import Sampler, ServiceMetrics
 from service.workers import rfc3339
 
@@ -70,16 +69,7 @@ def worker_figures(near: NearCache | None, bus: InvalidationBus) -> dict[str, An
         figures: dict[str, Any] = dict.fromkeys(COUNTS, 0)
         figures["lease_valid"] = False
     else:
-        held = near.figures()
-        figures = {
-            "max_bytes": held.max_bytes,
-            "bytes": held.bytes,
-            "entries": held.entries,
-            "evictions": held.evictions,
-            "fills_refused": held.fills_refused,
-            "invalidations": held.invalidations,
-            "lease_valid": held.lease_valid,
-        }
+        figures = asdict(near.figures())
     figures["ack_waits"] = bus.waits
     figures["lapsed_leases"] = bus.lapsed
     return figures

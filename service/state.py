@@ -6,9 +6,14 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CacheStats, CircuitBreaker, Invalidator, MemberRegistry
-from cache.bus import InvalidationBus
-from cache.near import NearCache
+from cache import (
+    CacheStats,
+    CircuitBreaker,
+    InvalidationBus,
+    Invalidator,
+    MemberRegistry,
+    NearCache,
+)
 from cache.routing import RedisClient
 from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
