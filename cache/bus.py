@@ -352,13 +352,15 @@ class InvalidationBus:
         return self._client
 
     async def _run(self) -> None:
-        pause = 0.05
+        first_pause = pause = 0.05
         while True:
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._subscribed.is_set():
+                    pause = first_pause  # the session had held: this is a new loss
                 logger.warning("near cache bus lost (%r); reconnecting in %.2f s", exc, pause)
             if self._near is not None:
                 self._near.revoke()
@@ -498,11 +500,8 @@ class InvalidationBus:
                 logger.info("near cache lease not renewed: %r", exc)
                 await asyncio.sleep(period)
                 continue
-            try:
-                async with asyncio.timeout(lease / 2):
-                    await token
-            except TimeoutError:
-                raise CacheUnavailableError("the lease's token did not come back") from None
+            if not await _returned(token, lease / 2):
+                raise CacheUnavailableError("the lease's token did not come back")
             near.grant(sent + valid_for)
             await asyncio.sleep(max(0.0, sent + period - boot_clock()))
 
@@ -512,6 +511,24 @@ class InvalidationBus:
             async with asyncio.timeout(timeout_seconds):
                 await self._subscribed.wait()
         return self._subscribed.is_set()
+
+
+async def _returned(token: asyncio.Future[None], limit: float) -> bool:
+    """Whether ``token`` is done within ``limit`` seconds of this process's running time.
+
+    Time in which the process did not run (stopped by SIGSTOP, or its event loop blocked) is
+    not counted: a token that came back while the process was stopped is found done when it
+    runs again, instead of a timeout that fell due in the pause ending the session.
+    """
+    step = limit / 25
+    waited = 0.0
+    while waited < limit:
+        began = boot_clock()
+        done, _ = await asyncio.wait((token,), timeout=step)
+        if done:
+            return True
+        waited += min(boot_clock() - began, 2 * step)
+    return token.done()
 
 
 def _text(value: bytes | str | int) -> str:

@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cache import CacheKey, CacheState, Invalidator, KeyScheme, Loaded
-from cache.bus import InvalidationBus
+from cache.bus import InvalidationBus, _returned
 from cache.codec import Entry
 from cache.near import (
     ENTRY_OVERHEAD_BYTES,
@@ -208,6 +208,24 @@ async def holder(
         yield near, bus
     finally:
         await bus.aclose()
+
+
+async def test_a_token_that_came_back_while_the_process_was_stopped_counts() -> None:
+    """The token is back, in the order the loop sees it, only after the wait's limit fell due."""
+    loop = asyncio.get_running_loop()
+    token: asyncio.Future[None] = loop.create_future()
+    waiting = asyncio.create_task(_returned(token, 0.05))
+    await asyncio.sleep(0.005)
+    loop.call_later(0.1, token.set_result, None)
+    time.sleep(0.3)  # noqa: ASYNC251 (the point: the loop does not run while both fall due)
+    assert await waiting
+
+
+async def test_a_token_that_does_not_come_back_is_missed() -> None:
+    token: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    began = time.monotonic()
+    assert not await _returned(token, 0.05)
+    assert time.monotonic() - began >= 0.05
 
 
 async def test_a_holder_gets_a_lease_and_loses_it_when_it_stops(real_redis: Redis) -> None:

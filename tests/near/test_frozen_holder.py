@@ -29,7 +29,10 @@ from tests.near.traffic import Connection, Traffic, publish_hot
 READERS = 8
 FREEZE_SECONDS = 1.0
 #: seconds of traffic before the freeze and after it
-BEFORE_SECONDS, AFTER_SECONDS = 0.6, 1.0
+BEFORE_SECONDS, AFTER_SECONDS = 0.6, 1.5
+#: seconds between one writer's writes: the hot articles stay cached near for a while between
+#: them, so that the worker's answers from L1 before and after the freeze are seen
+WRITE_PAUSE_SECONDS = 0.05
 
 
 async def spread_connections(connections: list[Connection], frozen: int, slug: str) -> None:
@@ -66,7 +69,10 @@ async def test_a_frozen_holder_delays_writes_by_at_most_its_lease_and_answers_no
     try:
         await spread_connections(connections, frozen, hot.slugs[0])
         run = asyncio.gather(
-            *(traffic.writer(slug, {a.name: writing}, lambda: going, 0.02) for slug in hot.slugs),
+            *(
+                traffic.writer(slug, {a.name: writing}, lambda: going, WRITE_PAUSE_SECONDS)
+                for slug in hot.slugs
+            ),
             *(traffic.reader([c], lambda: going) for c in connections),
         )
         await asyncio.sleep(BEFORE_SECONDS)
