@@ -43,7 +43,7 @@ CHANNEL = "cache_outbox"
 # commit record of every transaction whose rows it returns (see service.wal).
 _TAKE = """
 DELETE FROM cache_outbox WHERE id IN (
-    SELECT id FROM cache_outbox ORDER BY id LIMIT :n FOR UPDATE {skip}
+    SELECT id FROM cache_outbox WHERE id <= :upto ORDER BY id LIMIT :n FOR UPDATE {skip}
 ) RETURNING table_name, op, old_row, new_row, {position} AS position
 """
 
@@ -53,7 +53,7 @@ DELETE FROM cache_outbox WHERE id IN (
 _TAKE_AND_KEEP = """
 WITH taken AS (
     DELETE FROM cache_outbox WHERE id IN (
-        SELECT id FROM cache_outbox ORDER BY id LIMIT :n FOR UPDATE {skip}
+        SELECT id FROM cache_outbox WHERE id <= :upto ORDER BY id LIMIT :n FOR UPDATE {skip}
     ) RETURNING id, table_name, op, old_row, new_row
 ), kept AS (
     INSERT INTO cache_outbox_applied (id, table_name, op, old_row, new_row)
@@ -74,7 +74,11 @@ _APPLIED = text(
     " ORDER BY id LIMIT :n"
 )
 
-_ANY = text("SELECT EXISTS (SELECT 1 FROM cache_outbox)")
+_ANY = text("SELECT EXISTS (SELECT 1 FROM cache_outbox WHERE id <= :upto)")
+# The newest row committed so far (-1 for none): what a full drain must reach.
+_NEWEST = text("SELECT coalesce(max(id), -1) FROM cache_outbox")
+#: above every row id (a bigint): the bound of a drain that takes whatever it finds
+_NO_BOUND = 2**63 - 1
 # The age is measured on the database's clock, which stamped the rows: no skew with ours.
 _SAMPLE = text(
     "SELECT count(*) AS backlog,"
@@ -175,7 +179,9 @@ class OutboxRelay:
     async def drain_all(self) -> int:
         """Apply every outbox row, waiting for the batches other drains hold (recovery).
 
-        When it returns, every change committed before it was called has been applied.
+        When it returns, every change committed before it was called has been applied. Rows
+        committed after the call are left to the drains that follow: under a steady stream of
+        writes, a drain that chased them would not end.
 
         Raises:
             CacheUnavailableError: Redis failed.
@@ -222,17 +228,22 @@ class OutboxRelay:
                 position=INSERT_POSITION_SQL if self._record_positions else "NULL",
             )
         )
-        parameters: dict[str, float] = {"n": self._batch}
+        parameters: dict[str, float] = {"n": self._batch, "upto": _NO_BOUND}
         if self._retention > 0:
             parameters["retention"] = self._retention
         done = 0
         async with self._lock:
+            if not skip_locked:
+                async with self._engine.connect() as conn:
+                    parameters["upto"] = int(await conn.scalar(_NEWEST))
             while True:
                 async with self._engine.begin() as conn:
                     rows = (await conn.execute(statement, parameters)).all()
                     # FOR UPDATE with LIMIT may come back short, even empty, when rows it
                     # waited for were deleted by another drain: look again while any remain.
-                    if not rows and (skip_locked or not await conn.scalar(_ANY)):
+                    if not rows and (
+                        skip_locked or not await conn.scalar(_ANY, {"upto": parameters["upto"]})
+                    ):
                         return done
                     try:
                         await self._apply(rows)
