@@ -67,6 +67,7 @@ from service.near_figures import worker_figures as near_worker_figures
 from service.outbox import OutboxRelay
 from service.problems import EXCEPTION_HANDLERS
 from service.ratelimits import RateLimitMiddleware, RateLimits
+from service.read_path import ArticleReadPath
 from service.reads import ContentReader
 from service.replica_figures import replica_sampler, worker_figures
 from service.replicas import Replica, ReplicaSet, replica_name
@@ -567,6 +568,8 @@ class ContentApp(Starlette):
     it instead, so that even an unexpected error's 500 carries ``X-Request-ID``, and is counted.
     Rate limits (:mod:`service.ratelimits`), when configured, sit just inside it, so that a 429
     has an id and is counted too; when neither is configured they are not in the stack at all.
+    Inside them, :class:`service.read_path.ArticleReadPath` answers plain GETs of an article
+    ahead of Starlette's own layers.
 
     Attributes:
         recorder: records every answer (metrics, access log) while the lifespan runs; None
@@ -580,7 +583,7 @@ class ContentApp(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         """Return Starlette's stack wrapped in :class:`service.tracing.RequestIdMiddleware`."""
-        stack = super().build_middleware_stack()
+        stack: ASGIApp = ArticleReadPath(super().build_middleware_stack(), self.routes)
         settings: Settings = self.state.settings
         if settings.read_limits() or settings.write_limits():
             stack = RateLimitMiddleware(stack, lambda: self.rate_limits)
