@@ -64,19 +64,13 @@ class ArticleReadPath:
             or scope["method"] != "GET"
             or scope["query_string"]
             or scope.get("root_path")
+            or not scope["path"].startswith(_PREFIX)
         ):
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        slug = path[len(_PREFIX) :]
+        slug: str = scope["path"][len(_PREFIX) :]
         state: AppState | None = getattr(scope["app"].state, "ctx", None)
-        if (
-            not path.startswith(_PREFIX)
-            or not slug
-            or "/" in slug
-            or "\x00" in slug
-            or state is None
-        ):
+        if not slug or "/" in slug or "\x00" in slug or state is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = self._route
