@@ -55,14 +55,20 @@ async def receive() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+#: the Cache-Status of the last answer
+last_cache_status: list[bytes] = [b""]
+
+
 async def send(message: Message) -> None:
-    """Drop the answer; refuse any status but 200 (the figures are of hits).
+    """Drop the answer, keeping its Cache-Status; refuse any status but 200 (hits only).
 
     Raises:
         RuntimeError: an answer was not a 200.
     """
-    if message["type"] == "http.response.start" and message["status"] != 200:
-        raise RuntimeError(f"answered {message['status']}")
+    if message["type"] == "http.response.start":
+        if message["status"] != 200:
+            raise RuntimeError(f"answered {message['status']}")
+        last_cache_status[0] = dict(message["headers"]).get(b"cache-status", b"")
 
 
 async def cpu_per_answer(app: ASGIApp, scopes: list[Scope], answers: int) -> float:
@@ -105,8 +111,10 @@ async def main(args: argparse.Namespace) -> None:
             "Starlette's stack": RequestIdMiddleware(starlette_alone, recorder),
         }
         scopes = [scope_of(f"/api/v1/articles/{s}") for s in slugs]
-        for target in targets.values():
+        for name, target in targets.items():
             await cpu_per_answer(target, scopes, len(scopes) * 3)  # loads, fills L1
+            if not last_cache_status[0].endswith(b"detail=l1"):
+                raise SystemExit(f"{name}: not answered from L1 ({last_cache_status[0]!r})")
         figures: dict[str, list[float]] = {name: [] for name in targets}
         for _ in range(args.rounds):
             for name, target in targets.items():

@@ -69,6 +69,8 @@ _ACK_FAILURES: tuple[type[BaseException], ...] = (CacheUnavailableError, *REDIS_
 
 #: Subtracted from a holder's fence, in seconds: the millisecond rounding of Redis's clock.
 _MARGIN_SECONDS = 0.002
+#: the steps of the wait for a lease token, and the longest a step counts for (in steps)
+_TOKEN_WAIT_STEPS, _LONGEST_STEP = 25, 2
 
 #: Lua: ``now``, Redis's clock in milliseconds.
 NOW_MS = """
@@ -354,13 +356,14 @@ class InvalidationBus:
     async def _run(self) -> None:
         first_pause = pause = 0.05
         while True:
+            began = boot_clock()
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self._subscribed.is_set():
-                    pause = first_pause  # the session had held: this is a new loss
+                if self._subscribed.is_set() and boot_clock() - began > self._lease_ms / 1000:
+                    pause = first_pause  # the session had held a lease: this is a new loss
                 logger.warning("near cache bus lost (%r); reconnecting in %.2f s", exc, pause)
             if self._near is not None:
                 self._near.revoke()
@@ -518,16 +521,21 @@ async def _returned(token: asyncio.Future[None], limit: float) -> bool:
 
     Time in which the process did not run (stopped by SIGSTOP, or its event loop blocked) is
     not counted: a token that came back while the process was stopped is found done when it
-    runs again, instead of a timeout that fell due in the pause ending the session.
+    runs again, instead of a timeout that fell due in the pause ending the session. The wait
+    goes in :data:`_TOKEN_WAIT_STEPS` steps, each counted for at most :data:`_LONGEST_STEP`
+    times its length; a loop that is only slow is discounted too, so that a dead channel can
+    take a few times ``limit`` to be found (meanwhile the near cache's lease lapses as usual:
+    no answer depends on this wait).
     """
-    step = limit / 25
+    step = limit / _TOKEN_WAIT_STEPS
     waited = 0.0
     while waited < limit:
         began = boot_clock()
         done, _ = await asyncio.wait((token,), timeout=step)
         if done:
             return True
-        waited += min(boot_clock() - began, 2 * step)
+        # A step that took much longer than asked: the process did not run for the rest.
+        waited += min(boot_clock() - began, _LONGEST_STEP * step)
     return token.done()
 
 

@@ -583,7 +583,9 @@ class ContentApp(Starlette):
 
     def build_middleware_stack(self) -> ASGIApp:
         """Return Starlette's stack wrapped in :class:`service.tracing.RequestIdMiddleware`."""
-        stack: ASGIApp = ArticleReadPath(super().build_middleware_stack(), self.routes)
+        stack: ASGIApp = ArticleReadPath(
+            super().build_middleware_stack(), self.routes, self.exception_handlers
+        )
         settings: Settings = self.state.settings
         if settings.read_limits() or settings.write_limits():
             stack = RateLimitMiddleware(stack, lambda: self.rate_limits)

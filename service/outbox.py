@@ -71,14 +71,17 @@ SELECT table_name, op, old_row, new_row, {position} AS position FROM taken
 _APPLIED = text(
     "SELECT id, table_name, op, old_row, new_row, NULL AS position FROM cache_outbox_applied"
     " WHERE applied_at > clock_timestamp() - make_interval(secs => :retention) AND id > :after"
-    " ORDER BY id LIMIT :n"
+    " AND id <= :upto ORDER BY id LIMIT :n"
 )
+_NEWEST_APPLIED = text("SELECT coalesce(max(id), -1) FROM cache_outbox_applied")
 
 _ANY = text("SELECT EXISTS (SELECT 1 FROM cache_outbox WHERE id <= :upto)")
 # The newest row committed so far (-1 for none): what a full drain must reach.
 _NEWEST = text("SELECT coalesce(max(id), -1) FROM cache_outbox")
 #: above every row id (a bigint): the bound of a drain that takes whatever it finds
 _NO_BOUND = 2**63 - 1
+#: seconds a full drain goes on draining what was committed since it began (see drain_all)
+CATCH_UP_SECONDS = 1.0
 # The age is measured on the database's clock, which stamped the rows: no skew with ours.
 _SAMPLE = text(
     "SELECT count(*) AS backlog,"
@@ -179,15 +182,28 @@ class OutboxRelay:
     async def drain_all(self) -> int:
         """Apply every outbox row, waiting for the batches other drains hold (recovery).
 
-        When it returns, every change committed before it was called has been applied. Rows
-        committed after the call are left to the drains that follow: under a steady stream of
-        writes, a drain that chased them would not end.
+        When it returns, every change committed before it was called has been applied. It
+        drains in passes, each up to the newest row at its start, while the last pass applied
+        any row and for at most :data:`CATCH_UP_SECONDS` (under a steady stream of writes a
+        drain that chased every new row would not end); then it wakes the relay, whose next
+        drain (as soon as the breaker lets it) applies the rows committed during the last pass.
+        A breaker's recovery calls it: the last pass is short, so that what a worker whose
+        breaker is still open wrote meanwhile (it skipped its invalidation and waits out a
+        lease before answering) is applied before that write is answered.
 
         Raises:
             CacheUnavailableError: Redis failed.
             Whatever the database raises.
         """
-        return await self._drain(skip_locked=False)
+        deadline = time.monotonic() + CATCH_UP_SECONDS
+        done = 0
+        while True:
+            applied = await self._drain(skip_locked=False)
+            done += applied
+            if not applied or time.monotonic() >= deadline:
+                break
+        self._wake.set()
+        return done
 
     async def replay_applied(self) -> int:
         """Revoke every lease, then apply again the rows applied within the retention period.
@@ -210,9 +226,16 @@ class OutboxRelay:
         after = -1
         async with self._lock:
             await self._invalidator.revoke_leases()
+            async with self._engine.connect() as conn:
+                upto = int(await conn.scalar(_NEWEST_APPLIED))
             while True:
                 async with self._engine.connect() as conn:
-                    parameters = {"retention": self._retention, "after": after, "n": self._batch}
+                    parameters = {
+                        "retention": self._retention,
+                        "after": after,
+                        "upto": upto,
+                        "n": self._batch,
+                    }
                     rows = (await conn.execute(_APPLIED, parameters)).all()
                 if not rows:
                     return done
@@ -228,7 +251,7 @@ class OutboxRelay:
                 position=INSERT_POSITION_SQL if self._record_positions else "NULL",
             )
         )
-        parameters: dict[str, float] = {"n": self._batch, "upto": _NO_BOUND}
+        parameters: dict[str, int | float] = {"n": self._batch, "upto": _NO_BOUND}
         if self._retention > 0:
             parameters["retention"] = self._retention
         done = 0

@@ -4,37 +4,34 @@ On a cache hit the service's own work is small (a near-cache answer takes a few 
 the cache's code); Starlette's layers around it cost more: its error layer, its exception layer
 (which builds a request per call), the router matching the path against the table, and the
 endpoint's request-response wrapper (another request, another layer of exception handling).
-:class:`ArticleReadPath` sits in front of them and answers exactly that route's plain GETs with
-the endpoint's own code (:func:`service.endpoints.cached` over
-:meth:`service.reads.ContentReader.article`), so that the answer, its headers and its counting
-are those of the route; everything else goes on to Starlette unchanged: other paths and methods
-(HEAD too), a query string (the endpoint refuses it), a slug the endpoint refuses, a root path,
-any request before the lifespan has built the service.
+:class:`ArticleReadPath` sits in front of them and calls the route's own endpoint with the
+request, so that the answer, its headers and its counting are the route's by construction;
+everything else goes on to Starlette unchanged: other paths and methods (HEAD too), a query
+string, a root path (the path would first have to be taken out of it), a path whose slug holds
+``/`` (another route's), any request before the lifespan has built the service.
 
-An error raised while answering is answered by the handler Starlette would have chosen (the
-first of the exception's classes, in method resolution order, in
-:data:`service.problems.EXCEPTION_HANDLERS`); an unexpected error (the handler of ``Exception``)
-is raised again once its 500 is sent, as Starlette's error layer does, so that the server logs
-it too.
+An error raised while answering is answered as Starlette's exception layer would: by the
+app's handler for the first of the exception's classes, in method resolution order; one that
+only the handler of ``Exception`` takes (an unexpected error), or an error of a handler, gets
+that handler's 500 and is raised again, as Starlette's error layer does, so that the server
+logs it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.endpoints import cached
-from service.problems import EXCEPTION_HANDLERS
-from service.state import AppState
-
 #: the route the read path answers, as the route table spells it
 ARTICLE_ROUTE = "/api/v1/articles/{slug}"
 _PREFIX = ARTICLE_ROUTE.removesuffix("{slug}")
 
+#: an app's exception handler: the request and the exception, to an answer
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 
@@ -43,22 +40,37 @@ class ArticleReadPath:
 
     Args:
         app: Starlette's stack, which answers everything else.
-        routes: the app's route table; the read path labels its answers with the article
-            route's entry (``scope["route"]``), as the router would, for metrics and logs.
+        routes: the app's route table; its :data:`ARTICLE_ROUTE` entry answers (its endpoint)
+            and labels the answer (``scope["route"]``, as the router sets it, for the metrics
+            and the access log).
+        handlers: the app's exception handlers by exception class (Starlette's
+            ``exception_handlers``); the one of ``Exception`` answers unexpected errors.
 
     Raises:
-        ValueError: the table has no :data:`ARTICLE_ROUTE`.
+        ValueError: the table has no :data:`ARTICLE_ROUTE`, or ``handlers`` none for
+            ``Exception``.
     """
 
-    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+    def __init__(
+        self, app: ASGIApp, routes: list[BaseRoute], handlers: Mapping[Any, ExceptionHandler]
+    ) -> None:
         self.app = app
         found = [r for r in routes if isinstance(r, Route) and r.path == ARTICLE_ROUTE]
         if not found:
             raise ValueError(f"the route table has no {ARTICLE_ROUTE}")
+        if Exception not in handlers:
+            raise ValueError("no handler of Exception")
         self._route = found[0]
+        self._endpoint: Callable[[Request], Awaitable[Response]] = found[0].endpoint
+        self._handlers = {k: v for k, v in handlers.items() if isinstance(k, type)}
+        self._unexpected = handlers[Exception]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a plain GET of an article; hand anything else to Starlette."""
+        """Answer a plain GET of an article; hand anything else to Starlette.
+
+        Raises:
+            Exception: an unexpected error, after its 500 was sent (see the module).
+        """
         if (
             scope["type"] != "http"
             or scope["method"] != "GET"
@@ -69,29 +81,31 @@ class ArticleReadPath:
             await self.app(scope, receive, send)
             return
         slug: str = scope["path"][len(_PREFIX) :]
-        state: AppState | None = getattr(scope["app"].state, "ctx", None)
-        if not slug or "/" in slug or "\x00" in slug or state is None:
+        if not slug or "/" in slug or getattr(scope["app"].state, "ctx", None) is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = self._route
         scope["path_params"] = {"slug": slug}
-        request = Request(scope)
+        request = Request(scope, receive)
         try:
-            response = await cached(request, state.reader.article(slug))
+            response = await self._endpoint(request)
         except Exception as exc:
-            handler = _handler_for(exc)
-            response = await handler(request, exc)
-            if handler is EXCEPTION_HANDLERS[Exception]:
-                await response(scope, receive, send)
-                raise
+            await self._answer_error(request, exc, send)
+            return
         await response(scope, receive, send)
 
-
-def _handler_for(exc: Exception) -> ExceptionHandler:
-    """The handler of :data:`EXCEPTION_HANDLERS` for the first of ``exc``'s classes it names."""
-    for cls in type(exc).__mro__:
-        handler: ExceptionHandler | None = EXCEPTION_HANDLERS.get(cls)
-        if handler is not None:
-            return handler
-    unexpected: ExceptionHandler = EXCEPTION_HANDLERS[Exception]
-    return unexpected
+    async def _answer_error(self, request: Request, exc: Exception, send: Send) -> None:
+        handler = self._unexpected
+        for cls in type(exc).__mro__:
+            if cls in self._handlers:
+                handler = self._handlers[cls]
+                break
+        try:
+            response = await handler(request, exc)
+        except Exception as failure:
+            response = await self._unexpected(request, failure)
+            await response(request.scope, request.receive, send)
+            raise
+        await response(request.scope, request.receive, send)
+        if handler is self._unexpected:
+            raise exc

@@ -50,9 +50,15 @@ class Counted:
 
 
 @asynccontextmanager
-async def both(servers: Servers, key_prefix: str) -> AsyncIterator[tuple[Any, ...]]:
-    """Yield clients through the whole stack and through Starlette's alone, and the count."""
+async def both(
+    servers: Servers, key_prefix: str, handlers: dict[Any, Any] | None = None
+) -> AsyncIterator[tuple[Any, ...]]:
+    """Yield clients through the whole stack and through Starlette's alone, and the count.
+
+    ``handlers`` replace some of the app's exception handlers, before its stack is built.
+    """
     app = create_app(make_settings(servers, key_prefix))
+    app.exception_handlers.update(handlers or {})
     async with app.router.lifespan_context(app):
         path = read_path_of(app)
         behind = path.app = Counted(path.app)
@@ -132,7 +138,6 @@ async def test_plain_gets_are_answered_as_the_route_answers_them(
     "method, path",
     [
         ("GET", "/api/v1/articles/read?x=1"),
-        ("GET", "/api/v1/articles/re%00ad"),
         ("HEAD", "/api/v1/articles/read"),
         ("GET", "/api/v1/articles/read/comments"),
         ("GET", "/api/v1/articles/"),
@@ -149,6 +154,14 @@ async def test_anything_but_a_plain_get_goes_to_the_route(
         assert behind.calls == 1, "the read path answered it"
         through_route = await alone.request(method, path)
         assert answer(through_path) == answer(through_route)
+
+
+async def test_a_slug_the_route_refuses_is_refused_alike(servers: Servers, key_prefix: str) -> None:
+    async with both(servers, key_prefix) as (whole, alone, behind, _):
+        answers = [answer(await c.get("/api/v1/articles/re%00ad")) for c in (whole, alone)]
+        assert behind.calls == 0, "the read path handed it on"
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 400
 
 
 @pytest.mark.parametrize(
@@ -180,7 +193,31 @@ async def test_an_error_is_answered_by_the_routes_handler(
 
 async def test_its_answers_are_counted_under_the_route(servers: Servers, key_prefix: str) -> None:
     async with both(servers, key_prefix) as (whole, _, behind, _app):
-        await whole.get("/api/v1/articles/nothing-here")
+        for _ in range(3):
+            assert (await whole.get("/api/v1/articles/nothing-here")).status_code == 404
         assert behind.calls == 0
         metrics = (await whole.get("/metrics")).text
-    assert 'route="/api/v1/articles/{slug}"' in metrics
+    series = 'http_requests_total{method="GET",route="/api/v1/articles/{slug}",status="404"}'
+    assert f"{series} 3.0" in metrics.splitlines()
+
+
+async def test_a_handler_that_fails_gets_the_unexpected_errors_answer(
+    servers: Servers, key_prefix: str
+) -> None:
+    async def failing_handler(request: Any, exc: Exception) -> Any:
+        raise RuntimeError("the handler failed")
+
+    handlers = {UnavailableError: failing_handler}
+    async with both(servers, key_prefix, handlers) as (whole, alone, _, app):
+        reader = app.state.ctx.reader
+
+        def failing(slug: str) -> Awaitable[Any]:
+            async def fail() -> Any:
+                raise UnavailableError("the database is unavailable")
+
+            return fail()
+
+        reader.article = failing
+        answers = [answer(await c.get("/api/v1/articles/read")) for c in (whole, alone)]
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 500
