@@ -27,7 +27,6 @@ from sqlalchemy import text
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.app import ContentApp, create_app
-from service.read_path import ArticleReadPath
 from service.tracing import RequestIdMiddleware
 
 
@@ -93,12 +92,9 @@ async def main(args: argparse.Namespace) -> None:
             slugs = [r.slug for r in rows]
         if not slugs:
             raise SystemExit("no published article: seed some (content-service seed)")
-        stack = app.build_middleware_stack()
-        app.middleware_stack = stack
-        layer: Any = stack
-        while not isinstance(layer, ArticleReadPath):
-            layer = layer.app
-        behind = layer.app
+        app.middleware_stack = app.build_middleware_stack()
+        assert app.read_path is not None
+        behind = app.read_path.app
 
         async def starlette_alone(scope: Scope, receive: Receive, send: Send) -> None:
             scope["app"] = app  # as Starlette's own entry sets it

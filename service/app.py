@@ -576,16 +576,20 @@ class ContentApp(Starlette):
             before and after.
         rate_limits: the limits in force while the lifespan runs; None before and after, and
             when none is configured.
+        read_path: the article read path in the stack, once the stack is built (its ``app``
+            is Starlette's own stack).
     """
 
     recorder: AccessRecorder | None = None
     rate_limits: RateLimits | None = None
+    read_path: ArticleReadPath | None = None
 
     def build_middleware_stack(self) -> ASGIApp:
         """Return Starlette's stack wrapped in :class:`service.tracing.RequestIdMiddleware`."""
-        stack: ASGIApp = ArticleReadPath(
+        self.read_path = ArticleReadPath(
             super().build_middleware_stack(), self.routes, self.exception_handlers
         )
+        stack: ASGIApp = self.read_path
         settings: Settings = self.state.settings
         if settings.read_limits() or settings.write_limits():
             stack = RateLimitMiddleware(stack, lambda: self.rate_limits)

@@ -8,7 +8,7 @@ endpoint's request-response wrapper (another request, another layer of exception
 request, so that the answer, its headers and its counting are the route's by construction;
 everything else goes on to Starlette unchanged: other paths and methods (HEAD too), a query
 string, a root path (the path would first have to be taken out of it), a path whose slug holds
-``/`` (another route's), any request before the lifespan has built the service.
+``/`` (another route's).
 
 An error raised while answering is answered as Starlette's exception layer would: by the
 app's handler for the first of the exception's classes, in method resolution order; one that
@@ -81,7 +81,7 @@ class ArticleReadPath:
             await self.app(scope, receive, send)
             return
         slug: str = scope["path"][len(_PREFIX) :]
-        if not slug or "/" in slug or getattr(scope["app"].state, "ctx", None) is None:
+        if not slug or "/" in slug:
             await self.app(scope, receive, send)
             return
         scope["route"] = self._route

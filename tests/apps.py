@@ -50,6 +50,21 @@ class Api:
         await self.settle()
         return cast(dict[str, Any], r.json())
 
+    async def publish_articles(self, *slugs: str, title: str = "{slug} v0") -> None:
+        """Create the author ``ann``, then a published article of hers at each of ``slugs``.
+
+        Args:
+            slugs: the articles' slugs.
+            title: each article's title; ``{slug}`` stands for its slug.
+        """
+        await self.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
+        for slug in slugs:
+            await self.create(
+                "/api/v1/articles",
+                {"title": title.format(slug=slug), "slug": slug, "body": "b", "author": "ann",
+                 "status": "published"},
+            )  # fmt: skip
+
     async def settle(self) -> None:
         """Apply the outbox now: rows of earlier writes must not evict what a test warms next."""
         await self.state.relay.drain_all()

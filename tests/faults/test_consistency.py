@@ -56,13 +56,7 @@ async def run(servers: Servers, app_on: Any, operations: int, seed: int) -> dict
             )
             for _ in range(2)
         ]
-        await apps[0].create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
-        for slug in HOT:
-            await apps[0].create(
-                "/api/v1/articles",
-                {"title": f"{slug} v0", "slug": slug, "body": "b", "author": "ann",
-                 "status": "published"},
-            )  # fmt: skip
+        await apps[0].publish_articles(*HOT)
         for api in apps:
             slow_database(api, rng)
 
@@ -133,12 +127,7 @@ async def test_a_load_paused_across_a_write_does_not_store_the_old_row(
     """The stale set, forced on the real servers: read old row, write commits, then store."""
     await truncate(servers.database_url)
     async with app_on(servers.database_url, servers.redis_url) as api:
-        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
-        await api.create(
-            "/api/v1/articles",
-            {"title": "alpha v0", "slug": "alpha", "body": "b", "author": "ann",
-             "status": "published"},
-        )  # fmt: skip
+        await api.publish_articles("alpha")
         reader: Any = api.state.reader
         read = reader._read
         has_read, proceed = asyncio.Event(), asyncio.Event()

@@ -198,13 +198,8 @@ class Traffic:
         if self.rng.random() >= list_share:
             slug = self.rng.choice(self.hot.slugs)
             path = f"/api/v1/articles/{slug}"
-        try:
-            r = await connection.get(path)
-        except httpx.TransportError as exc:
-            self.failures.append(f"GET {path} via {name}: {exc!r}")
-            return
-        if r.status_code != 200:
-            self.failures.append(f"GET {path} via {name}: {r.status_code} {r.text[:200]}")
+        r = await self._get(connection, path, f"GET {path} via {name}")
+        if r is None:
             return
         where = self._answered(connection, r, floors.taken_at)
         if slug is not None:
@@ -285,18 +280,25 @@ class Traffic:
             else:
                 await asyncio.sleep(self.rng.random() * pause_seconds)
 
+    async def _get(self, connection: Connection, path: str, what: str) -> httpx.Response | None:
+        """GET ``path``; a transport error or a status other than 200 is a failure (None)."""
+        try:
+            r = await connection.get(path)
+        except httpx.TransportError as exc:
+            self.failures.append(f"{what}: {exc!r}")
+            return None
+        if r.status_code != 200:
+            self.failures.append(f"{what}: {r.status_code} {r.text[:200]}")
+            return None
+        return r
+
     async def _chase(self, connection: Connection, slug: str) -> None:
         if not self.spend():
             return
         name = connection.instance.name
         floors = self.acked.floors()
-        try:
-            r = await connection.get(f"/api/v1/articles/{slug}")
-        except httpx.TransportError as exc:
-            self.failures.append(f"chase {slug} via {name}: {exc!r}")
-            return
-        if r.status_code != 200:
-            self.failures.append(f"chase {slug} via {name}: {r.status_code} {r.text[:200]}")
+        r = await self._get(connection, f"/api/v1/articles/{slug}", f"chase {slug} via {name}")
+        if r is None:
             return
         where = self._answered(connection, r, floors.taken_at)
         self.counts["chase reads"] += 1

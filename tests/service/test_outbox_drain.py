@@ -26,11 +26,7 @@ async def test_a_full_drain_ends_under_steady_writes_after_the_rows_committed_be
 ) -> None:
     await truncate(servers.database_url)
     async with app_on(servers.database_url, servers.redis_url) as api:
-        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
-        await api.create(
-            "/api/v1/articles",
-            {"title": "v0", "slug": "busy", "body": "b", "author": "ann", "status": "published"},
-        )
+        await api.publish_articles("busy")
         await api.state.relay.aclose()  # this test's relay alone drains from here on
         relay = OutboxRelay(api.state.background_engine, api.state.invalidator, batch_size=1)
         committed = 0

@@ -28,11 +28,7 @@ async def test_applied_rows_are_kept_replayed_onto_a_redis_that_lacks_them_then_
 ) -> None:
     await truncate(servers.database_url)
     async with app_on(servers.database_url, servers.redis_url) as api:
-        await api.create("/api/v1/authors", {"username": "ann", "display_name": "Ann"})
-        await api.create(
-            "/api/v1/articles",
-            {"title": "Old", "slug": "kept", "body": "b", "author": "ann", "status": "published"},
-        )
+        await api.publish_articles("kept", title="Old")
         await api.state.relay.aclose()  # this test's relay alone drains from here on
         await run_sql(servers.database_url, "TRUNCATE cache_outbox_applied")
         relay = OutboxRelay(

@@ -14,10 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.app import create_app
+from service.app import ContentApp, create_app
 from service.errors import UnavailableError
 from service.read_path import ArticleReadPath
 from tests.apps import EDITOR, make_settings
@@ -28,13 +27,11 @@ VARYING = {"x-request-id", "server-timing", "date"}
 _SECONDS = re.compile(r"(ttl|max-age)=\d+")
 
 
-def read_path_of(app: Starlette) -> ArticleReadPath:
-    """The read path in ``app``'s stack (built on first use)."""
-    layer: Any = app.middleware_stack or app.build_middleware_stack()
-    app.middleware_stack = layer
-    while not isinstance(layer, ArticleReadPath):
-        layer = layer.app
-    return layer
+def read_path_of(app: ContentApp) -> ArticleReadPath:
+    """The read path in ``app``'s stack (built here if no request built it yet)."""
+    app.middleware_stack = app.middleware_stack or app.build_middleware_stack()
+    assert app.read_path is not None
+    return app.read_path
 
 
 class Counted:
@@ -58,6 +55,7 @@ async def both(
     ``handlers`` replace some of the app's exception handlers, before its stack is built.
     """
     app = create_app(make_settings(servers, key_prefix))
+    assert isinstance(app, ContentApp)
     app.exception_handlers.update(handlers or {})
     async with app.router.lifespan_context(app):
         path = read_path_of(app)
