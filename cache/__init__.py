@@ -33,7 +33,7 @@ from cache.pacing import Pacer
 from cache.policy import CachePolicy, PolicyTable
 from cache.pool import BoundedConnectionPool, PoolTimeoutError
 from cache.rates import RateBuckets, WindowFigures
-from cache.readthrough import CacheState, Lookup, ReadThroughCache
+from cache.readthrough import CacheState, Lookup, PendingHit, ReadThroughCache
 from cache.routing import RedisClient
 from cache.singleflight import SingleFlight
 from cache.stats import CacheStats, FlushPart, StatsObserver, StatsReading
@@ -84,6 +84,7 @@ __all__ = [
     "NearStore",
     "NotMasterError",
     "Pacer",
+    "PendingHit",
     "PolicyTable",
     "PoolTimeoutError",
     "RateBuckets",

@@ -41,6 +41,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from cache import counters
 from cache.background import stop_task
@@ -60,6 +61,8 @@ from cache.stats import CacheStats
 from cache.watermarks import requiring
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class CacheState(enum.Enum):
@@ -227,12 +230,7 @@ class ReadThroughCache:
             else:
                 now_ms = wall_clock_ms()
                 if now_ms < entry.fresh_until_ms:
-                    self._stats.count(key.namespace, counters.HITS)
-                    if mark is not None:
-                        self._fill(key, entry, mark)
-                    if self._refresh_early(key, entry, now_ms):
-                        self._refresh_in_background(key, loader)
-                    return _lookup(entry, CacheState.HIT, now_ms)
+                    return self._fresh_hit(key, loader, entry, now_ms, mark)
                 policy = self._policies.for_namespace(key.namespace)
                 if now_ms < entry.fresh_until_ms + policy.revalidate_ms:
                     self._stats.count(key.namespace, counters.STALE)
@@ -252,6 +250,71 @@ class ReadThroughCache:
         if shared:
             self._stats.count(key.namespace, counters.COALESCED)
         return lookup
+
+    def get_hit(self, key: CacheKey, loader: Loader) -> Lookup | PendingHit[Lookup] | None:
+        """Return the fresh entry at ``key`` without a task: now, once Redis answers, or None.
+
+        The hits of :meth:`get_or_load`, for a caller that answers them without a task (and
+        everything else with :meth:`get_or_load`): a fresh entry of the near cache is returned
+        at once (a :class:`Lookup`); otherwise a read from Redis is started and returned as a
+        :class:`PendingHit`, whose ``finish()``, once its ``read`` is done, returns the
+        ``HIT`` if Redis holds the entry fresh, else None. Hits are counted, kept in the near
+        cache and refreshed early as :meth:`get_or_load` does. None (and a ``finish()`` that
+        returns None) counts nothing: the caller then calls :meth:`get_or_load`, which reads
+        Redis again (a miss, a stale entry or a failed read is answered there; the breaker
+        counts the failure of that read, not of this one). None at once while the breaker is
+        open.
+
+        Args:
+            key: the entry's key.
+            loader: what an early refresh loads with (see :meth:`get_or_load`).
+        """
+        breaker = self._breaker
+        if breaker is not None and not breaker.allows():
+            return None
+        near = self._near
+        mark: NearMark | None = None
+        if near is not None:
+            now_ms = wall_clock_ms()
+            held = near.lookup(key.redis_key, now_ms)
+            if held is not None:
+                if self._tracker is not None:
+                    self._tracker.touch(key)
+                return self._answer_near(key, loader, held, now_ms)
+            mark = near.mark()
+        read = self._pipeline.get(key.redis_key)
+
+        def finish() -> Lookup | None:
+            if read.cancelled() or read.exception() is not None:
+                return None
+            if breaker is not None and breaker.failures:
+                breaker.record_success()
+            raw = read.result()
+            if raw is None:
+                return None
+            try:
+                entry = decode(raw)
+            except CodecError:
+                return None
+            now_ms = wall_clock_ms()
+            if now_ms >= entry.fresh_until_ms:
+                return None
+            if self._tracker is not None:
+                self._tracker.touch(key)
+            return self._fresh_hit(key, loader, entry, now_ms, mark)
+
+        return PendingHit(read, finish)
+
+    def _fresh_hit(
+        self, key: CacheKey, loader: Loader, entry: Entry, now_ms: int, mark: NearMark | None
+    ) -> Lookup:
+        """Answer a fresh entry read from Redis after ``mark`` (kept in the near cache)."""
+        self._stats.count(key.namespace, counters.HITS)
+        if mark is not None:
+            self._fill(key, entry, mark)
+        if self._refresh_early(key, entry, now_ms):
+            self._refresh_in_background(key, loader)
+        return _lookup(entry, CacheState.HIT, now_ms)
 
     def _answer_near(self, key: CacheKey, loader: Loader, entry: Entry, now_ms: int) -> Lookup:
         """Answer a fresh entry from the near cache (it holds none past its fresh time)."""
@@ -408,6 +471,19 @@ class ReadThroughCache:
             self._fill(key, entry, mark)
         lookup = _lookup(entry, CacheState.MISS, wall_clock_ms(), load_ms, stored=stored is True)
         return lookup, vouched_until
+
+
+class PendingHit(NamedTuple, Generic[T]):
+    """A hit that is known once a read is done (see :meth:`ReadThroughCache.get_hit`).
+
+    Attributes:
+        read: the read; its callbacks may call ``finish``.
+        finish: once ``read`` is done, the answer, or None when it is not a hit (then nothing
+            was counted). Call it at most once.
+    """
+
+    read: asyncio.Future[Any]
+    finish: Callable[[], T | None]
 
 
 def _lookup(
