@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -40,6 +41,7 @@ from cache import (
     KeyScheme,
     LeaseStore,
     NearCache,
+    PendingHit,
     PolicyTable,
     ReadThroughCache,
     RedisClient,
@@ -56,6 +58,7 @@ from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
 from service.failover import MasterFollower, create_sentinel_redis
+from service.fast_path import FastAnswer
 from service.gauges import SAMPLE_INTERVAL_SECONDS, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
@@ -71,10 +74,11 @@ from service.read_path import ArticleReadPath
 from service.reads import ContentReader
 from service.replica_figures import replica_sampler, worker_figures
 from service.replicas import Replica, ReplicaSet, replica_name
+from service.responses import CachedResponse
 from service.routes import routes
 from service.settings import Settings
 from service.state import AppState
-from service.tracing import RequestIdMiddleware
+from service.tracing import REQUEST_ID, REQUEST_ID_HEADER, RequestIdMiddleware, request_id_of
 from service.unit_of_work import UnitOfWork
 from service.warming import ContentWarming
 from service.workers import create_worker_registry
@@ -583,6 +587,7 @@ class ContentApp(Starlette):
     recorder: AccessRecorder | None = None
     rate_limits: RateLimits | None = None
     read_path: ArticleReadPath | None = None
+    _has_limits = False
 
     def build_middleware_stack(self) -> ASGIApp:
         """Return Starlette's stack wrapped in :class:`service.tracing.RequestIdMiddleware`."""
@@ -591,9 +596,51 @@ class ContentApp(Starlette):
         )
         stack: ASGIApp = self.read_path
         settings: Settings = self.state.settings
-        if settings.read_limits() or settings.write_limits():
+        self._has_limits = bool(settings.read_limits() or settings.write_limits())
+        if self._has_limits:
             stack = RateLimitMiddleware(stack, lambda: self.rate_limits)
         return RequestIdMiddleware(stack, self._answered)
+
+    def fast_answer(self, scope: Scope) -> FastAnswer | PendingHit[FastAnswer] | None:
+        """Return the answer to ``scope`` if it is a cache hit, without a task; else None.
+
+        For :class:`service.fast_path.FastPathProtocol`: the answer the stack would give (the
+        read path's, :meth:`service.read_path.ArticleReadPath.answer_hit`, with the request's
+        ``X-Request-ID`` last, as :class:`service.tracing.RequestIdMiddleware` adds it), now
+        or once Redis answers (a :class:`cache.PendingHit`), recorded (metrics, access log) in
+        the request's id context before it is returned (an early refresh that the hit starts
+        runs outside it: its log lines carry no request id). None (now or from ``finish()``),
+        with nothing counted, while the lifespan does not run, when rate limits are configured
+        (they sit in the stack), and whenever the read path has no hit.
+        """
+        recorder = self.recorder
+        read_path = self.read_path
+        if recorder is None or read_path is None or self._has_limits:
+            return None
+        started = perf_counter()
+        hit = read_path.answer_hit(scope, self.state.ctx)
+        if hit is None:
+            return None
+
+        def answer(response: CachedResponse) -> FastAnswer:
+            request_id = request_id_of(scope["headers"])
+            token = REQUEST_ID.set(request_id.decode("ascii"))
+            try:
+                recorder(scope, response.status_code, perf_counter() - started)
+            finally:
+                REQUEST_ID.reset(token)
+            headers = [*response.raw_headers, (REQUEST_ID_HEADER, request_id)]
+            return FastAnswer(response.status_code, headers, response.body)
+
+        if isinstance(hit, CachedResponse):
+            return answer(hit)
+        finish = hit.finish
+
+        def finish_answer() -> FastAnswer | None:
+            response = finish()
+            return None if response is None else answer(response)
+
+        return PendingHit(hit.read, finish_answer)
 
     def _answered(self, scope: Scope, status: int, seconds: float) -> None:
         recorder = self.recorder

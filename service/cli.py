@@ -160,7 +160,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             port=args.port,
             workers=args.workers,
             loop="uvloop",
-            http="httptools",
+            # httptools, with near-cache hits answered without a task (service.fast_path)
+            http="service.fast_path:FastPathProtocol",
             # The app configures logging (create_app); uvicorn's loggers go through it, and the
             # service's access log (ACCESS_LOG) replaces uvicorn's.
             log_config=None,

@@ -20,12 +20,18 @@ logs it too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from cache import Lookup, PendingHit
+from service.endpoints import is_path_key
+from service.responses import CachedResponse
+from service.state import AppState
 
 #: the route the read path answers, as the route table spells it
 ARTICLE_ROUTE = "/api/v1/articles/{slug}"
@@ -71,17 +77,8 @@ class ArticleReadPath:
         Raises:
             Exception: an unexpected error, after its 500 was sent (see the module).
         """
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "GET"
-            or scope["query_string"]
-            or scope.get("root_path")
-            or not scope["path"].startswith(_PREFIX)
-        ):
-            await self.app(scope, receive, send)
-            return
-        slug: str = scope["path"][len(_PREFIX) :]
-        if not slug or "/" in slug:
+        slug = _plain_get_slug(scope)
+        if slug is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = self._route
@@ -93,6 +90,48 @@ class ArticleReadPath:
             await self._answer_error(request, exc, send)
             return
         await response(scope, receive, send)
+
+    def answer_hit(
+        self, scope: Scope, state: AppState
+    ) -> CachedResponse | PendingHit[CachedResponse] | None:
+        """Return the answer to ``scope`` if it is a cache hit, without a task; else None.
+
+        For a caller that answers without a task (see :mod:`service.fast_path`): a plain GET
+        of an article (as :meth:`__call__` takes) with a valid slug whose entry is a hit
+        (:meth:`service.reads.ContentReader.article_hit`): now from the near cache, or once
+        Redis answers (a :class:`cache.PendingHit` of the answer). The answer is the route's
+        (:func:`service.endpoints.cached`'s, ``Server-Timing`` from the call to the hit), and
+        the scope is labelled with the route as :meth:`__call__` labels it. On None (now or
+        from ``finish()``) nothing was counted: the request goes on to :meth:`__call__`.
+
+        Args:
+            scope: the request's ASGI scope.
+            state: the app's lifespan state.
+        """
+        slug = _plain_get_slug(scope)
+        if slug is None or not is_path_key(slug):
+            return None
+        started = perf_counter()
+        hit = state.reader.article_hit(slug)
+        if hit is None:
+            return None
+        max_age_cap = state.settings.http_max_age_seconds
+
+        def answer(lookup: Lookup) -> CachedResponse:
+            elapsed_ms = (perf_counter() - started) * 1000
+            scope["route"] = self._route
+            scope["path_params"] = {"slug": slug}
+            return CachedResponse(scope["headers"], lookup, max_age_cap, elapsed_ms)
+
+        if isinstance(hit, Lookup):
+            return answer(hit)
+        finish = hit.finish
+
+        def finish_answer() -> CachedResponse | None:
+            lookup = finish()
+            return None if lookup is None else answer(lookup)
+
+        return PendingHit(hit.read, finish_answer)
 
     async def _answer_error(self, request: Request, exc: Exception, send: Send) -> None:
         handler = self._unexpected
@@ -109,3 +148,19 @@ class ArticleReadPath:
         await response(request.scope, request.receive, send)
         if handler is self._unexpected:
             raise exc
+
+
+def _plain_get_slug(scope: Scope) -> str | None:
+    """Return the slug of a plain GET of an article (see the module), else None."""
+    if (
+        scope["type"] != "http"
+        or scope["method"] != "GET"
+        or scope["query_string"]
+        or scope.get("root_path")
+        or not scope["path"].startswith(_PREFIX)
+    ):
+        return None
+    slug: str = scope["path"][len(_PREFIX) :]
+    if not slug or "/" in slug:
+        return None
+    return slug

@@ -17,7 +17,16 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cache import CacheKey, CircuitBreaker, Loaded, Loader, Lookup, Pacer, ReadThroughCache
+from cache import (
+    CacheKey,
+    CircuitBreaker,
+    Loaded,
+    Loader,
+    Lookup,
+    Pacer,
+    PendingHit,
+    ReadThroughCache,
+)
 from service import repository as repo
 from service.documents import (
     article_document,
@@ -164,6 +173,15 @@ class ContentReader:
         A scheduled article's 404 lives no longer than its ``published_at``.
         """
         return await self._cache.get_or_load(*self.article_load(slug))
+
+    def article_hit(self, slug: str) -> Lookup | PendingHit[Lookup] | None:
+        """Return the visible article at ``slug`` if it is a hit, without a task.
+
+        See :meth:`cache.ReadThroughCache.get_hit`: now (from the near cache), once Redis
+        answers (a :class:`cache.PendingHit`), or None; where there is no hit,
+        :meth:`article` answers.
+        """
+        return self._cache.get_hit(*self.article_load(slug))
 
     def article_load(self, slug: str) -> tuple[CacheKey, Loader]:
         """Return the key and the loader of the article at ``slug`` (see :meth:`article`)."""

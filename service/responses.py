@@ -6,6 +6,7 @@ Also the parsing that every endpoint shares: query parameters and JSON bodies.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import orjson
@@ -143,7 +144,7 @@ class CachedResponse(Response):
     headers of a cached answer are known, so they are written once, encoded.
 
     Args:
-        request: the request answered.
+        request_headers: the headers of the request answered (the ASGI scope's).
         lookup: what the cache answered.
         max_age_cap_seconds: the cap of ``max-age``, in seconds.
         elapsed_ms: how long the read took, in milliseconds (for ``Server-Timing``).
@@ -152,7 +153,7 @@ class CachedResponse(Response):
 
     def __init__(
         self,
-        request: Request,
+        request_headers: Iterable[tuple[bytes, bytes]],
         lookup: Lookup,
         max_age_cap_seconds: int,
         elapsed_ms: float,
@@ -160,7 +161,7 @@ class CachedResponse(Response):
     ) -> None:
         max_age = min(max_age_cap_seconds, lookup.fresh_for_seconds)
         inm = accept = None
-        for name, value in request.scope["headers"]:
+        for name, value in request_headers:
             if name == b"accept-encoding":
                 accept = value.decode("latin-1")
             elif name == b"if-none-match":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from time import perf_counter
 from typing import Any
@@ -22,7 +22,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 
 _SANE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-_HEADER = b"x-request-id"
+#: the header of the request id, as ASGI spells it
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Return the id of a request with ``headers``: its sane ``X-Request-ID``, else a new one.
+
+    A new id is 32 random hex digits (ASCII bytes).
+    """
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            if _SANE.fullmatch(value):
+                return value
+            break
+    return os.urandom(16).hex().encode("ascii")
 
 
 AnswerObserver = Callable[[Scope, int, float], None]
@@ -52,14 +66,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         started = perf_counter()
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                if _SANE.fullmatch(value):
-                    request_id = value
-                break
-        if request_id is None:
-            request_id = os.urandom(16).hex().encode("ascii")
+        request_id = request_id_of(scope["headers"])
         observer = self.observer
         status = 500
         observed = observer is None
@@ -68,7 +75,7 @@ class RequestIdMiddleware:
             nonlocal status, observed
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (_HEADER, request_id)]
+                message["headers"] = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id)]
             elif not observed and not message.get("more_body", False):
                 observed = True
                 observer(scope, status, perf_counter() - started)  # type: ignore[misc]

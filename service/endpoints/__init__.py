@@ -47,9 +47,8 @@ async def cached(request: Request, read: Awaitable[Lookup], *, paged: bool = Fal
     if paged and lookup.status == 200:
         scope = request.scope
         link = link_for_query(scope["path"], scope["query_string"], next_cursor_of(lookup.body))
-    return CachedResponse(
-        request, lookup, ctx(request).settings.http_max_age_seconds, elapsed_ms, link
-    )
+    max_age_cap = ctx(request).settings.http_max_age_seconds
+    return CachedResponse(request.scope["headers"], lookup, max_age_cap, elapsed_ms, link)
 
 
 def _path_value(request: Request, name: str, rule: TypeAdapter[V]) -> V:
@@ -69,6 +68,15 @@ def path_key(request: Request, name: str) -> str:
         InvalidInputError: it holds a NUL character.
     """
     return _path_value(request, name, _PATH_KEY)
+
+
+def is_path_key(value: str) -> bool:
+    """Return whether ``value`` is a valid path key (see :func:`path_key`)."""
+    try:
+        _PATH_KEY.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def path_id(request: Request, name: str) -> int:
