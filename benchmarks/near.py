@@ -6,7 +6,8 @@ section of an earlier run; :mod:`benchmarks.run` overwrites the page whole: run 
 1. ``hits``: ``constant``, ``redis_get`` (the anchor), ``l1_off`` (the service with
    ``CACHE_L1_MAX_BYTES=0``) and ``l1_1pct`` (the service with an L1 of 1 % of the entries'
    stored bytes: the mean ``STRLEN`` of a sample of the article entries times 1 % of the
-   articles) in interleaved rounds, each one uvicorn worker pinned to CPU 0, wrk (one thread,
+   articles) in interleaved rounds, each one uvicorn worker pinned to CPU 0 (the service's
+   as ``content-service serve`` runs it: its HTTP protocol, its metrics), wrk (one thread,
    pinned to CPU 1) sending the Zipfian script (θ = 0.99) of :mod:`benchmarks.run` over the
    ``--articles`` seeded articles. Every entry is loaded into Redis (L2) first by a sweep over
    every article, and ``l1_1pct`` is loaded with Zipfian hits for a few seconds before the
@@ -353,14 +354,13 @@ def hits(bench: Bench, command: str) -> str:
             "redis_get": stack.enter_context(serve(
                 "redis_get", "benchmarks.anchors:redis_get", {**env, "CACHE_PREFIX": PREFIX},
                 cpu=0, ready_path="/a/x")),
-            "l1_off": stack.enter_context(serve("l1_off", "service.app:create_app",
-                                                near_env(env, PREFIX, 0), cpu=0,
-                                                ready_path=IDLE_PATH)),
+            "l1_off": stack.enter_context(serve_service("l1_off", near_env(env, PREFIX, 0),
+                                                        cpu=0, ready_path=IDLE_PATH)),
         }  # fmt: skip
         load_and_size(bench, servers["l1_off"])
         servers["l1_1pct"] = stack.enter_context(
-            serve("l1_1pct", "service.app:create_app",
-                  near_env(env, PREFIX, bench.l1_max_bytes), cpu=0, ready_path=IDLE_PATH)
+            serve_service("l1_1pct", near_env(env, PREFIX, bench.l1_max_bytes), cpu=0,
+                          ready_path=IDLE_PATH)
         )  # fmt: skip
         anchor = servers["redis_get"].base_url + ANCHOR_PATH + bench.slugs[0]
         if httpx.get(anchor).status_code != 200:
@@ -412,7 +412,8 @@ def hits(bench: Bench, command: str) -> str:
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"- command: `{command}`",
-        machine_line("each server one uvicorn worker pinned to CPU 0, wrk to CPU 1"),
+        machine_line("each server one uvicorn worker pinned to CPU 0 (the service's run by"
+                     " `content-service serve`), wrk to CPU 1"),
         f"- rounds: {args.rounds} of {args.seconds} s per target, interleaved; wrk -t1"
         f" -c{args.connections}, Zipfian (θ = 0.99) over {len(bench.slugs):,} articles, every"
         f" entry loaded into Redis first; l1_1pct loaded for {L1_WARM_SECONDS} s of the same"
