@@ -41,7 +41,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Generic, TypeVar
 
 from cache import counters
 from cache.background import stop_task
@@ -268,6 +268,10 @@ class ReadThroughCache:
         Args:
             key: the entry's key.
             loader: what an early refresh loads with (see :meth:`get_or_load`).
+
+        Returns:
+            A ``HIT`` from the near cache, a :class:`PendingHit` of one from Redis, or None.
+            Never raises a Redis error (a failed read finishes with None).
         """
         breaker = self._breaker
         if breaker is not None and not breaker.allows():
@@ -473,16 +477,19 @@ class ReadThroughCache:
         return lookup, vouched_until
 
 
-class PendingHit(NamedTuple, Generic[T]):
-    """A hit that is known once a read is done (see :meth:`ReadThroughCache.get_hit`).
+@dataclass(frozen=True, slots=True)
+class PendingHit(Generic[T]):
+    """A hit that is known once a read from Redis is done (see :meth:`ReadThroughCache.get_hit`).
 
     Attributes:
-        read: the read; its callbacks may call ``finish``.
-        finish: once ``read`` is done, the answer, or None when it is not a hit (then nothing
-            was counted). Call it at most once.
+        read: the read (the value at the key, None when there is none; it fails with
+            :class:`CacheUnavailableError` when Redis fails). Its callbacks call ``finish``.
+        finish: once ``read`` is done, on the event loop, the answer (counted), or None when
+            it is not a hit (nothing counted). Call it once: each call counts its hit.
+            Raises ``asyncio.InvalidStateError`` while ``read`` is not done.
     """
 
-    read: asyncio.Future[Any]
+    read: asyncio.Future[bytes | None]
     finish: Callable[[], T | None]
 
 

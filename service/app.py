@@ -58,7 +58,6 @@ from service.auth import TokenAuthority
 from service.backlog import BacklogSampler
 from service.entity_writes import EntityWrites
 from service.failover import MasterFollower, create_sentinel_redis
-from service.fast_path import FastAnswer
 from service.gauges import SAMPLE_INTERVAL_SECONDS, worker_sampler
 from service.keyspaces import ContentKeys, tags_for_change
 from service.lifecycle import Lifecycle
@@ -74,7 +73,7 @@ from service.read_path import ArticleReadPath
 from service.reads import ContentReader
 from service.replica_figures import replica_sampler, worker_figures
 from service.replicas import Replica, ReplicaSet, replica_name
-from service.responses import CachedResponse
+from service.responses import CachedResponse, FastAnswer
 from service.routes import routes
 from service.settings import Settings
 from service.state import AppState
@@ -609,9 +608,20 @@ class ContentApp(Starlette):
         ``X-Request-ID`` last, as :class:`service.tracing.RequestIdMiddleware` adds it), now
         or once Redis answers (a :class:`cache.PendingHit`), recorded (metrics, access log) in
         the request's id context before it is returned (an early refresh that the hit starts
-        runs outside it: its log lines carry no request id). None (now or from ``finish()``),
+        runs in whatever context the protocol calls from: its log lines may carry no request
+        id, or the id of the answer completed just before). None (now or from ``finish()``),
         with nothing counted, while the lifespan does not run, when rate limits are configured
         (they sit in the stack), and whenever the read path has no hit.
+
+        Args:
+            scope: the request's ASGI scope (uvicorn's, once its head is parsed).
+
+        Returns:
+            The answer now, a :class:`cache.PendingHit` of it, or None.
+
+        Raises:
+            Exception: whatever the recorder raises (the protocol then hands the request to
+                its task).
         """
         recorder = self.recorder
         read_path = self.read_path

@@ -160,7 +160,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
             port=args.port,
             workers=args.workers,
             loop="uvloop",
-            # httptools, with near-cache hits answered without a task (service.fast_path)
+            # httptools; cache hits are written without an ASGI task (service.fast_path)
             http="service.fast_path:FastPathProtocol",
             # The app configures logging (create_app); uvicorn's loggers go through it, and the
             # service's access log (ACCESS_LOG) replaces uvicorn's.

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
+from uvicorn._types import ASGI3Application, Scope
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -39,32 +39,41 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from cache import PendingHit
+from service.responses import FastAnswer
 
 logger = logging.getLogger(__name__)
 
 
-class FastAnswer(NamedTuple):
-    """An answer the app gives without a task.
-
-    Attributes:
-        status: the HTTP status.
-        headers: the app's headers, (lower-case name, value) bytes, in order; they include
-            ``content-length`` when there is a body.
-        body: the body (empty for a 304).
-    """
-
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
+#: an app's ``fast_answer`` (:meth:`service.app.ContentApp.fast_answer`): the answer to a scope
+#: without a task, now or once a read is done, else None
+FastAnswerer = Callable[[Scope], FastAnswer | PendingHit[FastAnswer] | None]
 
 
 class FastPathProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing the answers the app gives without a task."""
+    """uvicorn's httptools protocol, writing the answers the app gives without a task.
 
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        fast_answer = getattr(app, "fast_answer", None)
+    Fails open: an error of the app's ``fast_answer`` (or of a pending hit's ``finish()``) is
+    logged with its traceback and the request goes to its task, which answers it as if there
+    were no fast path (it may then be counted twice: the error came after the count).
+    """
+
+    #: True while an answer written here completes its cycle (see :meth:`_start_asgi_task`)
+    _completing = False
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if self._completing:
+            # Called back by uvicorn's completion of the answer just written, for the next
+            # pipelined request: started in the loop's next pass, as uvicorn's own task would
+            # be, so that a long pipeline of hits does not nest one call per request.
+            self.loop.call_soon(self._start_asgi_task, cycle, app)
+            return
+        fast_answer: FastAnswerer | None = getattr(app, "fast_answer", None)
         if fast_answer is not None and not self.flow.write_paused and not cycle.disconnected:
-            answer: FastAnswer | PendingHit[FastAnswer] | None = fast_answer(cycle.scope)
+            try:
+                answer = fast_answer(cycle.scope)
+            except Exception:
+                logger.exception("the fast answer failed; the request goes to its task")
+                answer = None
             if isinstance(answer, FastAnswer):
                 self._write(cycle, answer)
                 return
@@ -75,24 +84,32 @@ class FastPathProtocol(HttpToolsProtocol):
         super()._start_asgi_task(cycle, app)
 
     def _finish(
-        self, cycle: RequestResponseCycle, app: Any, finish: Callable[[], FastAnswer | None]
+        self,
+        cycle: RequestResponseCycle,
+        app: ASGI3Application,
+        finish: Callable[[], FastAnswer | None],
     ) -> None:
-        """Write the answer of a hit once its read is done; else start the request's task."""
-        if cycle.disconnected or self.transport.is_closing():
-            return  # the client left: nobody to answer (a task would stop here too)
+        """Once a hit's read is done: write its answer, or start the request's task."""
+        if self.flow.write_paused and not cycle.disconnected:
+            # The task waits for the client to read; nothing was counted here yet.
+            super()._start_asgi_task(cycle, app)
+            return
         try:
             answer = finish()
         except Exception:
-            logger.exception("a fast answer failed; the request goes to its task")
+            logger.exception("the fast answer failed; the request goes to its task")
             answer = None
-        if answer is None or self.flow.write_paused:
-            super()._start_asgi_task(cycle, app)
+        if answer is None:
+            if not self.transport.is_closing():
+                super()._start_asgi_task(cycle, app)
             return
+        if cycle.disconnected or self.transport.is_closing():
+            return  # counted and recorded, as a task's answer to a client that left
         self._write(cycle, answer)
 
     def _write(self, cycle: RequestResponseCycle, answer: FastAnswer) -> None:
         """Write ``answer`` and complete ``cycle`` as its task's last send would have."""
-        content = [STATUS_LINE[answer.status]]
+        content: list[bytes | memoryview] = [STATUS_LINE[answer.status]]
         for name, value in cycle.default_headers:
             content += (name, b": ", value, b"\r\n")
         for name, value in answer.headers:
@@ -106,4 +123,8 @@ class FastPathProtocol(HttpToolsProtocol):
         cycle.message_event.set()
         if not cycle.keep_alive:
             self.transport.close()
-        cycle.on_response()
+        self._completing = True
+        try:
+            cycle.on_response()
+        finally:
+            self._completing = False

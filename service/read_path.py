@@ -5,10 +5,11 @@ the cache's code); Starlette's layers around it cost more: its error layer, its 
 (which builds a request per call), the router matching the path against the table, and the
 endpoint's request-response wrapper (another request, another layer of exception handling).
 :class:`ArticleReadPath` sits in front of them and calls the route's own endpoint with the
-request, so that the answer, its headers and its counting are the route's by construction;
-everything else goes on to Starlette unchanged: other paths and methods (HEAD too), a query
-string, a root path (the path would first have to be taken out of it), a path whose slug holds
-``/`` (another route's).
+request, so that the answer, its headers and its counting are the route's by construction
+(:meth:`ArticleReadPath.answer_hit`, which answers hits without a task, repeats what the
+endpoint does for them instead); everything else goes on to Starlette unchanged: other
+paths and methods (HEAD too), a query string, a root path (the path would first have to be
+taken out of it), a path whose slug holds ``/`` (another route's).
 
 An error raised while answering is answered as Starlette's exception layer would: by the
 app's handler for the first of the exception's classes, in method resolution order; one that
@@ -107,6 +108,10 @@ class ArticleReadPath:
         Args:
             scope: the request's ASGI scope.
             state: the app's lifespan state.
+
+        Returns:
+            The answer now, a :class:`cache.PendingHit` of it, or None. Never raises a Redis
+            error (a failed read finishes with None).
         """
         slug = _plain_get_slug(scope)
         if slug is None or not is_path_key(slug):

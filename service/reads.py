@@ -177,9 +177,13 @@ class ContentReader:
     def article_hit(self, slug: str) -> Lookup | PendingHit[Lookup] | None:
         """Return the visible article at ``slug`` if it is a hit, without a task.
 
-        See :meth:`cache.ReadThroughCache.get_hit`: now (from the near cache), once Redis
-        answers (a :class:`cache.PendingHit`), or None; where there is no hit,
-        :meth:`article` answers.
+        Args:
+            slug: the article's slug (a valid path key).
+
+        Returns:
+            See :meth:`cache.ReadThroughCache.get_hit`: the hit now (from the near cache),
+            once Redis answers (a :class:`cache.PendingHit`), or None; where there is no hit,
+            :meth:`article` answers.
         """
         return self._cache.get_hit(*self.article_load(slug))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -187,6 +188,22 @@ class CachedResponse(Response):
             headers.append((b"content-type", _JSON_BYTES if lookup.status == 200 else _PROBLEM))
         self.raw_headers = headers
         self.background = None
+
+
+@dataclass(frozen=True, slots=True)
+class FastAnswer:
+    """An answer given without an ASGI task (see :mod:`service.fast_path`).
+
+    Attributes:
+        status: the HTTP status.
+        headers: the app's headers, (lower-case name, value) bytes, in order; they include
+            ``content-length`` when there is a body.
+        body: the body (empty for a 304).
+    """
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes | memoryview
 
 
 def json_response(

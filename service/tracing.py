@@ -27,9 +27,13 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 
 def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
-    """Return the id of a request with ``headers``: its sane ``X-Request-ID``, else a new one.
+    """Return the id of a request: its sane ``X-Request-ID``, else a new one.
 
-    A new id is 32 random hex digits (ASCII bytes).
+    Args:
+        headers: the request's headers, as the ASGI scope has them (lower-case names).
+
+    Returns:
+        The id, ASCII bytes; a new one is 32 random hex digits.
     """
     for name, value in headers:
         if name == REQUEST_ID_HEADER:

@@ -23,7 +23,12 @@ async def article_collection(request: Request) -> Response:
 
 
 async def article_item(request: Request) -> Response:
-    """GET: one visible article. PATCH: merge-patch it (editor). DELETE: delete it (editor)."""
+    """GET: one visible article. PATCH: merge-patch it (editor). DELETE: delete it (editor).
+
+    A GET that is a cache hit is answered alike, without a task, by
+    :meth:`service.read_path.ArticleReadPath.answer_hit` (what its GET checks and answers,
+    that repeats; ``tests/service/test_fast_path.py`` compares the two).
+    """
     state = ctx(request)
     slug = path_key(request, "slug")
     if request.method == "GET" or request.method == "HEAD":

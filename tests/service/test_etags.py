@@ -60,12 +60,7 @@ def test_if_none_match(header: str, etag: str, expected: bool) -> None:
 
 def cached_read(headers: dict[str, str], status: int = 200) -> int:
     """The status a cached read answers with (an entry held in identity and gzip)."""
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/api/v1/articles/hello",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-    }
+    request_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     lookup = Lookup(
         body=b"{}",
         etag=ETAG,
@@ -74,7 +69,7 @@ def cached_read(headers: dict[str, str], status: int = 200) -> int:
         fresh_for_seconds=60,
         encoded=(Representation("gzip", GZIP, b"compressed"),),
     )
-    return CachedResponse(scope["headers"], lookup, 60, 0.1).status_code
+    return CachedResponse(request_headers, lookup, 60, 0.1).status_code
 
 
 @pytest.mark.parametrize(

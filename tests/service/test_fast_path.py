@@ -9,6 +9,7 @@ between any two answers (the date, a new request id, durations, seconds left).
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
@@ -22,13 +23,16 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from service.app import create_app
-from service.fast_path import FastAnswer, FastPathProtocol
+from service.app import ContentApp, create_app
+from service.fast_path import FastPathProtocol
+from service.responses import FastAnswer
 from tests.apps import AppOn, make_settings
 from tests.faults.servers import free_port
 from tests.servers import Servers, truncate
 
 SLUGS = ("fast-a", "fast-b")
+#: hits pipelined in one write behind a request that its task answers
+PIPELINED = 400
 #: published, never read before its test
 COLD = "fast-cold"
 PATH = "/api/v1/articles/"
@@ -46,6 +50,17 @@ class CountingProtocol(FastPathProtocol):
     def _write(self, cycle: RequestResponseCycle, answer: FastAnswer) -> None:
         type(self).written += 1
         super()._write(cycle, answer)
+
+
+class KeptRecords(logging.Handler):
+    """Keeps the records it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 @dataclass
@@ -67,13 +82,21 @@ class Answer:
         return self.status_line, headers, self.body
 
 
+@dataclass(frozen=True)
+class Served:
+    port: int
+    app: ContentApp
+
+
 @contextmanager
-def serving(settings: Any, http: Any) -> Iterator[int]:
-    """Run the app of ``settings`` under uvicorn with ``http`` in a thread; yield its port."""
+def serving(settings: Any, http: Any) -> Iterator[Served]:
+    """Run the app of ``settings`` under uvicorn with ``http`` in a thread while it lasts."""
     port = free_port()
+    app = create_app(settings)
+    assert isinstance(app, ContentApp)
     config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, http=http, log_level="warning",
-        lifespan="on", access_log=False, proxy_headers=False,
+        app, host="127.0.0.1", port=port, http=http, log_level="warning", lifespan="on",
+        access_log=False, proxy_headers=False,
     )  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -83,14 +106,19 @@ def serving(settings: Any, http: Any) -> Iterator[int]:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
     try:
-        yield port
+        yield Served(port, app)
     finally:
         server.should_exit = True
         thread.join(timeout=15)
 
 
-def exchange(port: int, raw: bytes, answers: int = 1) -> tuple[list[Answer], bool]:
-    """Send ``raw``; read ``answers`` answers; return them and whether the server then closed."""
+def exchange(
+    port: int, raw: bytes, answers: int = 1, *, closes: bool | None = None
+) -> list[Answer]:
+    """Send ``raw``; read ``answers`` answers and return them.
+
+    With ``closes``, check that the server then closes the connection (True) or keeps it.
+    """
     # The requests here have no bodies: each ends at its blank line.
     methods = [request.split(b" ", 1)[0] for request in raw.split(b"\r\n\r\n") if request]
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -104,8 +132,11 @@ def exchange(port: int, raw: bytes, answers: int = 1) -> tuple[list[Answer], boo
                 data += chunk
             head, data = data.split(b"\r\n\r\n", 1)
             status_line, *lines = head.split(b"\r\n")
-            headers = [tuple(line.split(b": ", 1)) for line in lines]
-            answer = Answer(status_line, headers, b"")  # type: ignore[arg-type]
+            headers = []
+            for line in lines:
+                name, _, value = line.partition(b": ")
+                headers.append((name, value))
+            answer = Answer(status_line, headers, b"")
             length = int(answer.header(b"content-length") or 0)
             if methods[len(found)] == b"HEAD":
                 length = 0
@@ -116,12 +147,14 @@ def exchange(port: int, raw: bytes, answers: int = 1) -> tuple[list[Answer], boo
             answer.body, data = data[:length], data[length:]
             found.append(answer)
         assert not data, f"more than {answers} answers: {data!r}"
-        sock.settimeout(0.5)
-        try:
-            closed = sock.recv(1) == b""
-        except TimeoutError:
-            closed = False
-    return found, closed
+        if closes is not None:
+            sock.settimeout(0.5)
+            try:
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            assert closed is closes, raw
+    return found
 
 
 def get(slug: str, *headers: str, version: str = "1.1", method: str = "GET") -> bytes:
@@ -132,27 +165,28 @@ def get(slug: str, *headers: str, version: str = "1.1", method: str = "GET") -> 
 def until_near(port: int, slug: str) -> None:
     """Read ``slug`` until the near cache answers it (its doorkeeper admits a second read)."""
     for _ in range(50):
-        (answer,), _ = exchange(port, get(slug))
+        (answer,) = exchange(port, get(slug))
         if b"detail=l1" in (answer.header(b"cache-status") or b""):
             return
         time.sleep(0.02)
     raise AssertionError(f"{slug} never answered from the near cache on port {port}")
 
 
-def metric_lines(port: int, route: bytes) -> list[bytes]:
+def answers_counted(port: int, route: bytes) -> dict[bytes, float]:
     """The ``http_requests_total`` samples of ``route`` in the server's ``/metrics``."""
-    (answer,), _ = exchange(port, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
-    return sorted(
-        line
-        for line in answer.body.splitlines()
-        if line.startswith(b"http_requests_total{") and b'route="' + route + b'"' in line
-    )
+    (answer,) = exchange(port, b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+    counted = {}
+    for line in answer.body.splitlines():
+        if line.startswith(b"http_requests_total{") and b'route="' + route + b'"' in line:
+            labels, _, value = line.rpartition(b" ")
+            counted[labels] = float(value)
+    return counted
 
 
 @pytest.fixture
 async def two_servers(
     servers: Servers, app_on: AppOn, key_prefix: str
-) -> AsyncIterator[tuple[int, int]]:
+) -> AsyncIterator[tuple[Served, Served]]:
     await truncate(servers.database_url)
     async with app_on(servers.database_url, servers.redis_url) as api:
         await api.publish_articles(*SLUGS, COLD)
@@ -164,27 +198,33 @@ async def two_servers(
         serving(fast_settings, CountingProtocol) as fast,
         serving(plain_settings, "httptools") as plain,
     ):
-        for port in (fast, plain):
+        for served in (fast, plain):
             for slug in SLUGS:
-                until_near(port, slug)
+                until_near(served.port, slug)
         yield fast, plain
 
 
-def both(ports: tuple[int, int], raw: bytes, answers: int = 1) -> tuple[list[Answer], bool]:
+def both(
+    pair: tuple[Served, Served], raw: bytes, answers: int = 1, *, closes: bool | None = None
+) -> list[Answer]:
     """Ask both servers; check the answers agree; return the fast path's."""
-    fast, fast_closed = exchange(ports[0], raw, answers)
-    plain, plain_closed = exchange(ports[1], raw, answers)
+    fast = exchange(pair[0].port, raw, answers, closes=closes)
+    plain = exchange(pair[1].port, raw, answers, closes=closes)
     assert [a.compared() for a in fast] == [a.compared() for a in plain], raw
-    assert fast_closed == plain_closed, raw
-    return fast, fast_closed
+    return fast
 
 
 def answered_fast(
-    ports: tuple[int, int], raw: bytes, answers: int = 1, *, near: bool = True
+    pair: tuple[Served, Served],
+    raw: bytes,
+    answers: int = 1,
+    *,
+    near: bool = True,
+    closes: bool | None = None,
 ) -> list[Answer]:
     """Ask both; check the fast path wrote every answer, from the near cache or from Redis."""
     before = CountingProtocol.written
-    found, _ = both(ports, raw, answers)
+    found = both(pair, raw, answers, closes=closes)
     assert CountingProtocol.written - before == answers, raw
     for answer in found:
         status = answer.header(b"cache-status") or b""
@@ -193,62 +233,97 @@ def answered_fast(
 
 
 async def test_near_hits_are_answered_fast_as_the_task_answers_them(
-    two_servers: tuple[int, int],
+    two_servers: tuple[Served, Served],
 ) -> None:
-    ports = two_servers
-    (plain,) = answered_fast(ports, get("fast-a"))
+    pair = two_servers
+    (plain,) = answered_fast(pair, get("fast-a"))
     assert plain.status_line == b"HTTP/1.1 200 OK" and b'"fast-a"' in plain.body
     assert plain.header(b"x-request-id") and plain.header(b"server-timing")
     etag = plain.header(b"etag")
     assert etag is not None
-    answered_fast(ports, get("fast-a", "Accept-Encoding: gzip"))
-    answered_fast(ports, get("fast-a", "Accept-Encoding: br, gzip"))
-    (not_modified,) = answered_fast(ports, get("fast-a", f"If-None-Match: {etag.decode()}"))
+    answered_fast(pair, get("fast-a", "Accept-Encoding: gzip"))
+    answered_fast(pair, get("fast-a", "Accept-Encoding: br, gzip"))
+    (not_modified,) = answered_fast(pair, get("fast-a", f"If-None-Match: {etag.decode()}"))
     assert not_modified.status_line == b"HTTP/1.1 304 Not Modified" and not not_modified.body
-    (named,) = answered_fast(ports, get("fast-a", "X-Request-ID: trace-42"))
+    (named,) = answered_fast(pair, get("fast-a", "X-Request-ID: trace-42"))
     assert named.header(b"x-request-id") == b"trace-42"
     assert named.headers[-1] == (b"x-request-id", b"trace-42")
 
 
 async def test_a_hit_read_from_redis_is_answered_fast_and_a_miss_by_the_task(
-    two_servers: tuple[int, int],
+    two_servers: tuple[Served, Served],
 ) -> None:
-    ports = two_servers
+    pair = two_servers
     before = CountingProtocol.written
-    (miss,) = both(ports, get(COLD))[0]
+    (miss,) = both(pair, get(COLD))
     assert miss.header(b"x-cache") == b"MISS" and CountingProtocol.written == before
     # The near cache keeps a key read twice: the second read is a hit from Redis.
-    (redis_hit,) = answered_fast(ports, get(COLD, "X-Request-ID: cold-2"), near=False)
+    (redis_hit,) = answered_fast(pair, get(COLD, "X-Request-ID: cold-2"), near=False)
     assert redis_hit.header(b"x-cache") == b"HIT" and redis_hit.body == miss.body
-    answered_fast(ports, get(COLD))
+    answered_fast(pair, get(COLD))
     # Pipelined: a miss (answered by its task) before a hit, and the order is kept.
-    missing, hit = both(ports, get("no-such-article") + get(COLD), answers=2)[0]
+    missing, hit = both(pair, get("no-such-article") + get(COLD), answers=2)
     assert missing.status_line == b"HTTP/1.1 404 Not Found" and b'"fast-cold"' in hit.body
 
 
 async def test_connections_close_and_pipelined_requests_keep_their_order(
-    two_servers: tuple[int, int],
+    two_servers: tuple[Served, Served],
 ) -> None:
-    ports = two_servers
-    (closing,) = answered_fast(ports, get("fast-a", "Connection: close"))
+    pair = two_servers
+    (closing,) = answered_fast(pair, get("fast-a", "Connection: close"), closes=True)
     assert closing.header(b"connection") == b"close"
-    assert both(ports, get("fast-b", "Connection: close"))[1], "the connection stayed open"
-    (old,) = answered_fast(ports, get("fast-b", version="1.0"))
+    answered_fast(pair, get("fast-a"), closes=False)
+    (old,) = answered_fast(pair, get("fast-b", version="1.0"), closes=True)
     assert old.status_line.startswith(b"HTTP/1.1 200") and old.header(b"connection") == b"close"
-    a, b = answered_fast(ports, get("fast-a") + get("fast-b"), answers=2)
+    a, b = answered_fast(pair, get("fast-a") + get("fast-b"), answers=2)
     assert b'"fast-a"' in a.body and b'"fast-b"' in b.body
     # Behind a request that its task answers (a HEAD), a hit waits its turn.
     before = CountingProtocol.written
-    head, hit = both(ports, get("fast-b", method="HEAD") + get("fast-a"), answers=2)[0]
+    head, hit = both(pair, get("fast-b", method="HEAD") + get("fast-a"), answers=2)
     assert head.status_line == b"HTTP/1.1 200 OK" and not head.body
     assert b'"fast-a"' in hit.body
     assert CountingProtocol.written - before == 1
+    # A long pipeline of hits behind it: each answered, in order, none nested in another.
+    slugs = [SLUGS[i % 2] for i in range(PIPELINED)]
+    before = CountingProtocol.written
+    head, *hits = both(
+        pair,
+        get("fast-b", method="HEAD") + b"".join(get(slug) for slug in slugs),
+        answers=1 + PIPELINED,
+    )
+    answered = [f'"slug":"{slug}"'.encode() in a.body for a, slug in zip(hits, slugs, strict=True)]
+    assert answered == [True] * PIPELINED
+    assert CountingProtocol.written - before == PIPELINED
+
+
+async def test_a_failing_fast_answer_leaves_the_request_to_its_task(
+    two_servers: tuple[Served, Served],
+) -> None:
+    pair = two_servers
+
+    def failing(scope: Any) -> None:
+        raise RuntimeError("the fast answer broke")
+
+    handler = KeptRecords()
+    logger = logging.getLogger("service.fast_path")
+    logger.addHandler(handler)
+    pair[0].app.fast_answer = failing  # type: ignore[method-assign]
+    before = CountingProtocol.written
+    try:
+        (answer,) = both(pair, get("fast-a"))
+    finally:
+        logger.removeHandler(handler)
+    assert answer.status_line == b"HTTP/1.1 200 OK" and CountingProtocol.written == before
+    (record,) = handler.records
+    assert record.exc_info and "broke" in str(record.exc_info[1])
 
 
 async def test_other_requests_go_to_the_task_and_every_answer_is_counted(
-    two_servers: tuple[int, int],
+    two_servers: tuple[Served, Served],
 ) -> None:
-    ports = two_servers
+    pair = two_servers
+    route = b"/api/v1/articles/{slug}"
+    counted = [answers_counted(served.port, route) for served in pair]
     before = CountingProtocol.written
     for raw in (
         get("fast-a", method="HEAD"),
@@ -258,8 +333,11 @@ async def test_other_requests_go_to_the_task_and_every_answer_is_counted(
         get("fast-a/comments"),
         b"POST /api/v1/articles/fast-a HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n",
     ):
-        both(ports, raw)
+        both(pair, raw)
     assert CountingProtocol.written == before
-    route = b"/api/v1/articles/{slug}"
-    assert metric_lines(ports[0], route) == metric_lines(ports[1], route)
-    assert metric_lines(ports[0], route), "no answer of the route counted"
+    answered_fast(pair, get("fast-a") + get("fast-b", "If-None-Match: *"), answers=2)
+    added = []
+    for served, earlier in zip(pair, counted, strict=True):
+        now = answers_counted(served.port, route)
+        added.append({k: v - earlier.get(k, 0.0) for k, v in now.items() if v != earlier.get(k)})
+    assert added[0] == added[1] and added[0], added
