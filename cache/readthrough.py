@@ -41,7 +41,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cache import counters
 from cache.background import stop_task
@@ -182,12 +182,17 @@ class ReadThroughCache:
         self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._near = near
 
-    async def get_or_load(self, key: CacheKey, loader: Loader) -> Lookup:
+    async def get_or_load(
+        self, key: CacheKey, loader: Loader, *, after: PendingHit[Any] | None = None
+    ) -> Lookup:
         """Return the entry at ``key``, loading and storing it on a miss.
 
         Args:
             key: the entry's key.
             loader: called on a miss, at most once at a time per key in this process.
+            after: the :meth:`get_hit` of the same read of ``key`` that was no hit (its
+                ``finish()`` gave None): its read from Redis, once done, is taken instead of
+                reading again (a miss, a stale entry or a failed read costs one read).
 
         Returns:
             The answer, with its state: ``HIT`` (from the near cache or Redis, fresh, or stored
@@ -206,14 +211,19 @@ class ReadThroughCache:
             return await self._bypass(key, loader)
         near = self._near
         mark: NearMark | None = None
-        if near is not None:
-            now_ms = wall_clock_ms()
-            held = near.lookup(key.redis_key, now_ms)
-            if held is not None:
-                return self._answer_near(key, loader, held, now_ms)
-            mark = near.mark()
+        read: asyncio.Future[bytes | None]
+        if after is not None and after.read.done() and not after.read.cancelled():
+            read, mark = after.read, after.mark
+        else:
+            if near is not None:
+                now_ms = wall_clock_ms()
+                held = near.lookup(key.redis_key, now_ms)
+                if held is not None:
+                    return self._answer_near(key, loader, held, now_ms)
+                mark = near.mark()
+            read = self._pipeline.get(key.redis_key)
         try:
-            raw = await self._pipeline.get(key.redis_key)
+            raw = await read
         except CacheUnavailableError as exc:
             logger.warning("cache read of %s failed, bypassing: %r", key.redis_key, exc)
             if breaker is not None:
@@ -260,10 +270,10 @@ class ReadThroughCache:
         :class:`PendingHit`, whose ``finish()``, once its ``read`` is done, returns the
         ``HIT`` if Redis holds the entry fresh, else None. Hits are counted, kept in the near
         cache and refreshed early as :meth:`get_or_load` does. None (and a ``finish()`` that
-        returns None) counts nothing: the caller then calls :meth:`get_or_load`, which reads
-        Redis again (a miss, a stale entry or a failed read is answered there; the breaker
-        counts the failure of that read, not of this one). None at once while the breaker is
-        open.
+        returns None) counts nothing: the caller then calls :meth:`get_or_load` with the pending
+        hit as ``after``, which answers a miss, a stale entry or a failed read from this same
+        read (and counts it; without ``after`` it reads Redis again). None at once while the
+        breaker is open.
 
         Args:
             key: the entry's key.
@@ -307,7 +317,7 @@ class ReadThroughCache:
                 self._tracker.touch(key)
             return self._fresh_hit(key, loader, entry, now_ms, mark)
 
-        return PendingHit(read, finish)
+        return PendingHit(read, finish, mark)
 
     def _fresh_hit(
         self, key: CacheKey, loader: Loader, entry: Entry, now_ms: int, mark: NearMark | None
@@ -491,6 +501,8 @@ class PendingHit(Generic[T]):
 
     read: asyncio.Future[bytes | None]
     finish: Callable[[], T | None]
+    #: the near cache's mark taken before ``read`` (for :meth:`ReadThroughCache.get_or_load`)
+    mark: NearMark | None = None
 
 
 def _lookup(

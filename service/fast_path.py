@@ -9,7 +9,8 @@ protocol that, when a request's head is complete, first asks the app for a fast 
 * a :class:`FastAnswer` (a near-cache hit) is written at once;
 * a :class:`cache.PendingHit` (the entry is being read from Redis) is written when the read is
   done, from the read's callback, if it is a hit; if it is not (a miss, a stale entry, a
-  failure), the request's task starts then, as it would have (and reads Redis again);
+  failure), the request's task starts then, as it would have, and its endpoint takes the
+  read done (:data:`service.endpoints.EARLIER_READ`) instead of reading Redis again;
 * None, or an app without ``fast_answer``: the request's task starts now, unchanged.
 
 An answer is written as uvicorn's cycle would have sent it (uvicorn's default headers, then the

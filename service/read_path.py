@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cache import Lookup, PendingHit
-from service.endpoints import is_path_key
+from service.endpoints import EARLIER_READ, is_path_key
 from service.responses import CachedResponse
 from service.state import AppState
 
@@ -130,6 +130,7 @@ class ArticleReadPath:
 
         if isinstance(hit, Lookup):
             return answer(hit)
+        scope[EARLIER_READ] = hit  # for the endpoint, should it be no hit
         finish = hit.finish
 
         def finish_answer() -> CachedResponse | None:

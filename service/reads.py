@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -167,12 +167,14 @@ class ContentReader:
         moment = None if scheduled is None else scheduled["published_at"]
         return self._absent(ARTICLE, slug, f"no article {slug!r}", moment)
 
-    async def article(self, slug: str) -> Lookup:
+    async def article(self, slug: str, *, after: PendingHit[Any] | None = None) -> Lookup:
         """Return the visible article at ``slug``; a 404 lookup when none is (cached briefly).
 
-        A scheduled article's 404 lives no longer than its ``published_at``.
+        A scheduled article's 404 lives no longer than its ``published_at``. ``after``: the
+        :meth:`article_hit` of this read that was no hit (its Redis read is taken, see
+        :meth:`cache.ReadThroughCache.get_or_load`).
         """
-        return await self._cache.get_or_load(*self.article_load(slug))
+        return await self._cache.get_or_load(*self.article_load(slug), after=after)
 
     def article_hit(self, slug: str) -> Lookup | PendingHit[Lookup] | None:
         """Return the visible article at ``slug`` if it is a hit, without a task.

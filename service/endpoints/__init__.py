@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cache import Lookup, etag_for
+from cache import Lookup, PendingHit, etag_for
 from service.documents import dumps
 from service.errors import InvalidInputError
 from service.pages import check_depth, link_for_query, next_cursor_of
@@ -24,6 +24,17 @@ V = TypeVar("V")
 
 _PATH_KEY: TypeAdapter[str] = TypeAdapter(PathKey)
 _ROW_ID: TypeAdapter[int] = TypeAdapter(RowId)
+
+
+#: the scope key under which :meth:`service.read_path.ArticleReadPath.answer_hit` leaves the
+#: cache's pending hit of the request, whose read the endpoint then takes if it was no hit
+EARLIER_READ = "content_service.earlier_read"
+
+
+def earlier_read(request: Request) -> PendingHit[Any] | None:
+    """Return the request's pending hit that was no hit (see :data:`EARLIER_READ`), if any."""
+    pending: PendingHit[Any] | None = request.scope.get(EARLIER_READ)
+    return pending
 
 
 def ctx(request: Request) -> AppState:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.endpoints import cached, ctx, list_query, path_id, path_key, written
+from service.endpoints import cached, ctx, earlier_read, list_query, path_id, path_key, written
 from service.responses import body, no_query
 from service.schemas import ArticleCreate, ArticleListParams, ArticlePatch, CommentCreate
 
@@ -33,7 +33,7 @@ async def article_item(request: Request) -> Response:
     slug = path_key(request, "slug")
     if request.method == "GET" or request.method == "HEAD":
         no_query(request)
-        return await cached(request, state.reader.article(slug))
+        return await cached(request, state.reader.article(slug, after=earlier_read(request)))
     state.auth.require(request, "editor")
     no_query(request)
     if request.method == "PATCH":

@@ -91,3 +91,21 @@ async def test_an_open_breaker_leaves_every_read_to_get_or_load(
         assert cache.get_hit(key, load) is None
     finally:
         await breaker.aclose()
+
+
+async def test_get_or_load_after_a_pending_hit_answers_from_its_read(
+    redis: Redis, scheme: KeyScheme
+) -> None:
+    policy = CachePolicy(ttl_seconds=0.05, stale_while_revalidate_seconds=60)
+    cache, stats = read_through(redis, scheme, policy)
+    key = scheme.namespace("n").key("a")
+    await cache.get_or_load(key, load)
+    await asyncio.sleep(0.1)  # past its fresh period
+    pending = cache.get_hit(key, load)
+    assert await finished(pending) is None
+    await redis.delete(key.redis_key)  # gone since the read: a read now would miss
+    assert isinstance(pending, PendingHit)
+    answer = await cache.get_or_load(key, load, after=pending)
+    assert answer.state is CacheState.STALE
+    snap = await stats.snapshot()
+    assert (snap["misses"], snap["stale"]) == (1, 1)

@@ -23,6 +23,7 @@ import pytest
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from cache import AutoPipeline
 from service.app import ContentApp, create_app
 from service.fast_path import FastPathProtocol
 from service.responses import FastAnswer
@@ -214,6 +215,29 @@ def both(
     return fast
 
 
+def redis_reads(
+    pair: tuple[Served, Served], raw: bytes, slug: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[Answer], list[int]]:
+    """Ask each server in turn; return the answers and how many reads of ``slug``'s entry
+    each took (the cache's reads of Redis, :meth:`cache.AutoPipeline.get`, counted)."""
+    read_keys: list[str] = []
+    get = AutoPipeline.get
+
+    def counted_get(self: AutoPipeline, key: str) -> Any:
+        read_keys.append(key)
+        return get(self, key)
+
+    monkeypatch.setattr(AutoPipeline, "get", counted_get)
+    answers, reads = [], []
+    for served in pair:
+        entry_key = f"{served.app.state.settings.cache_prefix}:e:article:{slug}"
+        before = read_keys.count(entry_key)
+        answers += exchange(served.port, raw)
+        reads.append(read_keys.count(entry_key) - before)
+    monkeypatch.undo()
+    return answers, reads
+
+
 def answered_fast(
     pair: tuple[Served, Served],
     raw: bytes,
@@ -251,12 +275,15 @@ async def test_near_hits_are_answered_fast_as_the_task_answers_them(
 
 
 async def test_a_hit_read_from_redis_is_answered_fast_and_a_miss_by_the_task(
-    two_servers: tuple[Served, Served],
+    two_servers: tuple[Served, Served], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pair = two_servers
     before = CountingProtocol.written
-    (miss,) = both(pair, get(COLD))
+    (miss, plain_miss), reads = redis_reads(pair, get(COLD), COLD, monkeypatch)
+    assert miss.compared() == plain_miss.compared()
     assert miss.header(b"x-cache") == b"MISS" and CountingProtocol.written == before
+    # The fast path's read is the endpoint's: a miss reads Redis once, as without it.
+    assert reads == [1, 1], f"Redis reads of a miss (fast path, uvicorn's): {reads}"
     # The near cache keeps a key read twice: the second read is a hit from Redis.
     (redis_hit,) = answered_fast(pair, get(COLD, "X-Request-ID: cold-2"), near=False)
     assert redis_hit.header(b"x-cache") == b"HIT" and redis_hit.body == miss.body

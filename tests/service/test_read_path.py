@@ -176,7 +176,7 @@ async def test_an_error_is_answered_by_the_routes_handler(
     async with both(servers, key_prefix) as (whole, alone, _, app):
         reader = app.state.ctx.reader
 
-        def failing(slug: str) -> Awaitable[Any]:
+        def failing(slug: str, after: Any = None) -> Awaitable[Any]:
             async def fail() -> Any:
                 raise error
 
@@ -209,7 +209,7 @@ async def test_a_handler_that_fails_gets_the_unexpected_errors_answer(
     async with both(servers, key_prefix, handlers) as (whole, alone, _, app):
         reader = app.state.ctx.reader
 
-        def failing(slug: str) -> Awaitable[Any]:
+        def failing(slug: str, after: Any = None) -> Awaitable[Any]:
             async def fail() -> Any:
                 raise UnavailableError("the database is unavailable")
 
