@@ -6,7 +6,7 @@ socket writes. A cache hit needs none of it. :class:`FastPathProtocol` is uvicor
 protocol that, when a request's head is complete, first asks the app for a fast answer
 (``app.fast_answer(scope)``, :meth:`service.app.ContentApp.fast_answer`):
 
-* a :class:`FastAnswer` (a near-cache hit) is written at once;
+* a :class:`service.responses.FastAnswer` (a near-cache hit) is written at once;
 * a :class:`cache.PendingHit` (the entry is being read from Redis) is written when the read is
   done, from the read's callback, if it is a hit; if it is not (a miss, a stale entry, a
   failure), the request's task starts then, as it would have, and its endpoint takes the
@@ -16,15 +16,17 @@ protocol that, when a request's head is complete, first asks the app for a fast 
 An answer is written as uvicorn's cycle would have sent it (uvicorn's default headers, then the
 app's, ``connection: close`` when the connection is not kept alive; head and body in one
 write), and the cycle is completed as uvicorn completes it (the keep-alive timer, the pipelined
-requests behind it). A request is answered fast only when uvicorn would start its task now (a
-pipelined request behind an unfinished one waits its turn), and while the transport takes
-writes (when uvicorn's flow control has paused writing, the task, which waits for the client,
-answers). A request body (a GET may have one) is left unread, as the app's endpoint leaves it.
-Until its answer is written, a request holds its connection as a task would: requests
-pipelined behind it wait, a shutdown closes the connection after it.
+requests behind it, the next of which starts in the loop's next pass). A request is answered
+fast only when uvicorn would start its task now (a pipelined request behind an unfinished one
+waits its turn), and while the transport takes writes (when uvicorn's flow control has paused
+writing, the task, which waits for the client, answers). A request body (a GET may have one) is
+left unread, as the app's endpoint leaves it. Until its answer is written, a request holds its
+connection as a task would: requests pipelined behind it wait, a shutdown closes the connection
+after it.
 
-The hook is uvicorn's ``HttpToolsProtocol._start_asgi_task`` (uvicorn 0.54, the version the
-lock file pins); ``tests/service/test_fast_path.py`` checks the answers against uvicorn's own.
+The hook is uvicorn's ``HttpToolsProtocol._start_asgi_task`` (uvicorn 0.54, to which the
+project's dependencies bound it); ``tests/service/test_fast_path.py`` checks the answers
+against uvicorn's own.
 """
 
 from __future__ import annotations
