@@ -303,19 +303,12 @@ class ReadThroughCache:
                 return None
             if breaker is not None and breaker.failures:
                 breaker.record_success()
-            raw = read.result()
-            if raw is None:
-                return None
-            try:
-                entry = decode(raw)
-            except CodecError:
-                return None
-            now_ms = wall_clock_ms()
-            if now_ms >= entry.fresh_until_ms:
+            entry = fresh_entry(read.result())
+            if entry is None:
                 return None
             if self._tracker is not None:
                 self._tracker.touch(key)
-            return self._fresh_hit(key, loader, entry, now_ms, mark)
+            return self._fresh_hit(key, loader, entry, wall_clock_ms(), mark)
 
         return PendingHit(read, finish, mark)
 

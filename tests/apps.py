@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import httpx
+import uvicorn
 
 from service.settings import Settings
 from service.state import AppState
+from tests.faults.servers import free_port
 from tests.servers import Servers
 
 EDITOR = {"Authorization": "Bearer editor-token"}
@@ -95,3 +100,30 @@ class AppOn(Protocol):
     def __call__(
         self, database_url: str, redis_url: str, **overrides: Any
     ) -> AbstractAsyncContextManager[Api]: ...
+
+
+@contextmanager
+def uvicorn_thread(app: Any, **config: Any) -> Iterator[int]:
+    """Run ``app`` under uvicorn on a free port, in a thread, while it lasts; yield the port.
+
+    Args:
+        app: the ASGI app (its lifespan runs).
+        config: further ``uvicorn.Config`` settings (``http``, ``access_log``...).
+    """
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **config
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

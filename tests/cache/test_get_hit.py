@@ -19,6 +19,7 @@ from cache import (
     Loaded,
     Lookup,
     PendingHit,
+    ReadThroughCache,
 )
 from cache.near import NearCache
 from tests.cache.caches import read_through
@@ -26,6 +27,16 @@ from tests.cache.caches import read_through
 
 async def load() -> Loaded:
     return Loaded(b'{"a":1}', ["tag-a"])
+
+
+#: entries fresh for 50 ms, answered stale for a minute after
+SHORT = CachePolicy(ttl_seconds=0.05, stale_while_revalidate_seconds=60)
+
+
+async def stored_then_stale(cache: ReadThroughCache, key: CacheKey) -> None:
+    """Store the entry at ``key`` (a miss) and wait until it is past its fresh period."""
+    await cache.get_or_load(key, load)
+    await asyncio.sleep(0.1)
 
 
 async def finished(pending: Lookup | PendingHit[Lookup] | None) -> Lookup | None:
@@ -49,12 +60,10 @@ async def test_a_key_redis_holds_fresh_is_a_hit_once_read(redis: Redis, scheme: 
 async def test_a_miss_and_a_stale_entry_are_no_hit_and_count_nothing(
     redis: Redis, scheme: KeyScheme
 ) -> None:
-    policy = CachePolicy(ttl_seconds=0.05, stale_while_revalidate_seconds=60)
-    cache, stats = read_through(redis, scheme, policy)
+    cache, stats = read_through(redis, scheme, SHORT)
     key = scheme.namespace("n").key("a")
     assert await finished(cache.get_hit(key, load)) is None
-    await cache.get_or_load(key, load)
-    await asyncio.sleep(0.1)  # past its fresh period
+    await stored_then_stale(cache, key)
     assert await finished(cache.get_hit(key, load)) is None
     snap = await stats.snapshot()
     assert (snap["hits"], snap["misses"], snap["stale"]) == (0, 1, 0)
@@ -96,11 +105,9 @@ async def test_an_open_breaker_leaves_every_read_to_get_or_load(
 async def test_get_or_load_after_a_pending_hit_answers_from_its_read(
     redis: Redis, scheme: KeyScheme
 ) -> None:
-    policy = CachePolicy(ttl_seconds=0.05, stale_while_revalidate_seconds=60)
-    cache, stats = read_through(redis, scheme, policy)
+    cache, stats = read_through(redis, scheme, SHORT)
     key = scheme.namespace("n").key("a")
-    await cache.get_or_load(key, load)
-    await asyncio.sleep(0.1)  # past its fresh period
+    await stored_then_stale(cache, key)
     pending = cache.get_hit(key, load)
     assert await finished(pending) is None
     await redis.delete(key.redis_key)  # gone since the read: a read now would miss

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from selenium import webdriver
 from selenium.webdriver import Chrome as WebDriver
 from selenium.webdriver.chrome.service import Service
@@ -29,8 +27,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
 from service.app import create_app
-from tests.apps import ADMIN, make_settings
-from tests.faults.servers import PrivateRedis, free_port
+from tests.apps import ADMIN, make_settings, uvicorn_thread
+from tests.faults.servers import PrivateRedis
 from tests.servers import Servers, truncate
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -48,22 +46,8 @@ if not (Path(CHROMEDRIVER).exists() and Path(CHROMIUM).exists()):
 def serving(servers: Servers, key_prefix: str, **overrides: Any) -> Iterator[str]:
     """Run the app under uvicorn on a free port in a thread; yield its base URL."""
     settings = make_settings(servers, key_prefix, **overrides)
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with uvicorn_thread(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def seed(base_url: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -20,15 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from cache import AutoPipeline
 from service.app import ContentApp, create_app
 from service.fast_path import FastPathProtocol
 from service.responses import FastAnswer
-from tests.apps import AppOn, make_settings
-from tests.faults.servers import free_port
+from tests.apps import AppOn, make_settings, uvicorn_thread
 from tests.servers import Servers, truncate
 
 SLUGS = ("fast-a", "fast-b")
@@ -92,25 +89,10 @@ class Served:
 @contextmanager
 def serving(settings: Any, http: Any) -> Iterator[Served]:
     """Run the app of ``settings`` under uvicorn with ``http`` in a thread while it lasts."""
-    port = free_port()
     app = create_app(settings)
     assert isinstance(app, ContentApp)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, http=http, log_level="warning", lifespan="on",
-        access_log=False, proxy_headers=False,
-    )  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
+    with uvicorn_thread(app, http=http, access_log=False, proxy_headers=False) as port:
         yield Served(port, app)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def exchange(
