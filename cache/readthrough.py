@@ -209,19 +209,13 @@ class ReadThroughCache:
         breaker = self._breaker
         if breaker is not None and not breaker.allows():
             return await self._bypass(key, loader)
-        near = self._near
-        mark: NearMark | None = None
-        read: asyncio.Future[bytes | None]
         if after is not None and after.read.done() and not after.read.cancelled():
             read, mark = after.read, after.mark
         else:
-            if near is not None:
-                now_ms = wall_clock_ms()
-                held = near.lookup(key.redis_key, now_ms)
-                if held is not None:
-                    return self._answer_near(key, loader, held, now_ms)
-                mark = near.mark()
-            read = self._pipeline.get(key.redis_key)
+            begun = self._near_or_read(key, loader)
+            if isinstance(begun, Lookup):
+                return begun
+            read, mark = begun
         try:
             raw = await read
         except CacheUnavailableError as exc:
@@ -286,17 +280,12 @@ class ReadThroughCache:
         breaker = self._breaker
         if breaker is not None and not breaker.allows():
             return None
-        near = self._near
-        mark: NearMark | None = None
-        if near is not None:
-            now_ms = wall_clock_ms()
-            held = near.lookup(key.redis_key, now_ms)
-            if held is not None:
-                if self._tracker is not None:
-                    self._tracker.touch(key)
-                return self._answer_near(key, loader, held, now_ms)
-            mark = near.mark()
-        read = self._pipeline.get(key.redis_key)
+        begun = self._near_or_read(key, loader)
+        if isinstance(begun, Lookup):
+            if self._tracker is not None:
+                self._tracker.touch(key)
+            return begun
+        read, mark = begun
 
         def finish() -> Lookup | None:
             if read.cancelled() or read.exception() is not None:
@@ -311,6 +300,24 @@ class ReadThroughCache:
             return self._fresh_hit(key, loader, entry, wall_clock_ms(), mark)
 
         return PendingHit(read, finish, mark)
+
+    def _near_or_read(
+        self, key: CacheKey, loader: Loader
+    ) -> Lookup | tuple[asyncio.Future[bytes | None], NearMark | None]:
+        """The near cache's fresh entry at ``key`` (answered and counted), else a read of Redis.
+
+        The read is begun after the near cache's mark (None without a near cache), which a fill
+        from it needs.
+        """
+        near = self._near
+        mark: NearMark | None = None
+        if near is not None:
+            now_ms = wall_clock_ms()
+            held = near.lookup(key.redis_key, now_ms)
+            if held is not None:
+                return self._answer_near(key, loader, held, now_ms)
+            mark = near.mark()
+        return self._pipeline.get(key.redis_key), mark
 
     def _fresh_hit(
         self, key: CacheKey, loader: Loader, entry: Entry, now_ms: int, mark: NearMark | None

@@ -586,7 +586,6 @@ class ContentApp(Starlette):
     recorder: AccessRecorder | None = None
     rate_limits: RateLimits | None = None
     read_path: ArticleReadPath | None = None
-    _has_limits = False
 
     def build_middleware_stack(self) -> ASGIApp:
         """Return Starlette's stack wrapped in :class:`service.tracing.RequestIdMiddleware`."""
@@ -595,8 +594,7 @@ class ContentApp(Starlette):
         )
         stack: ASGIApp = self.read_path
         settings: Settings = self.state.settings
-        self._has_limits = bool(settings.read_limits() or settings.write_limits())
-        if self._has_limits:
+        if settings.read_limits() or settings.write_limits():
             stack = RateLimitMiddleware(stack, lambda: self.rate_limits)
         return RequestIdMiddleware(stack, self._answered)
 
@@ -625,7 +623,8 @@ class ContentApp(Starlette):
         """
         recorder = self.recorder
         read_path = self.read_path
-        if recorder is None or read_path is None or self._has_limits:
+        # Rate limits (configured when the lifespan made them) sit in the stack: not skipped.
+        if recorder is None or read_path is None or self.rate_limits is not None:
             return None
         started = perf_counter()
         hit = read_path.answer_hit(scope, self.state.ctx)

@@ -82,8 +82,7 @@ class ArticleReadPath:
         if slug is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = self._route
-        scope["path_params"] = {"slug": slug}
+        self._label(scope, slug)
         request = Request(scope, receive)
         try:
             response = await self._endpoint(request)
@@ -124,8 +123,7 @@ class ArticleReadPath:
 
         def answer(lookup: Lookup) -> CachedResponse:
             elapsed_ms = (perf_counter() - started) * 1000
-            scope["route"] = self._route
-            scope["path_params"] = {"slug": slug}
+            self._label(scope, slug)
             return CachedResponse(scope["headers"], lookup, max_age_cap, elapsed_ms)
 
         if isinstance(hit, Lookup):
@@ -138,6 +136,11 @@ class ArticleReadPath:
             return None if lookup is None else answer(lookup)
 
         return PendingHit(hit.read, finish_answer)
+
+    def _label(self, scope: Scope, slug: str) -> None:
+        """Label ``scope`` with the route and its slug, as the router would."""
+        scope["route"] = self._route
+        scope["path_params"] = {"slug": slug}
 
     async def _answer_error(self, request: Request, exc: Exception, send: Send) -> None:
         handler = self._unexpected

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -15,7 +15,7 @@ import uvicorn
 from service.settings import Settings
 from service.state import AppState
 from tests.faults.servers import free_port
-from tests.servers import Servers
+from tests.servers import Servers, truncate
 
 EDITOR = {"Authorization": "Bearer editor-token"}
 ADMIN = {"Authorization": "Bearer admin-token"}
@@ -127,3 +127,17 @@ def uvicorn_thread(app: Any, **config: Any) -> Iterator[int]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@asynccontextmanager
+async def app_with_articles(
+    app_on: AppOn, servers: Servers, *slugs: str, title: str = "{slug} v0"
+) -> AsyncIterator[Api]:
+    """Empty the tables, open an app on ``servers`` and publish ``slugs`` with it; yield it.
+
+    See :meth:`Api.publish_articles` for ``title``.
+    """
+    await truncate(servers.database_url)
+    async with app_on(servers.database_url, servers.redis_url) as api:
+        await api.publish_articles(*slugs, title=title)
+        yield api

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.apps import EDITOR, Api
+from tests.apps import EDITOR, Api, app_with_articles
 from tests.consistency import AcknowledgedVersions
 from tests.servers import Servers, truncate
 
@@ -125,9 +125,7 @@ async def test_a_load_paused_across_a_write_does_not_store_the_old_row(
     servers: Servers, app_on: Any
 ) -> None:
     """The stale set, forced on the real servers: read old row, write commits, then store."""
-    await truncate(servers.database_url)
-    async with app_on(servers.database_url, servers.redis_url) as api:
-        await api.publish_articles("alpha")
+    async with app_with_articles(app_on, servers, "alpha") as api:
         reader: Any = api.state.reader
         read = reader._read
         has_read, proceed = asyncio.Event(), asyncio.Event()

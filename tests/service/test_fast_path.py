@@ -25,8 +25,8 @@ from cache import AutoPipeline
 from service.app import ContentApp, create_app
 from service.fast_path import FastPathProtocol
 from service.responses import FastAnswer
-from tests.apps import AppOn, make_settings, uvicorn_thread
-from tests.servers import Servers, truncate
+from tests.apps import AppOn, app_with_articles, make_settings, uvicorn_thread
+from tests.servers import Servers
 
 SLUGS = ("fast-a", "fast-b")
 #: hits pipelined in one write behind a request that its task answers
@@ -170,9 +170,8 @@ def answers_counted(port: int, route: bytes) -> dict[bytes, float]:
 async def two_servers(
     servers: Servers, app_on: AppOn, key_prefix: str
 ) -> AsyncIterator[tuple[Served, Served]]:
-    await truncate(servers.database_url)
-    async with app_on(servers.database_url, servers.redis_url) as api:
-        await api.publish_articles(*SLUGS, COLD)
+    async with app_with_articles(app_on, servers, *SLUGS, COLD):
+        pass  # published; the servers below open apps of their own
     # Each its own keys, so that both see the same history (a miss on each).
     fast_settings = make_settings(servers, f"{key_prefix}-fast")
     plain_settings = make_settings(servers, f"{key_prefix}-plain")

@@ -14,8 +14,8 @@ import contextlib
 import asyncpg
 
 from service.outbox import OutboxRelay
-from tests.apps import AppOn
-from tests.servers import Servers, asyncpg_dsn, run_sql, truncate
+from tests.apps import AppOn, app_with_articles
+from tests.servers import Servers, asyncpg_dsn, run_sql
 
 #: seconds the drain may take; without its bound it chases the writer until this runs out
 DRAIN_LIMIT_SECONDS = 10.0
@@ -24,9 +24,7 @@ DRAIN_LIMIT_SECONDS = 10.0
 async def test_a_full_drain_ends_under_steady_writes_after_the_rows_committed_before_it(
     servers: Servers, app_on: AppOn
 ) -> None:
-    await truncate(servers.database_url)
-    async with app_on(servers.database_url, servers.redis_url) as api:
-        await api.publish_articles("busy")
+    async with app_with_articles(app_on, servers, "busy") as api:
         await api.state.relay.aclose()  # this test's relay alone drains from here on
         relay = OutboxRelay(api.state.background_engine, api.state.invalidator, batch_size=1)
         committed = 0

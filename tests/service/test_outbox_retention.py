@@ -11,8 +11,8 @@ import asyncio
 from redis.asyncio import Redis
 
 from service.outbox import OutboxRelay
-from tests.apps import AppOn
-from tests.servers import Servers, run_sql, truncate
+from tests.apps import AppOn, app_with_articles
+from tests.servers import Servers, run_sql
 
 ARTICLE = "/api/v1/articles/kept"
 RETENTION_SECONDS = 1.0
@@ -26,9 +26,7 @@ async def kept_rows(database_url: str) -> list[str]:
 async def test_applied_rows_are_kept_replayed_onto_a_redis_that_lacks_them_then_dropped(
     servers: Servers, app_on: AppOn
 ) -> None:
-    await truncate(servers.database_url)
-    async with app_on(servers.database_url, servers.redis_url) as api:
-        await api.publish_articles("kept", title="Old")
+    async with app_with_articles(app_on, servers, "kept", title="Old") as api:
         await api.state.relay.aclose()  # this test's relay alone drains from here on
         await run_sql(servers.database_url, "TRUNCATE cache_outbox_applied")
         relay = OutboxRelay(
