@@ -13,7 +13,10 @@ channel and reads the live holders (score past Redis's now) in the same round tr
 until each live holder acknowledged the message, or until that holder's lease has surely
 lapsed: ``remaining * (1 + drift) / (1 - drift) + 1 ms`` after the reply, on the writer's
 clock. A holder applies each message (drops the keys from its near cache, which also refuses
-the fills of reads begun before) and then acknowledges it on the writer's channel.
+the fills of reads begun before) and then acknowledges it on the writer's channel, in the same
+pass of its reading loop: the subscription and the acknowledgements are two connections of the
+bus's own, read and written directly (no pool, no reply to wait for: Redis answers nothing on
+the second, ``CLIENT REPLY OFF``).
 
 Why no acknowledged write can be missed: Redis writes the messages published to one
 connection in the order it ran the commands that published them, so a holder that receives a
@@ -40,10 +43,12 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
+from hiredis import pack_command
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import SentinelConnectionPool
 
 from cache.background import stop_task
@@ -63,9 +68,6 @@ DEFAULT_DRIFT = 0.01
 #: is filled within FILL_WINDOW_SECONDS of its read and held MAX_AGE_SECONDS at most), with room
 #: for clocks that drift apart.
 TOMBSTONE_SECONDS = 2 * (MAX_AGE_SECONDS + FILL_WINDOW_SECONDS) + 8
-
-#: What fails sending acknowledgements without failing the holder.
-_ACK_FAILURES: tuple[type[BaseException], ...] = (CacheUnavailableError, *REDIS_FAILURES)
 
 #: Subtracted from a holder's fence, in seconds: the millisecond rounding of Redis's clock.
 _MARGIN_SECONDS = 0.002
@@ -152,6 +154,8 @@ class InvalidationBus:
     Attributes:
         holder: this process's name on the bus.
         waits: how many messages waited for at least one holder.
+        acknowledgements: how many holders acknowledged this process's messages (itself
+            included, when it holds a near cache).
         lapsed: how many holders' leases writes waited out (no acknowledgement came).
 
     Raises:
@@ -192,12 +196,11 @@ class InvalidationBus:
         self._owns_client = self._client is not redis
         self._ids = itertools.count(1)
         self._waiters: dict[int, _Waiter] = {}
-        self._acks: list[tuple[str, str]] = []
-        self._ack_task: asyncio.Task[None] | None = None
         self._token: tuple[int, asyncio.Future[None]] | None = None
         self._subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.waits = 0
+        self.acknowledgements = 0
         self.lapsed = 0
 
     @property
@@ -249,8 +252,6 @@ class InvalidationBus:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self._lease_ms / 1000):
                     await self._client.zrem(self._holders_key, self.holder)
-        if self._ack_task is not None:
-            await stop_task(self._ack_task)
         if self._owns_client and self._client is not None:
             await self._client.aclose()
 
@@ -379,53 +380,65 @@ class InvalidationBus:
     async def _session(self) -> None:
         """Subscribe, empty the near cache, then hold the lease while reading messages."""
         client = await self._command_client()
-        pubsub = client.pubsub()
-        renewing: asyncio.Task[None] | None = None
+        subscriber, acks = _dedicated_connection(client), _dedicated_connection(client)
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task[None]] = []
         try:
+            await subscriber.connect()  # type: ignore[no-untyped-call]
+            await acks.connect()  # type: ignore[no-untyped-call]
+            # Acknowledgements are written and never waited for: Redis sends no replies on it.
+            await acks.send_packed_command(_command("CLIENT", "REPLY", "OFF"), False)
             channels = [self._own_channel]
             if self._near is not None:
                 channels.append(self._channel)
-            if self._sharded:
-                await pubsub.ssubscribe(*channels)
-            else:
-                await pubsub.subscribe(*channels)
-            await self._confirm(pubsub, len(channels))
+            subscribe = "SSUBSCRIBE" if self._sharded else "SUBSCRIBE"
+            await subscriber.send_packed_command(_command(subscribe, *channels), False)
+            await self._confirm(subscriber, len(channels))
             if self._near is not None:
                 # Whatever it holds may have missed messages while it was not subscribed.
                 self._near.clear()
-                renewing = asyncio.get_running_loop().create_task(self._renew(client))
+                tasks.append(loop.create_task(self._renew(client), name="near-bus-lease"))
             self._subscribed.set()
-            await self._read(pubsub, renewing)
+            tasks.append(loop.create_task(self._read(subscriber, acks), name="near-bus-read"))
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # its failure ends the session
+            raise CacheUnavailableError("the lease renewal stopped")
         finally:
-            if renewing is not None:
-                await stop_task(renewing)
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            for task in tasks:
+                await stop_task(task)
+            for connection in (subscriber, acks):
+                with contextlib.suppress(Exception):
+                    await connection.disconnect(nowait=True)
 
-    async def _confirm(self, pubsub: PubSub, count: int) -> None:
-        confirmed = 0
+    async def _confirm(self, subscriber: AbstractConnection, count: int) -> None:
         async with asyncio.timeout(max(1.0, self._lease_ms / 1000)):
-            while confirmed < count:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] in ("subscribe", "ssubscribe"):
-                    confirmed += 1
+            for _ in range(count):
+                reply = await subscriber.read_response(disconnect_on_error=False)
+                if not isinstance(reply, list) or reply[0] not in (b"subscribe", b"ssubscribe"):
+                    raise CacheUnavailableError(f"subscribing was answered with {reply!r}")
 
-    async def _read(self, pubsub: PubSub, renewing: asyncio.Task[None] | None) -> None:
+    async def _read(self, subscriber: AbstractConnection, acks: AbstractConnection) -> None:
+        """Apply each message as it comes; acknowledge each invalidation once it is applied.
+
+        One task reads the subscription and writes the acknowledgements, with no reply to wait
+        for: a holder's part of a write's wait is one pass of this loop.
+        """
         while True:
-            if renewing is not None and renewing.done():
-                renewing.result()  # its failure ends the session
-                raise CacheUnavailableError("the lease renewal stopped")
-            message = await pubsub.get_message(timeout=0.5)
-            if message is None:
-                continue
-            kind = message["type"]
-            if kind in ("message", "smessage"):
-                self._receive(_text(message["channel"]), message["data"])
-            elif kind in ("unsubscribe", "sunsubscribe"):
+            reply = await subscriber.read_response(disconnect_on_error=False)
+            kind = reply[0]
+            if kind in (b"message", b"smessage"):
+                ack = self._receive(_text(reply[1]), reply[2])
+                if ack is not None:
+                    if not acks.is_connected:  # it would connect again, with replies on
+                        raise CacheUnavailableError("the acknowledgements' connection closed")
+                    await acks.send_packed_command(ack, False)
+            elif kind in (b"unsubscribe", b"sunsubscribe"):
                 raise CacheUnavailableError("unsubscribed by the server (the slot moved?)")
 
-    def _receive(self, channel: str, data: bytes | str) -> None:
-        text = _text(data)
+    def _receive(self, channel: str, data: bytes) -> bytes | None:
+        """Apply one message; return the acknowledgement to send for it, if one is due."""
+        text = data.decode()
         if channel == self._channel:
             head, _, payload = text.partition("\n")
             writer, ident, op = head.split(" ", 2)
@@ -439,9 +452,9 @@ class InvalidationBus:
                     near.clear()
             if writer == self.holder:
                 self._acknowledged(int(ident), self.holder)
-            else:
-                self._queue_ack(writer, ident)
-            return
+                return None
+            to = self._scheme.near_holder_channel(writer)
+            return _command(self._publish, to, f"a {self.holder} {ident}")
         kind, _, rest = text.partition(" ")
         if kind == "a":
             holder, _, ident = rest.rpartition(" ")
@@ -450,35 +463,14 @@ class InvalidationBus:
             token = self._token[1]
             if not token.done():
                 token.set_result(None)
+        return None
 
     def _acknowledged(self, ident: int, holder: str) -> None:
         waiter = self._waiters.get(ident)
         if waiter is not None:
+            self.acknowledgements += 1
             waiter.acked.add(holder)
             waiter.wake.set()
-
-    def _queue_ack(self, writer: str, ident: str) -> None:
-        self._acks.append((self._scheme.near_holder_channel(writer), f"a {self.holder} {ident}"))
-        if self._ack_task is None or self._ack_task.done():
-            self._ack_task = asyncio.get_running_loop().create_task(self._send_acks())
-
-    async def _send_acks(self) -> None:
-        publish = self._publish
-        while self._acks:
-            acks, self._acks = self._acks, []
-            try:
-                client = await self._command_client()
-                if len(acks) == 1:  # the common case: one command, no pipeline to build
-                    await client.execute_command(publish, *acks[0])  # type: ignore[no-untyped-call]
-                    continue
-                async with client.pipeline(transaction=False) as pipe:
-                    for channel, payload in acks:
-                        pipe.execute_command(publish, channel, payload)
-                    await pipe.execute()
-            except _ACK_FAILURES as exc:
-                # The writers wait for this holder's lease instead, which lapses: its
-                # renewals fail too when Redis does.
-                logger.warning("near cache acknowledgements not sent: %r", exc)
 
     async def _renew(self, client: Redis) -> None:
         """Renew the lease every lease/5; grant the near cache each renewal its token confirms."""
@@ -543,6 +535,28 @@ def _text(value: bytes | str | int) -> str:
     if isinstance(value, bytes):
         return value.decode()
     return str(value)
+
+
+def _command(*args: str) -> bytes:
+    """``args`` as one command in Redis's protocol (packed by hiredis)."""
+    return cast(bytes, pack_command(cast(Any, args)))
+
+
+def _dedicated_connection(client: Redis) -> AbstractConnection:
+    """A new connection to ``client``'s server, outside its pool, for the bus to drive itself.
+
+    It speaks RESP2 and returns bytes whatever the client's settings, and has no read timeout:
+    a subscription waits for messages as long as none comes (the lease's tokens, which must
+    come back within half a lease, are what notice a dead one).
+    """
+    pool = client.connection_pool
+    kwargs = {
+        **pool.connection_kwargs,
+        "protocol": 2,
+        "decode_responses": False,
+        "socket_timeout": None,
+    }
+    return pool.connection_class(**kwargs)
 
 
 def _own_client(redis: RedisClient) -> Redis:
