@@ -60,6 +60,7 @@ from typing import IO, Any
 
 import httpx
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import workloads
 from benchmarks.anchors import asyncpg_dsn
@@ -271,6 +272,46 @@ def histogram_totals(metrics: str, name: str) -> tuple[float, float]:
     return total[f"{name}_sum"], total[f"{name}_count"]
 
 
+def histogram_buckets(metrics: str, name: str) -> dict[float, float]:
+    """Return histogram ``name``'s cumulative counts by bucket bound (``le``), every label set.
+
+    Parsed by prometheus-client; empty when the histogram is absent.
+    """
+    counts: dict[float, float] = {}
+    for family in text_string_to_metric_families(metrics):
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                bound = float(sample.labels["le"])
+                counts[bound] = counts.get(bound, 0.0) + sample.value
+    return counts
+
+
+def bucket_quantile(buckets: Mapping[float, float], q: float) -> float | None:
+    """Return the ``q``-quantile of cumulative ``buckets``, as Prometheus's histogram_quantile.
+
+    Interpolated linearly within the bucket the rank falls in (from the bound below it, 0 for
+    the first); a rank in the ``+Inf`` bucket gives the largest finite bound. None when the
+    buckets count nothing.
+    """
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            if count == below:
+                return bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return lower
+
+
 def stats_of(server: Server) -> dict[str, Any]:
     """Return ``server``'s ``/stats`` document."""
     r = httpx.get(server.base_url + "/stats", timeout=30)
@@ -440,6 +481,7 @@ def hits(bench: Bench, command: str) -> str:
 # --- 2. Write latency with 0 and 4 holders ----------------------------------------------------
 
 ACK_WAIT = "content_cache_l1_ack_wait_seconds"
+INVALIDATION = "content_cache_invalidation_seconds"
 
 
 @dataclass(frozen=True)
@@ -466,6 +508,8 @@ class WriteResult:
         holders: L1 holders listed in ``/stats`` before the rounds.
         rounds: the writes' measurement of each round.
         ack_waits: per round, ``(seconds, count)`` of the acknowledgement waits (``/metrics``).
+        invalidations: per round, the writer instance's ``INVALIDATION`` buckets observed in
+            it (cumulative counts by bound, seconds).
         reads: per round, the read loads' measurements (loaded targets only).
     """
 
@@ -475,11 +519,17 @@ class WriteResult:
     holders: int
     rounds: list[Measurement] = field(default_factory=list)
     ack_waits: list[tuple[float, float]] = field(default_factory=list)
+    invalidations: list[dict[float, float]] = field(default_factory=list)
     reads: list[list[Measurement]] = field(default_factory=list)
 
     def median(self, figure: Any) -> float:
         """Return the median of ``figure(measurement)`` over the rounds (0 with none)."""
         return statistics.median(figure(m) for m in self.rounds) if self.rounds else 0.0
+
+    def invalidation_ms(self, q: float) -> float | None:
+        """Return the median over the rounds of the invalidations' ``q``-quantile, in ms."""
+        figures = [v for b in self.invalidations if (v := bucket_quantile(b, q)) is not None]
+        return statistics.median(figures) * 1000 if figures else None
 
 
 def live_holders(redis_url: str, prefix: str) -> int:
@@ -588,7 +638,9 @@ def write_round(bench: Bench, c: Cluster, result: WriteResult) -> Measurement:
     """
     writer = c.instances[0]
     seconds = bench.args.seconds
-    before = histogram_totals(httpx.get(writer.base_url + "/metrics").text, ACK_WAIT)
+    metrics = httpx.get(writer.base_url + "/metrics").text
+    before = histogram_totals(metrics, ACK_WAIT)
+    published = histogram_buckets(metrics, INVALIDATION)
     loads = background_reads(bench, c.instances, seconds + 2) if result.is_loaded else []
     if loads:
         time.sleep(1)
@@ -600,10 +652,13 @@ def write_round(bench: Bench, c: Cluster, result: WriteResult) -> Measurement:
             raise MeasureError(f"read load: wrk exited with {proc.returncode}:\n{out}{err}")
         reads.append(parse(out, 0.0))
         check_statuses(f"{result.name} reads", reads[-1], {"200"})
-    after = histogram_totals(httpx.get(writer.base_url + "/metrics").text, ACK_WAIT)
+    metrics = httpx.get(writer.base_url + "/metrics").text
+    after = histogram_totals(metrics, ACK_WAIT)
     check_statuses(result.name, m, {"200"})
     result.rounds.append(m)
     result.ack_waits.append((after[0] - before[0], after[1] - before[1]))
+    buckets = histogram_buckets(metrics, INVALIDATION)
+    result.invalidations.append({b: n - published.get(b, 0.0) for b, n in buckets.items()})
     result.reads.append(reads)
     return m
 
@@ -612,11 +667,12 @@ def write_rows(results: Sequence[WriteResult]) -> list[list[str]]:
     """Return the write table's rows, header first."""
     rows = [[
         "target", "holders", "reads meanwhile", "writes/s", "p50 ms", "p99 ms", "p99.9 ms",
-        "CPU µs/write", "waits/write", "wait ms", "reads req/s", "reads from L1",
+        "CPU µs/write", "waits/write", "wait ms", "invalidation p50 ms", "invalidation p99 ms",
+        "reads req/s", "reads from L1",
     ]]  # fmt: skip
     for r in results:
         if not r.rounds:
-            rows.append([r.name, str(r.holders), "", "FAILED", *[""] * 8])
+            rows.append([r.name, str(r.holders), "", "FAILED", *[""] * 10])
             continue
         waits = [s / n * 1000 for s, n in r.ack_waits if n]
         waited = [n / m.requests for (_, n), m in zip(r.ack_waits, r.rounds, strict=True)]
@@ -632,6 +688,7 @@ def write_rows(results: Sequence[WriteResult]) -> list[list[str]]:
             f"{r.median(lambda m: m.cpu_us_per_request):.0f}",
             f"{statistics.median(waited):.2f}" if r.ack_waits else "",
             f"{statistics.median(waits):.2f}" if waits else "-",
+            *(f"{v:.2f}" if (v := r.invalidation_ms(q)) is not None else "-" for q in (0.5, 0.99)),
             f"{statistics.median(reads):.0f}" if reads else "",
             f"{statistics.median(shares):.1%}" if shares else "",
         ])  # fmt: skip
@@ -639,7 +696,13 @@ def write_rows(results: Sequence[WriteResult]) -> list[list[str]]:
 
 
 def write_findings(results: Mapping[str, WriteResult]) -> list[str]:
-    """Return the lines that compare 4 holders with 0 (idle, and under reads when measured)."""
+    """Return the lines that compare 4 holders with 0 (idle, and under reads when measured).
+
+    Two measures: the client's latency (its p99 over the rounds, a figure this machine's
+    writes make noisy: the spread of ``w0``'s p99 over the rounds is given beside it), and the
+    writer's invalidations (publication to last acknowledgement, :data:`INVALIDATION`), where
+    all that the holders add to a write lies: the goal is judged on the second.
+    """
     lines = []
     for load in ("idle", "loaded"):
         w0, w4 = results.get(f"w0_{load}"), results.get(f"w4_{load}")
@@ -650,10 +713,22 @@ def write_findings(results: Mapping[str, WriteResult]) -> list[str]:
             for p, f in (("p50", lambda m: m.p50_us), ("p99", lambda m: m.p99_us),
                          ("p99.9", lambda m: m.p999_us))
         }  # fmt: skip
-        line = (f"w4_{load} - w0_{load}: " + ", ".join(f"{v:+.2f} ms {p}" for p, v in
-                added.items()))  # fmt: skip
+        spread = [m.p99_us / 1000 for m in w0.rounds]
+        lines.append(
+            f"w4_{load} - w0_{load}: "
+            + ", ".join(f"{v:+.2f} ms {p}" for p, v in added.items())
+            + f" (w0_{load}'s p99 over the rounds: {min(spread):.2f} to {max(spread):.2f} ms)"
+        )
+        invalidation = {p: (w4.invalidation_ms(q), w0.invalidation_ms(q))
+                        for p, q in (("p50", 0.5), ("p99", 0.99))}  # fmt: skip
+        if any(a is None or b is None for a, b in invalidation.values()):
+            continue
+        diff = {p: a - b for p, (a, b) in invalidation.items() if a is not None and b is not None}
+        line = f"invalidation, w4_{load} - w0_{load}: " + ", ".join(
+            f"{v:+.2f} ms {p}" for p, v in diff.items()
+        )
         if load == "idle":
-            met = "met" if added["p99"] <= WRITE_GOAL_MS else "NOT met"
+            met = "met" if diff["p99"] <= WRITE_GOAL_MS else "NOT met"
             line += f" (goal: p99 +≤ {WRITE_GOAL_MS:g} ms with 4 holders: {met})"
         lines.append(line)
     return lines

@@ -150,6 +150,9 @@ class InvalidationBus:
         lease_check: False publishes without waiting for anyone (the best effort of other
             near caches: for comparison only).
         on_wait: called with how long each write waited for acknowledgements, in seconds.
+        on_deliver: called with how long each message took, from before its publication to
+            the end of its wait (everything the holders add to a write is within it), in
+            seconds; not called when publishing failed.
 
     Attributes:
         holder: this process's name on the bus.
@@ -172,6 +175,7 @@ class InvalidationBus:
         drift: float = DEFAULT_DRIFT,
         lease_check: bool = True,
         on_wait: Callable[[float], None] | None = None,
+        on_deliver: Callable[[float], None] | None = None,
     ) -> None:
         if lease_ms < 50:
             raise ValueError("lease_ms must be >= 50")
@@ -186,6 +190,7 @@ class InvalidationBus:
         # How much longer a span may last on one clock than on another (see docs/near-cache.md).
         self._stretch = (1 + drift) / (1 - drift)
         self._on_wait = on_wait
+        self._on_deliver = on_deliver
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._holders_key = scheme.near_holders
         self._channel = scheme.near_channel
@@ -278,11 +283,14 @@ class InvalidationBus:
         """
         ident = next(self._ids)
         waiter = self._waiters[ident] = _Waiter()
+        started = boot_clock()
         try:
             live = await publish(Message(ident, f"{self.holder} {ident} {op}\n"))
             await self._wait(waiter, live)
         finally:
             del self._waiters[ident]
+        if self._on_deliver is not None:
+            self._on_deliver(boot_clock() - started)
 
     async def _wait(self, waiter: _Waiter, live: Sequence[bytes | str | int] | None) -> None:
         """Wait until each holder in ``live`` acknowledged, or its lease surely lapsed."""

@@ -284,6 +284,7 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             lease_ms=settings.cache_l1_lease_ms,
             lease_check=settings.cache_l1_lease_check,
             on_wait=metrics.observe_l1_wait,
+            on_deliver=metrics.observe_invalidation,
         )
         bus.start()
         stack.push_async_callback(bus.aclose)

@@ -20,7 +20,9 @@ Families (the contract's names; ``{...}`` are labels):
   ``content_cache_l1_requests_total{namespace, result}``: of the hits and stale answers, those
   the near cache (L1) gave (result ``hit``, ``stale``; counted in the first family too).
 * ``content_cache_l1_ack_wait_seconds``: histogram of how long writes waited for the near
-  caches' acknowledgements.
+  caches' acknowledgements; ``content_cache_invalidation_seconds``: histogram of each
+  invalidation message, from before its publication to the last acknowledgement (what
+  the near caches add to a write lies within it).
 * ``content_cache_load_seconds{namespace}``: histogram of loader calls.
 * ``http_requests_total{route, method, status}``, ``http_request_duration_seconds{route,
   method}``: every answer, by route template (``unmatched`` when no route matched).
@@ -68,6 +70,11 @@ METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 # Hits answer in well under a millisecond, misses in a few, timeouts in seconds.
 _HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _L1_WAIT_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: Fine below 5 ms, where the publication and the acknowledgements of a write lie.
+_INVALIDATION_BUCKETS = (
+    *(i / 4000 for i in range(1, 13)),  # 0.25 ms to 3 ms
+    0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
 _LOAD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _LIVE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
 
@@ -210,6 +217,13 @@ class ServiceMetrics:
             buckets=_L1_WAIT_BUCKETS,
             registry=own,
         )
+        self.invalidation_seconds = Histogram(
+            "content_cache_invalidation_seconds",
+            "How long each invalidation message took, from before its publication to the last"
+            " near cache's acknowledgement (or lapsed lease), seconds.",
+            buckets=_INVALIDATION_BUCKETS,
+            registry=own,
+        )
         for result in WARMING_RESULTS:
             self.warming_keys.labels(result)
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -259,6 +273,10 @@ class ServiceMetrics:
     def observe_l1_wait(self, seconds: float) -> None:
         """Observe how long one write waited for the near caches' acknowledgements, seconds."""
         self.l1_ack_wait_seconds.observe(seconds)
+
+    def observe_invalidation(self, seconds: float) -> None:
+        """Observe how long one invalidation message took to publish and be acknowledged."""
+        self.invalidation_seconds.observe(seconds)
 
     def loaded(self, namespace: str, seconds: float) -> None:
         """Observe one load of ``namespace`` that took ``seconds``."""

@@ -12,10 +12,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.apps import EDITOR, Api
 from tests.servers import Servers, truncate
 
 LEASE_MS = 400
+
+
+async def invalidations_observed(api: Api) -> float:
+    """How many invalidation messages ``api`` timed (``content_cache_invalidation_seconds``)."""
+    metrics = (await api.client.get("/metrics")).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "content_cache_invalidation_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    )
 
 
 async def published(api: Api, slug: str) -> None:
@@ -60,6 +74,7 @@ async def test_two_workers_answer_from_l1_and_a_write_drops_it_from_both(
         for api in (one, two):
             assert (await read_until_near(api, "/api/v1/articles/alpha"))["title"] == "alpha v0"
         acknowledgements = one.state.bus.acknowledgements
+        timed = await invalidations_observed(one)
         w = await one.client.patch(
             "/api/v1/articles/alpha", json={"title": "alpha v1"}, headers=EDITOR
         )
@@ -67,6 +82,7 @@ async def test_two_workers_answer_from_l1_and_a_write_drops_it_from_both(
         # Acknowledged by both holders (one is the writer itself), no lease waited out.
         assert one.state.bus.acknowledgements >= acknowledgements + 2
         assert one.state.bus.lapsed == 0
+        assert await invalidations_observed(one) > timed
         for api in (two, one):
             r = await api.client.get("/api/v1/articles/alpha")
             assert r.json()["title"] == "alpha v1"
