@@ -191,10 +191,10 @@ def options(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.near", description=__doc__.splitlines()[0]
     )
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--seconds", type=int, default=10, help="seconds per target per round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of the hits (default 3)")
+    p.add_argument("--seconds", type=int, default=10, help="seconds per hit target per round")
     p.add_argument("--write-rounds", type=int, default=5, help="rounds of the writes (default 5)")
-    p.add_argument("--write-seconds", type=int, default=20, help="seconds per write target/round")
+    p.add_argument("--write-seconds", type=int, default=20, help="seconds per write round (20)")
     p.add_argument("--soak-seconds", type=int, default=1800, help="length of the soak")
     p.add_argument("--skip-soak", action="store_true", help="leave the soak out")
     p.add_argument("--only", default="", help="comma-separated parts: hits, writes, soak")
@@ -415,7 +415,7 @@ def hits(bench: Bench, command: str) -> str:
                        connections=args.connections)  # fmt: skip
         log(f"l1_1pct warm-up: {warm.requests} requests, details {warm.details}")
         results = {spec.name: TargetResult(spec) for spec in HIT_TARGETS}
-        for i in range(args.write_rounds):
+        for i in range(args.rounds):
             for name, result in results.items():
                 if result.failure:
                     continue
@@ -645,7 +645,7 @@ def write_round(bench: Bench, c: Cluster, result: WriteResult) -> Measurement:
     seconds = bench.args.write_seconds
     metrics = httpx.get(writer.base_url + "/metrics").text
     before = histogram_totals(metrics, ACK_WAIT)
-    published = histogram_buckets(metrics, INVALIDATION)
+    buckets_before = histogram_buckets(metrics, INVALIDATION)
     loads = background_reads(bench, c.instances, seconds + 2) if result.is_loaded else []
     if loads:
         time.sleep(1)
@@ -663,7 +663,7 @@ def write_round(bench: Bench, c: Cluster, result: WriteResult) -> Measurement:
     result.rounds.append(m)
     result.ack_waits.append((after[0] - before[0], after[1] - before[1]))
     buckets = histogram_buckets(metrics, INVALIDATION)
-    result.invalidations.append({b: n - published.get(b, 0.0) for b, n in buckets.items()})
+    result.invalidations.append({b: n - buckets_before.get(b, 0.0) for b, n in buckets.items()})
     result.reads.append(reads)
     return m
 

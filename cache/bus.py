@@ -53,6 +53,7 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 
 from cache.background import stop_task
 from cache.errors import REDIS_FAILURES, CacheUnavailableError, translate_redis_errors
+from cache.failover import BoundedSentinelConnectionPool
 from cache.keys import KeyScheme
 from cache.near import FILL_WINDOW_SECONDS, MAX_AGE_SECONDS, NearCache, boot_clock
 from cache.routing import RedisClient, primary_of
@@ -392,8 +393,11 @@ class InvalidationBus:
         loop = asyncio.get_running_loop()
         tasks: list[asyncio.Task[None]] = []
         try:
-            await subscriber.connect()  # type: ignore[no-untyped-call]
-            await acks.connect()  # type: ignore[no-untyped-call]
+            # Bounded here: the connections have no socket timeout (see _dedicated_connection).
+            async with asyncio.timeout(max(1.0, self._lease_ms / 1000)):
+                for connection in (subscriber, acks):
+                    await connection.connect()  # type: ignore[no-untyped-call]
+                    _check_admitted(client, connection)
             # Acknowledgements are written and never waited for: Redis sends no replies on it.
             await acks.send_packed_command(_command("CLIENT", "REPLY", "OFF"), False)
             channels = [self._own_channel]
@@ -408,16 +412,19 @@ class InvalidationBus:
                 tasks.append(loop.create_task(self._renew(client), name="near-bus-lease"))
             self._subscribed.set()
             tasks.append(loop.create_task(self._read(subscriber, acks), name="near-bus-read"))
+            tasks.append(loop.create_task(_watch_silent(acks), name="near-bus-acks"))
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # its failure ends the session
             raise CacheUnavailableError("the lease renewal stopped")
         finally:
             for task in tasks:
-                await stop_task(task)
+                task.cancel()
             for connection in (subscriber, acks):
                 with contextlib.suppress(Exception):
                     await connection.disconnect(nowait=True)
+            for task in tasks:
+                await stop_task(task)
 
     async def _confirm(self, subscriber: AbstractConnection, count: int) -> None:
         async with asyncio.timeout(max(1.0, self._lease_ms / 1000)):
@@ -547,15 +554,42 @@ def _text(value: bytes | str | int) -> str:
 
 def _command(*args: str) -> bytes:
     """``args`` as one command in Redis's protocol (packed by hiredis)."""
+    # hiredis's stub types the argument as a one-element tuple; it takes any number.
     return cast(bytes, pack_command(cast(Any, args)))
+
+
+def _check_admitted(client: Redis, connection: AbstractConnection) -> None:
+    """Refuse a Sentinel master that its pool has not acknowledged (see cache.failover).
+
+    Raises:
+        MasterChangedError: ``connection`` reached a master other than the acknowledged one.
+    """
+    pool = client.connection_pool
+    if isinstance(pool, BoundedSentinelConnectionPool):
+        pool.check_admitted(connection)
+
+
+async def _watch_silent(connection: AbstractConnection) -> None:
+    """Return never while ``connection`` (with replies off) stays silent and open.
+
+    Raises:
+        CacheUnavailableError: it answered something (an error, or replies were not turned
+            off), or it closed.
+    """
+    try:
+        reply = await connection.read_response(disconnect_on_error=False)
+    except REDIS_FAILURES as exc:
+        raise CacheUnavailableError(f"the acknowledgements' connection failed: {exc!r}") from exc
+    raise CacheUnavailableError(f"the acknowledgements' connection answered {reply!r}")
 
 
 def _dedicated_connection(client: Redis) -> AbstractConnection:
     """A new connection to ``client``'s server, outside its pool, for the bus to drive itself.
 
-    It speaks RESP2 and returns bytes whatever the client's settings, and has no read timeout:
-    a subscription waits for messages as long as none comes (the lease's tokens, which must
-    come back within half a lease, are what notice a dead one).
+    Not connected yet; the caller connects it (bounding the wait itself) and disconnects it.
+    It speaks RESP2 and returns bytes whatever the client's settings, and has no socket
+    timeout: a subscription waits for messages as long as none comes (a holder's lease tokens,
+    which must come back over it within half a lease, notice a dead one).
     """
     pool = client.connection_pool
     kwargs = {

@@ -256,6 +256,16 @@ class BoundedSentinelConnectionPool(BoundedConnectionPool, SentinelConnectionPoo
             raise
         return connection
 
+    def check_admitted(self, connection: AbstractConnection) -> None:
+        """Check a connection made outside the pool (from its class) as a checkout would.
+
+        Raises:
+            MasterChangedError: it reached a master other than the acknowledged (or admitted)
+                one; ``on_master_change`` was called if this master was not reported before.
+        """
+        assert isinstance(connection, IdentifiedSentinelConnection)
+        self._admit(connection.identity)
+
     def _admit(self, identity: MasterIdentity | None) -> None:
         admission = _ADMISSION.get()
         if admission is not None and admission.pool is self and admission.is_open:
