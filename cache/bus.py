@@ -151,8 +151,8 @@ class InvalidationBus:
         lease_check: False publishes without waiting for anyone (the best effort of other
             near caches: for comparison only).
         on_wait: called with how long each write waited for acknowledgements, in seconds.
-        on_deliver: called with how long each message took, from before its publication to
-            the end of its wait (everything the holders add to a write is within it), in
+        on_deliver: called with how long each message took, from before ``publish`` ran (the
+            invalidation's script, which publishes) to the end of the wait for the holders, in
             seconds; not called when publishing failed.
 
     Attributes:

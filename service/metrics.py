@@ -21,8 +21,8 @@ Families (the contract's names; ``{...}`` are labels):
   the near cache (L1) gave (result ``hit``, ``stale``; counted in the first family too).
 * ``content_cache_l1_ack_wait_seconds``: histogram of how long writes waited for the near
   caches' acknowledgements; ``content_cache_invalidation_seconds``: histogram of each
-  invalidation message, from before its publication to the last acknowledgement (what
-  the near caches add to a write lies within it).
+  invalidation message, from before its script ran (it deletes and publishes) to the last
+  acknowledgement: the wait for the near caches lies within it.
 * ``content_cache_load_seconds{namespace}``: histogram of loader calls.
 * ``http_requests_total{route, method, status}``, ``http_request_duration_seconds{route,
   method}``: every answer, by route template (``unmatched`` when no route matched).

@@ -181,3 +181,10 @@ def test_write_rows_show_the_waits_per_write_and_their_mean() -> None:
     assert w0[header.index("holders")] == "0"
     p50, p99 = header.index("invalidation p50 ms"), header.index("invalidation p99 ms")
     assert (w0[p50], w0[p99], w4[p50], w4[p99]) == ("0.50", "1.00", "1.00", "2.50")
+
+
+def test_write_findings_say_when_the_invalidations_were_not_measured() -> None:
+    results = write_results(w4_p99_ms=8.5, w4_invalidations=SLOWER)
+    results["w4_idle"].invalidations = []
+    (_, line) = write_findings(results)
+    assert line == "invalidation, w4_idle - w0_idle: not measured (goal: not judged)"
