@@ -46,7 +46,6 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import shlex
 import shutil
 import statistics
@@ -262,19 +261,17 @@ def l1_totals(stats: Mapping[str, Any]) -> dict[str, int]:
     }
 
 
-_SAMPLE_LINE = re.compile(r"^([A-Za-z_:][\w:]*)(\{[^}]*\})?\s+(\S+)")
-
-
 def histogram_totals(metrics: str, name: str) -> tuple[float, float]:
     """Return ``(sum, count)`` of histogram ``name`` in Prometheus text, over every label set.
 
-    ``(0.0, 0.0)`` when the histogram is absent.
+    Parsed by prometheus-client; ``(0.0, 0.0)`` when the histogram is absent.
     """
     total = {f"{name}_sum": 0.0, f"{name}_count": 0.0}
-    for line in metrics.splitlines():
-        match = _SAMPLE_LINE.match(line)
-        if match and match.group(1) in total:
-            total[match.group(1)] += float(match.group(3))
+    for family in text_string_to_metric_families(metrics):
+        if family.name == name:
+            for sample in family.samples:
+                if sample.name in total:
+                    total[sample.name] += sample.value
     return total[f"{name}_sum"], total[f"{name}_count"]
 
 

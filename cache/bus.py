@@ -416,7 +416,7 @@ class InvalidationBus:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()  # its failure ends the session
-            raise CacheUnavailableError("the lease renewal stopped")
+            raise CacheUnavailableError("a task of the bus's session stopped")
         finally:
             for task in tasks:
                 task.cancel()
