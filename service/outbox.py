@@ -239,7 +239,7 @@ class OutboxRelay:
                     rows = (await conn.execute(_APPLIED, parameters)).all()
                 if not rows:
                     return done
-                await self._apply(rows)
+                await self._apply(rows, cover_recent=True)
                 done += len(rows)
                 after = rows[-1].id
 
@@ -269,7 +269,8 @@ class OutboxRelay:
                     ):
                         return done
                     try:
-                        await self._apply(rows)
+                        # A routine drain answers no write: it names only what it deletes.
+                        await self._apply(rows, cover_recent=not skip_locked)
                     except CacheUnavailableError:
                         self.failures += 1
                         if self._breaker is not None:
@@ -281,7 +282,7 @@ class OutboxRelay:
                     # What it skipped another drain holds; what commits later notifies again.
                     return done
 
-    async def _apply(self, rows: Sequence[Any]) -> None:
+    async def _apply(self, rows: Sequence[Any], *, cover_recent: bool) -> None:
         tags: set[str] = set()
         truncated = False
         position: int | None = None
@@ -296,7 +297,7 @@ class OutboxRelay:
             await self._invalidator.revoke_leases(position=position)
             for namespace in NAMESPACES:
                 await self._invalidator.purge(namespace)
-        await self._invalidator.invalidate_tags(tags, position=position)
+        await self._invalidator.invalidate_tags(tags, position=position, cover_recent=cover_recent)
 
     async def _run(self) -> None:
         first_delay = min(0.1, self._interval)
