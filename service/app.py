@@ -99,14 +99,27 @@ def create_engine(
     pool_size: int | None = None,
     max_overflow: int | None = None,
     pre_ping: bool = False,
+    invalidates_own_writes: bool = False,
 ) -> AsyncEngine:
     """Return the async engine of ``url`` (``settings.database_url`` when None), pool bounded.
 
     A request waits at most ``db_pool_timeout_seconds`` for a connection (then 503), and at
-    most ``db_connect_timeout_seconds`` for a new connection to open.
+    most ``db_connect_timeout_seconds`` for a new connection to open. With
+    ``invalidates_own_writes`` (the pool the unit of work writes through) its sessions set
+    ``content.outbox_notify=off``: the outbox records their writes without waking the relays
+    (migration 0005), whose periodic drains apply them.
     """
     url = url or settings.database_url
     assert url is not None
+    server_settings = {
+        "application_name": "content-service",
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        # Short statements: compiling one to machine code costs more than it saves
+        # (22 ms on a page's generic plan; see benchmarks.pages).
+        "jit": "off",
+    }
+    if invalidates_own_writes:
+        server_settings["content.outbox_notify"] = "off"
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size if pool_size is None else pool_size,
@@ -120,13 +133,7 @@ def create_engine(
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 1
             if settings.db_statement_timeout_ms
             else None,
-            "server_settings": {
-                "application_name": "content-service",
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                # Short statements: compiling one to machine code costs more than it saves
-                # (22 ms on a page's generic plan; see benchmarks.pages).
-                "jit": "off",
-            },
+            "server_settings": server_settings,
         },
     )
 
@@ -227,7 +234,9 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
         if settings.is_embedded:
             settings = stack.enter_context(embedded.servers_for(settings))
             await upgrade(settings.database_url or "")
-        engine = create_engine(settings)
+        # Every write of the service invalidates what it changed (the unit of work after its
+        # commit, the seeder by its purge): its outbox rows need not wake the relays.
+        engine = create_engine(settings, invalidates_own_writes=True)
         stack.push_async_callback(engine.dispose)
         redis = create_redis(settings)
         stack.push_async_callback(redis.aclose)

@@ -1,12 +1,14 @@
 """The invalidation outbox relay: applies row changes made by any SQL to the cache.
 
 Triggers on every content table (migration 0002) write a row image to ``cache_outbox`` in the
-writing transaction and ``NOTIFY cache_outbox``. The relay ``LISTEN``s on its own connection;
-on each notification, and every ``poll_interval_seconds`` in case one was missed, it drains
-the outbox: in one transaction it deletes a batch of rows (``FOR UPDATE SKIP LOCKED``, so
-instances share the work), invalidates their tags, and commits. If Redis fails, the
-transaction rolls back and the rows wait; the Redis breaker is tripped so that no entry is
-served until :meth:`OutboxRelay.drain_all` has applied them.
+writing transaction and ``NOTIFY cache_outbox``, unless the session says that it invalidates
+its own writes (``content.outbox_notify=off``, migration 0005: the service's request pool).
+The relay ``LISTEN``s on its own connection; on each notification, and every
+``poll_interval_seconds`` (for the rows that did not notify, and in case a notification was
+missed), it drains the outbox: in one transaction it deletes a batch of rows (``FOR UPDATE
+SKIP LOCKED``, so instances share the work), invalidates their tags, and commits. If Redis
+fails, the transaction rolls back and the rows wait; the Redis breaker is tripped so that no
+entry is served until :meth:`OutboxRelay.drain_all` has applied them.
 
 This is the transactional outbox pattern: a change and its invalidation record commit or roll
 back together, so no committed change is left without its invalidation, whether it came
@@ -115,10 +117,11 @@ class OutboxRelay:
         poll_interval_seconds: how often the outbox is drained with no notification, in seconds.
         batch_size: rows per drain transaction.
         coalesce_seconds: after a notification, how long the relay waits for more before it
-            drains, in seconds (at most ``poll_interval_seconds``). Every write through the
-            service notifies, and has already invalidated its own tags by the time the relay
-            sees it: one drain per burst of writes, not one per write (a drain is four round
-            trips to PostgreSQL and one to Redis), costs the backstop that much delay.
+            drains, in seconds (at most ``poll_interval_seconds``): one drain per burst of
+            writes from outside the service, not one per write (a drain is four round trips to
+            PostgreSQL and one to Redis). The service's own writes, which invalidate
+            themselves, do not notify (every relay of every worker would wake for each): the
+            polls apply their rows.
         retention_seconds: how long applied rows are kept for :meth:`replay_applied`, in
             seconds; 0 deletes them as they are applied.
         record_positions: record the primary's WAL position with each batch's invalidation,

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.apps import EDITOR, Api
 from tests.polling import eventually
-from tests.servers import Servers, run_sql, truncate
+from tests.servers import Servers, asyncpg_dsn, run_sql, truncate
 
 ARTICLE = "/api/v1/articles/hello-world"
 
@@ -190,6 +191,39 @@ async def test_service_writes_are_applied_by_the_outbox_alone(api: Api) -> None:
     api.state.unit_of_work._invalidate = lost  # type: ignore[method-assign]
     await api.client.patch(ARTICLE, json={"title": "Outbox only"}, headers=EDITOR)
     await eventually(lambda: _title_is(api, "Outbox only"), 2.0)
+
+
+async def test_service_writes_are_recorded_without_waking_the_relays(
+    servers: Servers, app_on: Any
+) -> None:
+    """The service's writes invalidate themselves: their outbox rows notify no relay."""
+    await truncate(servers.database_url)
+    listener = await asyncpg.connect(**asyncpg_dsn(servers.database_url))
+    heard: list[str] = []
+    try:
+        await listener.add_listener("cache_outbox", lambda *_: heard.append("notified"))
+        # No poll within the test: the rows stay until it drains them itself.
+        async with app_on(
+            servers.database_url, servers.redis_url, outbox_poll_interval_seconds=3600
+        ) as api:
+            await api.state.relay.aclose()
+            await seed(api)
+            r = await api.client.patch(ARTICLE, json={"title": "Quiet"}, headers=EDITOR)
+            assert r.status_code == 200
+            rows = await run_sql(servers.database_url, "SELECT table_name FROM cache_outbox")
+            assert "articles" in {row["table_name"] for row in rows}
+            # Notifications come in commit order: once plain SQL's is in, none came before it.
+            await run_sql(servers.database_url, "UPDATE articles SET title = 'Loud'")
+            await eventually(lambda: _heard(heard), 2.0)
+            assert heard == ["notified"]
+            assert await api.state.relay.drain() == len(rows) + 1
+            assert await _title_is(api, "Loud")
+    finally:
+        await listener.close()
+
+
+async def _heard(heard: list[str]) -> bool:
+    return bool(heard)
 
 
 async def _title_is(api: Api, title: str) -> bool:

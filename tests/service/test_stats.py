@@ -235,6 +235,7 @@ async def test_outbox_backlog_and_lag_come_from_the_last_sample(
         state,
         _,
     ):
+        await state.relay.aclose()  # nor its first drain, which may come after the insert
         baseline = await state.backlog.sample_now()
         assert baseline is not None
         rows = await run_sql(
