@@ -3,10 +3,12 @@
 Every process that holds a near cache (:class:`cache.near.NearCache`) is a *holder*. A holder
 keeps a lease in Redis (a member of the sorted set ``{prefix}:l1:holders`` whose score is the
 lease's end on Redis's clock, in milliseconds) and renews it every ``lease_ms / 5``: one script
-sets the score to Redis's ``TIME`` plus ``lease_ms`` and publishes a *token* on the holder's own
-channel. The holder's near cache answers only once that token came back over its subscription,
-and only until ``t0 + lease_ms * (1 - drift) / (1 + drift) - 2 ms`` on its own clock, ``t0``
-being when it sent the renewal: before Redis could consider the lease over.
+sets the score to Redis's ``TIME`` plus ``lease_ms`` and then publishes a *token* on the
+holder's own channel, sent on the connection that carries its acknowledgements (no reply to
+wait for: the token is the answer). The holder's near cache answers only once that token came
+back over its subscription, and only until ``t0 + lease_ms * (1 - drift) / (1 + drift) - 2 ms``
+on its own clock, ``t0`` being when it sent the renewal: before Redis could consider the lease
+over.
 
 A write, after its entries were deleted from Redis, publishes the keys it deleted on the bus
 channel and reads the live holders (score past Redis's now) in the same round trip, then waits
@@ -98,12 +100,13 @@ return live
 """
 )
 
-# KEYS: holders; ARGV: holder, lease ms
+# KEYS: holders; ARGV: holder, lease ms, the holder's channel, token. The token is published
+# only once the lease is set: a renewal that failed (a replica's READONLY, an OOM) sends none.
 _RENEW = (
     NOW_MS
     + """
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return now
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 """
 )
 
@@ -409,7 +412,7 @@ class InvalidationBus:
             if self._near is not None:
                 # Whatever it holds may have missed messages while it was not subscribed.
                 self._near.clear()
-                tasks.append(loop.create_task(self._renew(client), name="near-bus-lease"))
+                tasks.append(loop.create_task(self._renew(acks), name="near-bus-lease"))
             self._subscribed.set()
             tasks.append(loop.create_task(self._read(subscriber, acks), name="near-bus-read"))
             tasks.append(loop.create_task(_watch_silent(acks), name="near-bus-acks"))
@@ -445,9 +448,7 @@ class InvalidationBus:
             if kind in (b"message", b"smessage"):
                 ack = self._receive(_text(reply[1]), reply[2])
                 if ack is not None:
-                    if not acks.is_connected:  # it would connect again, with replies on
-                        raise CacheUnavailableError("the acknowledgements' connection closed")
-                    await acks.send_packed_command(ack, False)
+                    await _send_unanswered(acks, ack)
             elif kind in (b"unsubscribe", b"sunsubscribe"):
                 raise CacheUnavailableError("unsubscribed by the server (the slot moved?)")
 
@@ -487,29 +488,26 @@ class InvalidationBus:
             waiter.acked.add(holder)
             waiter.wake.set()
 
-    async def _renew(self, client: Redis) -> None:
-        """Renew the lease every lease/5; grant the near cache each renewal its token confirms."""
+    async def _renew(self, acks: AbstractConnection) -> None:
+        """Renew the lease every lease/5; grant the near cache each renewal its token confirms.
+
+        Each renewal is one script on ``acks`` (replies off): a renewal Redis refused sends
+        no token, and a token that does not come back within half a lease ends the session.
+        """
         near = self._near
         assert near is not None
         lease = self._lease_ms / 1000
         valid_for = lease / self._stretch - _MARGIN_SECONDS
         period = lease / 5
-        publish = self._publish
+        script = _RENEW.replace("PUBLISH", self._publish)
+        fixed = (self._holders_key, self.holder, str(self._lease_ms), self._own_channel)
         nonce = 0
         while True:
             nonce += 1
             token: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._token = (nonce, token)
             sent = boot_clock()
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    pipe.eval(_RENEW, 1, self._holders_key, self.holder, self._lease_ms)
-                    pipe.execute_command(publish, self._own_channel, f"r {nonce}")
-                    await pipe.execute()
-            except REDIS_FAILURES as exc:
-                logger.info("near cache lease not renewed: %r", exc)
-                await asyncio.sleep(period)
-                continue
+            await _send_unanswered(acks, _command("EVAL", script, "1", *fixed, f"r {nonce}"))
             if not await _returned(token, lease / 2):
                 raise CacheUnavailableError("the lease's token did not come back")
             near.grant(sent + valid_for)
@@ -567,6 +565,18 @@ def _check_admitted(client: Redis, connection: AbstractConnection) -> None:
     pool = client.connection_pool
     if isinstance(pool, BoundedSentinelConnectionPool):
         pool.check_admitted(connection)
+
+
+async def _send_unanswered(connection: AbstractConnection, packed: bytes) -> None:
+    """Write ``packed`` on ``connection``, whose replies are off; never connect it again.
+
+    Raises:
+        CacheUnavailableError: it closed (connecting it again would turn replies back on).
+        redis.exceptions.ConnectionError: the write failed.
+    """
+    if not connection.is_connected:
+        raise CacheUnavailableError("the acknowledgements' connection closed")
+    await connection.send_packed_command(packed, False)
 
 
 async def _watch_silent(connection: AbstractConnection) -> None:
