@@ -313,7 +313,8 @@ class Settings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(
         1.0,
         gt=0,
-        description="how often the outbox is drained when no `NOTIFY` arrives",
+        description="how often the outbox is drained when no `NOTIFY` arrives: the longest the"
+        " rows of the service's own writes (which invalidate themselves and do not notify) wait",
     )
     outbox_retention_seconds: float = Field(
         60.0,

@@ -210,6 +210,20 @@ async def holder(
         await bus.aclose()
 
 
+@asynccontextmanager
+async def writer(
+    redis: Redis, scheme: KeyScheme, *, lease_check: bool = True
+) -> AsyncIterator[InvalidationBus]:
+    """A bus with no near cache (a process that only writes), subscribed."""
+    bus = InvalidationBus(redis, scheme, lease_check=lease_check)
+    bus.start()
+    try:
+        assert await bus.wait_subscribed(5)
+        yield bus
+    finally:
+        await bus.aclose()
+
+
 async def test_a_token_that_came_back_while_the_process_was_stopped_counts() -> None:
     """The token is back, in the order the loop sees it, only after the wait's limit fell due."""
     loop = asyncio.get_running_loop()
@@ -247,10 +261,7 @@ async def test_an_invalidation_returns_after_every_holder_dropped_the_key(
         for near, _ in holders:
             cache, _ = read_through(real_redis, scheme, near=near)
             caches.append(cache)
-        writer_bus = InvalidationBus(real_redis, scheme)
-        writer_bus.start()
-        stack.push_async_callback(writer_bus.aclose)
-        assert await writer_bus.wait_subscribed(5)
+        writer_bus = await stack.enter_async_context(writer(real_redis, scheme))
         invalidator = Invalidator(real_redis, scheme, bus=writer_bus)
 
         async def load() -> Loaded:
@@ -277,10 +288,7 @@ async def test_a_silent_holder_is_waited_for_until_its_lease_lapses(real_redis: 
     scheme = KeyScheme(f"near-{random.getrandbits(32):x}")
     async with AsyncExitStack() as stack:
         near, bus = await stack.enter_async_context(holder(real_redis, scheme, lease_ms=300))
-        writer_bus = InvalidationBus(real_redis, scheme)
-        writer_bus.start()
-        stack.push_async_callback(writer_bus.aclose)
-        assert await writer_bus.wait_subscribed(5)
+        writer_bus = await stack.enter_async_context(writer(real_redis, scheme))
         await real_redis.sadd(scheme.tag_set("t"), scheme.entry("ns", "a"))
         # The holder stops hearing anything: it neither acknowledges nor renews.
         assert bus._task is not None
@@ -302,9 +310,7 @@ async def test_best_effort_returns_without_waiting(real_redis: Redis) -> None:
         _, bus = await stack.enter_async_context(holder(real_redis, scheme, lease_check=False))
         assert bus._task is not None
         bus._task.cancel()  # silent: a waiting writer would wait for its lease
-        writer_bus = InvalidationBus(real_redis, scheme, lease_check=False)
-        writer_bus.start()
-        stack.push_async_callback(writer_bus.aclose)
+        writer_bus = await stack.enter_async_context(writer(real_redis, scheme, lease_check=False))
         await real_redis.sadd(scheme.tag_set("t"), scheme.entry("ns", "a"))
         await Invalidator(real_redis, scheme, bus=writer_bus).invalidate_tags(["t"])
         assert writer_bus.waits == 0
@@ -314,9 +320,7 @@ async def test_an_invalidation_of_empty_tag_sets_publishes_nothing(real_redis: R
     scheme = KeyScheme(f"near-{random.getrandbits(32):x}")
     async with AsyncExitStack() as stack:
         near, _ = await stack.enter_async_context(holder(real_redis, scheme))
-        writer_bus = InvalidationBus(real_redis, scheme)
-        writer_bus.start()
-        stack.push_async_callback(writer_bus.aclose)
+        writer_bus = await stack.enter_async_context(writer(real_redis, scheme))
         before = near.invalidations
         await Invalidator(real_redis, scheme, bus=writer_bus).invalidate_tags(["nothing"])
         await asyncio.sleep(0.05)
@@ -328,10 +332,7 @@ async def test_only_a_covering_invalidation_names_the_tombstones_again(real_redi
     scheme = KeyScheme(f"near-{random.getrandbits(32):x}")
     async with AsyncExitStack() as stack:
         near, _ = await stack.enter_async_context(holder(real_redis, scheme))
-        writer_bus = InvalidationBus(real_redis, scheme)
-        writer_bus.start()
-        stack.push_async_callback(writer_bus.aclose)
-        assert await writer_bus.wait_subscribed(5)
+        writer_bus = await stack.enter_async_context(writer(real_redis, scheme))
         invalidator = Invalidator(real_redis, scheme, bus=writer_bus)
         await real_redis.sadd(scheme.tag_set("t"), scheme.entry("ns", "a"))
         await invalidator.invalidate_tags(["t"])
