@@ -80,18 +80,16 @@ return deleted
 )
 
 # With near caches: the same, with tombstones per tag (KEYS in triples: tag set, tag
-# sequence, tombstones; ARGV[3]: tombstone ms; ARGV[4]: '1' to list the tombstones). The
-# tombstones are a sorted set of the keys the tag's invalidations deleted, scored by when
-# (Redis's clock, ms); each key stays that long after its last deletion. Listed with the tag
-# set's members, they make an invalidation also name what the ones just before it deleted,
-# whose messages may still be on their way (see docs/near-cache.md); without, it names only
-# the tag set's members.
+# sequence, tombstones; ARGV[3]: tombstone ms). The tombstones are a sorted set of the keys the
+# tag's invalidations deleted, scored by when (Redis's clock, ms); each key stays that long
+# after its last deletion, and is listed with the tag set's: an invalidation also names what
+# the ones just before it deleted, whose messages may still be on their way (see
+# docs/near-cache.md).
 _DELETE_LISTING = (
     NOW_MS
     + """
 local seq = redis.call('INCR', KEYS[2])
 local keep = tonumber(ARGV[3])
-local recent = ARGV[4] == '1'
 local listed = {0}
 for i = 3, LAST, 3 do
   local members = redis.call('SMEMBERS', KEYS[i])
@@ -103,13 +101,10 @@ for i = 3, LAST, 3 do
     for _, key in ipairs(batch) do
       scored[#scored + 1] = now
       scored[#scored + 1] = key
-      if not recent then listed[#listed + 1] = key end
     end
     redis.call('ZADD', KEYS[i + 2], unpack(scored))
   end
-  if recent then
-    for _, key in ipairs(redis.call('ZRANGE', KEYS[i + 2], 0, -1)) do listed[#listed + 1] = key end
-  end
+  for _, key in ipairs(redis.call('ZRANGE', KEYS[i + 2], 0, -1)) do listed[#listed + 1] = key end
   if #members > 0 then redis.call('PEXPIRE', KEYS[i + 2], keep) end
   redis.call('DEL', KEYS[i])
   redis.call('SET', KEYS[i + 1], seq, 'PX', ARGV[2])
@@ -128,15 +123,16 @@ return listed
 
 # The same, then publishing the entry keys to the near caches and reading their live holders
 # (one server). KEYS: as _INVALIDATE_LISTING, then the holders; ARGV: position or '', horizon ms,
-# tombstone ms, '1' to list the tombstones, channel, message header. Returns {deleted} when it
-# listed no key, else {deleted, now ms, holder, lease end, ...}.
+# tombstone ms, channel, message header. Returns {deleted} when no tag set nor tombstone set
+# had a member, else
+# {deleted, now ms, holder, lease end, ...}.
 _INVALIDATE_ANNOUNCING = (
     _RAISE_WATERMARK
     + _DELETE_LISTING.replace("LAST", "#KEYS - 1")
     + """
 if #listed == 1 then return listed end
 local deleted = table.remove(listed, 1)
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. table.concat(listed, '\\n'))
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. table.concat(listed, '\\n'))
 """
     + LIVE_HOLDERS.replace("HOLDERS", "#KEYS")
     + """
@@ -189,22 +185,13 @@ class Invalidator:
         self._announcing = redis.register_script(_INVALIDATE_ANNOUNCING)
         self._bus = bus
 
-    async def invalidate_tags(
-        self, tags: Iterable[str], *, position: int | None = None, cover_recent: bool = True
-    ) -> int:
+    async def invalidate_tags(self, tags: Iterable[str], *, position: int | None = None) -> int:
         """Delete every entry filed under any of ``tags`` and revoke the leases that depend on them.
 
         Args:
             tags: tag names; duplicates are ignored, an empty iterable does nothing.
             position: the source position of the change (see :mod:`cache.watermarks`): the
                 watermark is raised to it in the same script; None records none.
-            cover_recent: with a bus, whether the message also names the keys the tags'
-                recent invalidations deleted (their tombstones), so that the return covers
-                those invalidations' messages too, which may still be on their way: True for
-                an invalidation after which a write is answered. False names only the keys
-                found in the tag sets (the outbox relay's, which answers no write: the writes
-                it applies were answered after an invalidation of their own, or after their
-                writer waited out the leases); when those are none, nothing is published.
 
         Returns:
             The number of entries deleted.
@@ -220,13 +207,12 @@ class Invalidator:
         if not unique:
             return 0
         if isinstance(self._redis, RedisCluster):
-            return await self._invalidate_groups(self._redis, unique, position, cover_recent)
+            return await self._invalidate_groups(self._redis, unique, position)
         args: list[str | int] = [_position_arg(position), self._horizon_ms]
         bus = self._bus
         if bus is None:
             with translate_redis_errors("invalidate tags"):
                 return int(await self._invalidate(keys=self._keys(unique, ""), args=args))
-        args += [bus.tombstone_ms, "1" if cover_recent else "0"]
         deleted = 0
 
         async def publish(message: Message) -> list[bytes | str | int]:
@@ -234,7 +220,7 @@ class Invalidator:
             with translate_redis_errors("invalidate tags"):
                 reply = await self._announcing(
                     keys=[*self._keys(unique, ""), bus.holders_key],
-                    args=[*args, bus.channel, message.header],
+                    args=[*args, bus.tombstone_ms, bus.channel, message.header],
                 )
             deleted = int(reply[0])
             return list(reply[1:])
@@ -252,7 +238,7 @@ class Invalidator:
         return keys
 
     async def _invalidate_groups(
-        self, cluster: RedisCluster, tags: list[str], position: int | None, cover_recent: bool
+        self, cluster: RedisCluster, tags: list[str], position: int | None
     ) -> int:
         groups = self._scheme.groups
         # The masters whose slots have replicas: each one's batch ends with a WAIT.
@@ -277,7 +263,6 @@ class Invalidator:
                             at,
                             self._horizon_ms,
                             self._bus.tombstone_ms,
-                            "1" if cover_recent else "0",
                         )
                 for node in waits.values():
                     pipe.execute_command("WAIT", 1, self._ack_timeout_ms, target_nodes=node)

@@ -242,7 +242,7 @@ class OutboxRelay:
                     rows = (await conn.execute(_APPLIED, parameters)).all()
                 if not rows:
                     return done
-                await self._apply(rows, cover_recent=True)
+                await self._apply(rows)
                 done += len(rows)
                 after = rows[-1].id
 
@@ -272,8 +272,7 @@ class OutboxRelay:
                     ):
                         return done
                     try:
-                        # A routine drain answers no write: it names only what it deletes.
-                        await self._apply(rows, cover_recent=not skip_locked)
+                        await self._apply(rows)
                     except CacheUnavailableError:
                         self.failures += 1
                         if self._breaker is not None:
@@ -285,7 +284,7 @@ class OutboxRelay:
                     # What it skipped another drain holds; what commits later notifies again.
                     return done
 
-    async def _apply(self, rows: Sequence[Any], *, cover_recent: bool) -> None:
+    async def _apply(self, rows: Sequence[Any]) -> None:
         tags: set[str] = set()
         truncated = False
         position: int | None = None
@@ -300,7 +299,7 @@ class OutboxRelay:
             await self._invalidator.revoke_leases(position=position)
             for namespace in NAMESPACES:
                 await self._invalidator.purge(namespace)
-        await self._invalidator.invalidate_tags(tags, position=position, cover_recent=cover_recent)
+        await self._invalidator.invalidate_tags(tags, position=position)
 
     async def _run(self) -> None:
         first_delay = min(0.1, self._interval)

@@ -327,28 +327,6 @@ async def test_an_invalidation_of_empty_tag_sets_publishes_nothing(real_redis: R
         assert writer_bus.waits == 0 and near.invalidations == before
 
 
-async def test_only_a_covering_invalidation_names_the_tombstones_again(real_redis: Redis) -> None:
-    """After a tag's invalidation, the next one names its keys again only when covering."""
-    scheme = KeyScheme(f"near-{random.getrandbits(32):x}")
-    async with AsyncExitStack() as stack:
-        near, _ = await stack.enter_async_context(holder(real_redis, scheme))
-        writer_bus = await stack.enter_async_context(writer(real_redis, scheme))
-        invalidator = Invalidator(real_redis, scheme, bus=writer_bus)
-        await real_redis.sadd(scheme.tag_set("t"), scheme.entry("ns", "a"))
-        await invalidator.invalidate_tags(["t"])
-        assert writer_bus.waits == 1
-        # The tag set is gone; its key is in the tombstones.
-        await invalidator.invalidate_tags(["t"], cover_recent=False)
-        assert writer_bus.waits == 1
-        await invalidator.invalidate_tags(["t"])
-        assert writer_bus.waits == 2
-        # What it finds in the tag set it names, covering or not.
-        await real_redis.sadd(scheme.tag_set("t"), scheme.entry("ns", "b"))
-        applied = near.invalidations
-        await invalidator.invalidate_tags(["t"], cover_recent=False)
-        assert writer_bus.waits == 3 and near.invalidations > applied
-
-
 async def test_a_purge_empties_every_near_cache(real_redis: Redis) -> None:
     scheme = KeyScheme(f"near-{random.getrandbits(32):x}")
     key = CacheKey("ns", scheme.entry("ns", "a"), "a")
