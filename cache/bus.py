@@ -500,15 +500,16 @@ class InvalidationBus:
         valid_for = lease / self._stretch - _MARGIN_SECONDS
         period = lease / 5
         script = _RENEW.replace("PUBLISH", self._publish)
-        fixed = (self._holders_key, self.holder, str(self._lease_ms), self._own_channel)
+        arguments = (self._holders_key, self.holder, str(self._lease_ms), self._own_channel)
         nonce = 0
         while True:
             nonce += 1
             token: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._token = (nonce, token)
             sent = boot_clock()
-            await _send_unanswered(acks, _command("EVAL", script, "1", *fixed, f"r {nonce}"))
+            await _send_unanswered(acks, _command("EVAL", script, "1", *arguments, f"r {nonce}"))
             if not await _returned(token, lease / 2):
+                # Replies are off: Redis refused the renewal, or the subscription is dead.
                 raise CacheUnavailableError("the lease's token did not come back")
             near.grant(sent + valid_for)
             await asyncio.sleep(max(0.0, sent + period - boot_clock()))

@@ -235,7 +235,8 @@ async def open_state(settings: Settings) -> AsyncIterator[AppState]:
             settings = stack.enter_context(embedded.servers_for(settings))
             await upgrade(settings.database_url or "")
         # Every write of the service invalidates what it changed (the unit of work after its
-        # commit, the seeder by its purge): its outbox rows need not wake the relays.
+        # commit, the seeder by its purge): its outbox rows need not wake the relays. A write
+        # whose invalidation failed or was skipped wakes them itself (service.unit_of_work).
         engine = create_engine(settings, invalidates_own_writes=True)
         stack.push_async_callback(engine.dispose)
         redis = create_redis(settings)

@@ -281,7 +281,8 @@ class OutboxRelay:
                 done += len(rows)
                 self.applied += len(rows)
                 if skip_locked and len(rows) < self._batch:
-                    # What it skipped another drain holds; what commits later notifies again.
+                    # What it skipped another drain holds; what commits later is notified or
+                    # polled.
                     return done
 
     async def _apply(self, rows: Sequence[Any]) -> None:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cache import (
@@ -26,8 +27,11 @@ from cache import (
     Invalidator,
     SessionTagCollector,
 )
+from service.outbox import CHANNEL
 
 logger = logging.getLogger(__name__)
+
+_WAKE_RELAYS = text(f"SELECT pg_notify('{CHANNEL}', '')")
 
 
 class UnitOfWork:
@@ -35,7 +39,10 @@ class UnitOfWork:
 
     Each write's triggers also record it in the invalidation outbox (see
     :mod:`service.outbox`); the invalidation here is the fast path that makes the write's
-    answer safe to read at once, and the outbox is its backstop. Safe to share.
+    answer safe to read at once, and the outbox is its backstop. Its sessions' rows notify no
+    relay (migration 0005): a write whose invalidation failed, or was skipped, wakes the relays
+    itself before it waits out the near caches' leases, so that the workers that still reach
+    Redis apply it within the relays' coalescing delay. Safe to share.
 
     Args:
         sessions: makes the write sessions; its session class must have the collector installed.
@@ -87,6 +94,7 @@ class UnitOfWork:
         # Checked after the commit: while the breaker is open nothing is served from Redis, and
         # its recovery applies the outbox (where the triggers recorded this write) first.
         if self._breaker is not None and self._breaker.state is BreakerState.OPEN:
+            await self._wake_relays(tags)
             await self._outlast_near_caches(tags)
             return
         position: int | None = None
@@ -109,7 +117,20 @@ class UnitOfWork:
         # outbox has been applied.
         if self._breaker is not None:
             self._breaker.trip()
+        await self._wake_relays(tags)
         await self._outlast_near_caches(tags)
+
+    async def _wake_relays(self, tags: frozenset[str]) -> None:
+        """Notify the outbox relays of every worker: this write's rows are theirs to apply now."""
+        if not tags:
+            return
+        try:
+            async with self._sessions() as session:
+                await session.execute(_WAKE_RELAYS)
+                await session.commit()
+        except Exception as exc:
+            # The relays' polls still apply the rows.
+            logger.warning("outbox relays not woken after a write: %r", exc)
 
     async def _outlast_near_caches(self, tags: frozenset[str]) -> None:
         """Wait until no worker cut off from Redis answers from its near cache any more."""
